@@ -1,0 +1,1 @@
+"""Built-in bitfit plugin (placeholder until its method lands)."""

@@ -1,0 +1,1 @@
+"""Built-in bottleneck plugin (placeholder until its method lands)."""

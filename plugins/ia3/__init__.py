@@ -1,0 +1,1 @@
+"""Built-in ia3 plugin (placeholder until its method lands)."""

@@ -1,0 +1,1 @@
+"""Built-in lora plugin (placeholder until its method lands)."""

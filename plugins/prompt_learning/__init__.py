@@ -1,0 +1,1 @@
+"""Built-in prompt_learning plugin (placeholder until its method lands)."""

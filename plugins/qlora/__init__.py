@@ -1,0 +1,1 @@
+"""Built-in qlora plugin (placeholder until its method lands)."""
