@@ -1,0 +1,84 @@
+"""The `adapterhub hub serve` process: startup line, SIGTERM, crash and restart, CLI errors, threads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx2
+from huggingface_hub import HfApi, constants, hf_hub_download
+
+from adapterhub.hub.testing import running_hub, start_in_thread
+
+
+def test_serve_prints_one_line_and_stops_on_sigterm(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(tmp_path / "r"), "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ADAPTERHUB_HUB_USERS": "carol:tok-carol"},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Serving on http://127.0.0.1:")
+        url = line.split()[-1]
+        assert httpx2.get(f"{url}/api/whoami-v2", headers={"Authorization": "Bearer tok-carol"}).json()["name"] == "carol"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert out == ""  # exactly one line in all
+    assert "tok-carol" not in err
+
+
+def test_bad_user_spec_is_a_usage_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(tmp_path), "--user", "nocolon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "NAME:TOKEN" in result.stderr
+
+
+def test_data_survives_a_crash_and_restart(tmp_path):
+    users = {"alice": "tok-a"}
+    with running_hub(tmp_path / "root", users) as hub:
+        api = HfApi(endpoint=hub.url, token="tok-a")
+        api.create_repo("alice/durable")
+        info = api.upload_file(path_or_fileobj=b"kept", path_in_repo="k.txt", repo_id="alice/durable")
+        # Leftovers of an interrupted write must not confuse the next start.
+        (hub.root / "tmp" / "deadbeef.upload").write_bytes(b"partial")
+        hub.kill()
+        assert not hub.running
+        hub.restart()
+        assert hub.running
+        api = HfApi(endpoint=hub.url, token="tok-a")
+        assert api.model_info("alice/durable").sha == info.oid
+        path = hf_hub_download("alice/durable", "k.txt", endpoint=hub.url, cache_dir=tmp_path / "c")
+        assert open(path, "rb").read() == b"kept"
+        api.upload_file(path_or_fileobj=b"more", path_in_repo="m.txt", repo_id="alice/durable")
+        assert sorted(api.list_repo_files("alice/durable")) == ["k.txt", "m.txt"]
+
+
+def test_in_thread_server_takes_uploads_from_a_stock_xet_client(tmp_path, monkeypatch):
+    """Without --lfs-threshold every file is 'regular', so a client with Xet on uploads fine."""
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    url, stop = start_in_thread(tmp_path / "root", {"dave": "tok-d"})
+    try:
+        api = HfApi(endpoint=url, token="tok-d")
+        api.create_repo("dave/t")
+        folder = tmp_path / "f"
+        folder.mkdir()
+        data = os.urandom(300_000)
+        (folder / "adapter_model.safetensors").write_bytes(data)
+        api.upload_folder(repo_id="dave/t", folder_path=folder)
+        assert api.list_repo_files("dave/t") == ["adapter_model.safetensors"]
+        path = hf_hub_download("dave/t", "adapter_model.safetensors", endpoint=url, cache_dir=tmp_path / "c")
+        assert open(path, "rb").read() == data
+    finally:
+        stop()

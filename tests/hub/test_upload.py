@@ -1,0 +1,135 @@
+"""Uploads: regular and git-LFS (HF_HUB_DISABLE_XET=1), commits, no-op re-uploads, bad paths."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+
+import httpx2
+import pytest
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    constants,
+    hf_hub_download,
+)
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+
+@pytest.fixture(autouse=True)
+def _no_xet(monkeypatch):
+    # The root conftest sets HF_HUB_DISABLE_XET=1 before the import; make the dependency explicit.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+
+def test_lfs_upload_round_trip(hub, alice, repo_name, tmp_path, cache_dir):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    big = os.urandom(hub.lfs_threshold * 3 + 17)
+    (folder / "adapter_model.safetensors").write_bytes(big)
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    info = alice.upload_folder(repo_id=repo_id, folder_path=folder)
+
+    files = {f.path: f for f in alice.list_repo_tree(repo_id, revision=info.oid)}
+    sha256 = hashlib.sha256(big).hexdigest()
+    assert files["adapter_model.safetensors"].lfs is not None
+    assert files["adapter_model.safetensors"].lfs.sha256 == sha256
+    assert files["adapter_model.safetensors"].size == len(big)
+    assert files["adapter_config.json"].lfs is None
+    # The server stored the bytes content-addressed, and the log shows the git-LFS path was taken.
+    assert (hub.root / "blobs" / sha256[:2] / sha256).read_bytes() == big
+    log = hub.stderr_text()
+    assert f"/{repo_id}.git/info/lfs/objects/batch" in log and f"PUT /_lfs/upload/{sha256}" in log
+    assert "sig=" not in log  # signed upload URLs are not logged
+
+    path = hf_hub_download(repo_id, "adapter_model.safetensors", endpoint=hub.url, cache_dir=cache_dir)
+    assert open(path, "rb").read() == big
+
+    # Re-uploading the same folder makes no commit: preupload's oids let the client skip every file.
+    again = alice.upload_folder(repo_id=repo_id, folder_path=folder)
+    assert again.oid == info.oid
+    assert len(alice.list_repo_commits(repo_id)) == 2  # initial + upload
+
+
+def test_regular_commit_with_deletes_and_parent_check(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    first = alice.create_commit(
+        repo_id,
+        [CommitOperationAdd("a.txt", b"a"), CommitOperationAdd("dir/b.txt", b"b"), CommitOperationAdd("dir/c.txt", b"c")],
+        commit_message="add",
+    )
+    second = alice.create_commit(
+        repo_id,
+        [CommitOperationDelete("a.txt"), CommitOperationDelete("dir/")],
+        commit_message="delete",
+        parent_commit=first.oid,
+    )
+    assert alice.list_repo_files(repo_id) == []
+    assert sorted(alice.list_repo_files(repo_id, revision=first.oid)) == ["a.txt", "dir/b.txt", "dir/c.txt"]
+    commits = alice.list_repo_commits(repo_id)
+    assert [c.commit_id for c in commits[:2]] == [second.oid, first.oid]
+    assert commits[0].title == "delete" and commits[0].authors == ["alice"]
+
+    with pytest.raises(HfHubHTTPError) as stale:
+        alice.create_commit(repo_id, [CommitOperationAdd("x", b"x")], commit_message="x", parent_commit=first.oid)
+    assert stale.value.response.status_code == 412
+    with pytest.raises(EntryNotFoundError):
+        alice.create_commit(repo_id, [CommitOperationDelete("missing.txt")], commit_message="rm")
+
+
+@pytest.mark.parametrize("bad_path", ["/etc/passwd", "a/../../b", "..", "a\\b", "a//b", "dir/", "./a"])
+def test_commit_refuses_unsafe_paths(hub, alice, repo_name, bad_path):
+    """The client would refuse some of these itself, so the NDJSON is posted directly."""
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    lines = [
+        {"key": "header", "value": {"summary": "evil"}},
+        {"key": "file", "value": {"path": bad_path, "content": base64.b64encode(b"x").decode(), "encoding": "base64"}},
+    ]
+    resp = httpx2.post(
+        f"{hub.url}/api/models/{repo_id}/commit/main",
+        content="\n".join(json.dumps(line) for line in lines).encode(),
+        headers={"Authorization": f"Bearer {hub.users['alice']}", "Content-Type": "application/x-ndjson"},
+    )
+    assert resp.status_code == 400, resp.text
+    assert alice.list_repo_files(repo_id) == []
+
+
+def test_lfs_upload_url_checks_signature_and_content(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    data = b"z" * 1000
+    oid = hashlib.sha256(data).hexdigest()
+    batch = httpx2.post(
+        f"{hub.url}/{repo_id}.git/info/lfs/objects/batch",
+        json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]},
+        headers={"Authorization": f"Bearer {hub.users['alice']}"},
+    ).json()
+    href = batch["objects"][0]["actions"]["upload"]["href"]
+    assert httpx2.put(href.replace("sig=", "sig=0"), content=data).status_code == 403
+    assert httpx2.put(href, content=b"y" * 1000).status_code == 400  # wrong bytes for that oid
+    assert not (hub.root / "blobs" / oid[:2] / oid).exists()
+    assert not list((hub.root / "tmp").glob("*.upload"))
+    assert httpx2.put(href, content=data).status_code == 200
+    assert (hub.root / "blobs" / oid[:2] / oid).read_bytes() == data
+    # Writing LFS objects needs the namespace owner's token.
+    other = httpx2.post(
+        f"{hub.url}/{repo_id}.git/info/lfs/objects/batch",
+        json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]},
+        headers={"Authorization": f"Bearer {hub.users['bob']}"},
+    )
+    assert other.status_code == 403
+
+
+def test_validate_yaml(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    with pytest.raises(ValueError, match="YAML"):
+        alice.upload_file(path_or_fileobj=b"---\ntags: [unclosed\n---\n", path_in_repo="README.md", repo_id=repo_id)
+    alice.upload_file(path_or_fileobj=b"---\ntags: [lora]\n---\ncard", path_in_repo="README.md", repo_id=repo_id)
+    assert alice.model_info(repo_id).tags == ["lora"]
