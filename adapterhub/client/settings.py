@@ -1,0 +1,79 @@
+"""Where the client keeps its state and how it reaches the Hub, read from the environment at call time.
+
+huggingface_hub freezes its own environment at import; the client therefore reads everything here
+when a command runs and passes ``endpoint=``/``token=``/``cache_dir=`` explicitly.
+The token is held only in memory: it is never logged, printed, or written to any file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("adapterhub", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One resolved configuration for a client operation."""
+
+    home: Path
+    endpoint: str
+    offline: bool = False
+    index: str | None = None  # a path, http(s) URL or hf://ns/repo/path@rev; None = bundled index
+    token: str | None = field(default=None, repr=False)  # repr=False keeps it out of logs/tracebacks
+    max_workers: int = 8
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def hf_cache_dir(self) -> Path:
+        """huggingface_hub cache used for index files fetched from a Hub (ETag cache)."""
+        if os.environ.get("HF_HUB_CACHE"):
+            return Path(os.environ["HF_HUB_CACHE"])
+        if os.environ.get("HF_HOME"):
+            return Path(os.environ["HF_HOME"]) / "hub"
+        return self.home / "hf-cache"
+
+
+def get_settings(
+    *,
+    home: str | Path | None = None,
+    endpoint: str | None = None,
+    offline: bool | None = None,
+    index: str | None = None,
+) -> Settings:
+    """Settings from explicit arguments, then the environment, then defaults.
+
+    * home: ``ADAPTERHUB_HOME``, else the platform user cache dir.
+    * endpoint: ``--endpoint``, else ``HF_ENDPOINT``, else huggingface.co.
+    * token: ``HF_TOKEN`` (or the legacy ``HUGGING_FACE_HUB_TOKEN``).
+    * offline: ``--offline``, ``HF_HUB_OFFLINE`` or ``ADAPTERHUB_OFFLINE``.
+    * index: ``--index``, else ``ADAPTERHUB_INDEX``, else the bundled index.
+    """
+    home_path = Path(home or os.environ.get("ADAPTERHUB_HOME") or default_home()).expanduser()
+    resolved_endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    is_offline = bool(offline) or _env_flag("HF_HUB_OFFLINE") or _env_flag("ADAPTERHUB_OFFLINE")
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+    workers = os.environ.get("ADAPTERHUB_MAX_WORKERS", "")
+    return Settings(
+        home=home_path.resolve(),
+        endpoint=resolved_endpoint,
+        offline=is_offline,
+        index=index or os.environ.get("ADAPTERHUB_INDEX") or None,
+        token=token,
+        max_workers=int(workers) if workers.isdigit() and int(workers) > 0 else 8,
+    )
