@@ -153,6 +153,18 @@ class AdapterMethod(ABC):
         """Delete adapter ``name`` from the model; when it was the method's last adapter, restore
         the original modules so the model is the pristine base again."""
 
+    def unload(self, model: Any, names: Sequence[str], *, keep_merged: bool = False) -> None:
+        """Remove adapters ``names`` (the runtime passes all of this method's adapters on the model).
+
+        With ``keep_merged`` (``merge_and_unload``) the adapters merged earlier stay folded into
+        the base weights and the adapter modules go away; otherwise the pristine base comes back.
+        Optional: the default removes the adapters one by one and cannot keep merged weights.
+        """
+        if keep_merged:
+            raise UnsupportedOperationError(f"method {self.name!r} cannot keep merged weights while unloading")
+        for name in list(names):
+            self.remove(model, name)
+
     @abstractmethod
     def export(self, model: Any, name: str) -> AdapterFiles:
         """The current config and weights of adapter ``name`` (after training), in canonical form."""

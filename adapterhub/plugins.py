@@ -36,6 +36,8 @@ pm.add_hookspecs(hookspecs)
 _loaded = False
 #: name -> error message for plugins that failed to load (shown by ``adapterhub plugins``).
 failed_plugins: dict[str, str] = {}
+#: entry-point plugin name -> (distribution name, version), recorded at load time.
+_plugin_dists: dict[str, tuple[str, str]] = {}
 
 
 class PluginLoadWarning(UserWarning):
@@ -75,6 +77,8 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
         plugin = ep.load()
         pm.register(plugin, name=ep.name)
         pm.check_pending()
+        if ep.dist is not None:
+            _plugin_dists[ep.name] = (ep.dist.name, ep.dist.version)
     except Exception as exc:  # noqa: BLE001 - any plugin bug must not break the CLI
         if pm.get_plugin(ep.name) is not None:
             pm.unregister(name=ep.name)
@@ -109,6 +113,8 @@ def reset_for_tests() -> None:
 
 def plugin_distribution(plugin_name: str) -> tuple[str, str]:
     """(distribution name, version) of a registered plugin; built-ins report adapterhub itself."""
+    if plugin_name in _plugin_dists:
+        return _plugin_dists[plugin_name]
     for plugin, dist in pm.list_plugin_distinfo():
         if pm.get_name(plugin) == plugin_name:
             return dist.metadata["name"], dist.version

@@ -1,1 +1,10 @@
-"""Built-in ia3 plugin (placeholder until its method lands)."""
+"""Built-in IA3 plugin: PEFT's (IA)^3 learned rescaling vectors."""
+
+from adapterhub import hookimpl
+
+
+@hookimpl
+def register_methods(register):
+    from .method import IA3Method
+
+    register(IA3Method())

@@ -1,0 +1,445 @@
+"""``AdapterModel``: load, compose, merge, train and save adapters on a transformers model, in place.
+
+The runtime never looks inside a method: it detects, reads, checks and applies through the
+:class:`~adapterhub.methods.AdapterMethod` contract, and turns composition blocks into one
+``set_active`` call per method (see :mod:`adapterhub.runtime.dispatch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..composition import Block, as_block, block_from_dict
+from ..errors import (
+    AdapterExistsError,
+    AdapterHubError,
+    AdapterNotLoadedError,
+    CompositionError,
+    UnsupportedOperationError,
+    UsageError,
+)
+from ..methods import AdapterFiles, AdapterMethod, detect_method, get_method
+from . import dispatch
+
+SETUP_VERSION = 1
+#: Model inputs whose first dimension is the batch (replicated for Parallel).
+BATCHED_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "inputs_embeds",
+    "labels",
+    "token_type_ids",
+    "position_ids",
+    "pixel_values",
+    "decoder_input_ids",
+    "decoder_attention_mask",
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+@dataclass
+class AdapterInfo:
+    """What the runtime knows about one loaded adapter."""
+
+    name: str
+    method: str
+    source: str | None
+    format: str
+    params: int
+    mergeable: bool
+    trainable: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class AdapterModel:
+    """Wraps ``model`` in place. ``am.model`` is the (mutated) base model."""
+
+    def __init__(self, model: Any) -> None:
+        from .quantize import disable_cpu_bf16_kernel
+
+        self.model = model
+        self._infos: dict[str, AdapterInfo] = {}
+        self._active: Block | None = None
+        self._merged: dict[str, float] = {}
+        # the base's own requires_grad flags, restored by unload()
+        self._base_requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+        disable_cpu_bf16_kernel(model)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> dict[str, AdapterInfo]:
+        return dict(self._infos)
+
+    @property
+    def active(self) -> Block | None:
+        return self._active
+
+    @property
+    def merged(self) -> dict[str, float]:
+        return dict(self._merged)
+
+    def __repr__(self) -> str:
+        return f"AdapterModel({type(self.model).__name__}, adapters={list(self._infos)}, active={self._active!r})"
+
+    def _method(self, name: str) -> AdapterMethod:
+        if name not in self._infos:
+            raise AdapterNotLoadedError(
+                f"adapter {name!r} is not loaded", hint=f"loaded: {', '.join(self._infos) or '(none)'}"
+            )
+        return get_method(self._infos[name].method)
+
+    def _methods_in_use(self) -> dict[str, AdapterMethod]:
+        return {info.method: get_method(info.method) for info in self._infos.values()}
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_adapter(
+        self,
+        source: str | Path,
+        name: str | None = None,
+        revision: str | None = None,
+        *,
+        allow_pickle: bool = False,
+    ) -> str:
+        """Load an adapter directory (or a Hub reference, installed via the client) under ``name``."""
+        path = Path(source)
+        if not path.is_dir():
+            from ..client import ensure_installed  # lazily: it pulls in the Hub client
+
+            path = Path(ensure_installed(str(source), revision=revision))
+        name = name or _default_name(str(source), path)
+        self._check_new_name(name)
+        method = detect_method(path, self.model)
+        files = method.read(path, allow_pickle=allow_pickle)
+        files.source = files.source or str(path)
+        method.check(self.model, files)  # before any mutation
+        self._apply_transactionally(method, name, files)
+        self._infos[name] = AdapterInfo(
+            name=name,
+            method=method.name,
+            source=str(source),
+            format=files.format,
+            params=sum(int(t.numel()) for t in files.state_dict.values()),
+            mergeable=method.mergeable,
+            config=dict(files.config),
+        )
+        self._dispatch()
+        return name
+
+    def _apply_transactionally(self, method: AdapterMethod, name: str, files: Any) -> None:
+        before = _fingerprint(self.model)
+        try:
+            method.apply(self.model, name, files)
+        except BaseException as exc:
+            if _fingerprint(self.model) != before:
+                raise AdapterHubError(
+                    f"method {method.name!r} failed to apply {name!r} ({exc}) and did not restore the model",
+                    hint="reload the base model; report this to the plugin's authors",
+                ) from exc
+            raise
+
+    def add_adapter(self, name: str, method: str, **config: Any) -> AdapterFiles:
+        """Create a fresh trainable adapter; afterwards exactly the trainable adapters' parameters need grad."""
+        self._check_new_name(name)
+        impl = get_method(method)
+        if not impl.trainable:
+            raise UnsupportedOperationError(f"method {method!r} cannot create trainable adapters")
+        before = _fingerprint(self.model)
+        try:
+            files = impl.create(self.model, name, dict(config))
+        except BaseException as exc:
+            if _fingerprint(self.model) != before:
+                raise AdapterHubError(f"method {method!r} failed to create {name!r} and left the model modified") from exc
+            raise
+        params = impl.parameters(self.model, name)
+        self._infos[name] = AdapterInfo(
+            name=name,
+            method=method,
+            source=None,
+            format="peft",
+            params=sum(int(p.numel()) for p in params),
+            mergeable=impl.mergeable,
+            trainable=True,
+            config=dict(files.config),
+        )
+        if self._active is None:
+            self._active = as_block(name)
+        self._dispatch()
+        return files
+
+    def _check_new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("__"):
+            raise UsageError(f"invalid adapter name {name!r}", hint="use letters, digits, '_' and '-'")
+        if name in self._infos:
+            raise AdapterExistsError(f"an adapter named {name!r} is already loaded", hint="pass another name=")
+
+    # -- composition -----------------------------------------------------------------------
+
+    def set_adapter(self, setup: str | Sequence[str | Block] | Block | None) -> None:
+        """Activate a name, a list (= Stack) or any Block; None deactivates everything."""
+        if self._merged:
+            raise UnsupportedOperationError(
+                "adapters are merged into the base weights", hint="call unmerge() before switching adapters"
+            )
+        block = as_block(setup)
+        if block is not None:
+            for n in block.names():
+                self._method(n)
+        previous = self._active
+        self._active = block
+        try:
+            self._dispatch()
+        except BaseException:
+            self._active = previous
+            self._dispatch()
+            raise
+
+    def _dispatch(self, parallel_rows: int = 1) -> None:
+        """Tell every method which of its adapters act, and how."""
+        requests = dispatch.plan(self._active, lambda n: self._infos[n].method, parallel_rows)
+        for method_name, method in self._methods_in_use().items():
+            request = requests.get(method_name)
+            if request is None:
+                method.set_active(self.model, [])
+            else:
+                method.set_active(
+                    self.model,
+                    request.names,
+                    combine=request.combine,
+                    weights=request.weights,
+                    batch_sizes=request.batch_sizes,
+                )
+        self._apply_trainable()
+
+    def _apply_trainable(self) -> None:
+        for info in self._infos.values():
+            if info.trainable:
+                for p in get_method(info.method).parameters(self.model, info.name):
+                    p.requires_grad_(True)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _prepare_inputs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        parallel = dispatch.find_parallel(self._active)
+        if parallel is None:
+            return kwargs
+        copies = len(parallel.children)
+        rows = None
+        out = dict(kwargs)
+        for key in BATCHED_INPUTS:
+            value = out.get(key)
+            if value is not None and hasattr(value, "repeat"):
+                rows = int(value.shape[0])
+                out[key] = value.repeat(copies, *([1] * (value.dim() - 1)))
+        if rows is None:
+            raise CompositionError(f"{self._active!r}: Parallel needs batched keyword inputs (input_ids=...)")
+        self._dispatch(parallel_rows=rows)
+        return out
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and dispatch.find_parallel(self._active) is not None:
+            raise CompositionError("Parallel needs keyword inputs: call am(input_ids=..., attention_mask=...)")
+        return self.model(*args, **self._prepare_inputs(kwargs))
+
+    forward = __call__
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        if args and dispatch.find_parallel(self._active) is not None:
+            raise CompositionError("Parallel needs keyword inputs: call am.generate(input_ids=...)")
+        return self.model.generate(*args, **self._prepare_inputs(kwargs))
+
+    def __getattr__(self, item: str) -> Any:
+        # train(), eval(), config, device, parameters() ... of the wrapped model
+        if item.startswith("_") or item == "model":
+            raise AttributeError(item)
+        return getattr(self.model, item)
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the plain base model inside the block; merges and the active setup come back afterwards."""
+        merged = dict(self._merged)
+        active = self._active
+        self.unmerge()
+        self._active = None
+        self._dispatch()
+        try:
+            yield
+        finally:
+            self._active = active
+            self._dispatch()
+            if merged:
+                self.merge(list(merged), list(merged.values()))
+
+    # -- merging ---------------------------------------------------------------------------
+
+    def merge(self, names: Sequence[str] | None = None, weights: Sequence[float] | None = None) -> None:
+        """Fold the active (or named) adapters into the base weights, reversibly (see :meth:`unmerge`)."""
+        if names is None:
+            if self._active is None:
+                raise UsageError("no active adapters to merge", hint="set_adapter(...) first or pass names=")
+            names = self._active.names()
+            if weights is None and getattr(self._active, "weights", None) is not None:
+                weights = list(self._active.weights)  # an Average merges as its weighted delta
+        names = list(names)
+        weights = [1.0] * len(names) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(names):
+            raise UsageError(f"merge got {len(names)} names but {len(weights)} weights")
+        for n in names:
+            self._method(n)
+            info = self._infos[n]
+            if n in self._merged:
+                raise UnsupportedOperationError(f"adapter {n!r} is already merged")
+            if not info.mergeable:
+                raise UnsupportedOperationError(
+                    f"adapter {n!r} (method {info.method!r}) cannot be merged into the base weights",
+                    hint="keep it active as a module, or leave it out of names=",
+                )
+        done: list[str] = []
+        try:
+            for n, w in zip(names, weights, strict=True):
+                self._method(n).merge(self.model, n, w)
+                self._merged[n] = w
+                done.append(n)
+        except BaseException:
+            for n in reversed(done):
+                self._method(n).unmerge(self.model, n)
+                self._merged.pop(n, None)
+            raise
+
+    def unmerge(self) -> None:
+        """Restore the exact base weights from before :meth:`merge`."""
+        for n in reversed(list(self._merged)):
+            self._method(n).unmerge(self.model, n)
+            del self._merged[n]
+
+    def merge_and_unload(self) -> Any:
+        """Merge the active adapters for good and return the plain model (no adapter modules left)."""
+        if not self._merged:
+            self.merge()
+        by_method: dict[str, list[str]] = {}
+        for n, info in self._infos.items():
+            by_method.setdefault(info.method, []).append(n)
+        for method_name, names in by_method.items():
+            method = get_method(method_name)
+            keep = any(n in self._merged for n in names)
+            method.unload(self.model, names, keep_merged=keep)
+        self._forget_all()
+        return self.model
+
+    def unload(self) -> Any:
+        """Remove every adapter and return the model with its pristine base weights."""
+        self.unmerge()
+        self._active = None
+        if self._infos:
+            self._dispatch()
+        by_method: dict[str, list[str]] = {}
+        for n, info in self._infos.items():
+            by_method.setdefault(info.method, []).append(n)
+        for method_name, names in by_method.items():
+            get_method(method_name).unload(self.model, names)
+        self._forget_all()
+        return self.model
+
+    def _forget_all(self) -> None:
+        self._infos.clear()
+        self._merged.clear()
+        self._active = None
+        for n, p in self.model.named_parameters():
+            if n in self._base_requires_grad:
+                p.requires_grad_(self._base_requires_grad[n])
+
+    def delete_adapter(self, name: str) -> None:
+        method = self._method(name)
+        if name in self._merged:
+            raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() first")
+        if self._active is not None and name in self._active.names():
+            self._active = None
+        method.remove(self.model, name)
+        del self._infos[name]
+        if self._infos:
+            self._dispatch()
+        else:
+            self._forget_all()
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def save_adapter(self, name: str, path: str | Path, format: str = "peft") -> list[Path]:
+        method = self._method(name)
+        if name in self._merged:
+            raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() before saving it")
+        files = method.export(self.model, name)
+        files.extras.setdefault("model_type", getattr(getattr(self.model, "config", None), "model_type", None))
+        return method.save(files, Path(path), format=format)
+
+    def save_setup(self, path: str | Path) -> Path:
+        """Write the composition and where each adapter comes from; trained adapters are saved next to it."""
+        from .weights import write_json
+
+        path = Path(path)
+        adapters = {}
+        for name, info in self._infos.items():
+            source = info.source
+            if source is None or info.trainable:
+                target = path.parent / f"{path.stem}.adapters" / name
+                self.save_adapter(name, target)
+                source = str(target)
+            adapters[name] = {"method": info.method, "source": source, "format": info.format}
+        data = {
+            "version": SETUP_VERSION,
+            "adapters": adapters,
+            "active": None if self._active is None else self._active.to_dict(),
+            "merged": self._merged,
+        }
+        return write_json(path, data, sort_keys=False)
+
+    def load_setup(self, path: str | Path, *, allow_pickle: bool = False) -> None:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            adapters = data["adapters"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: not an adapterhub setup file ({exc})") from None
+        for name, entry in adapters.items():
+            if name not in self._infos:
+                self.load_adapter(entry["source"], name=name, allow_pickle=allow_pickle)
+        active = data.get("active")
+        self.set_adapter(None if active is None else block_from_dict(active))
+        if data.get("merged"):
+            self.merge(list(data["merged"]), list(data["merged"].values()))
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def trainable_parameters(self) -> tuple[int, int]:
+        trainable = total = 0
+        for p in self.model.parameters():
+            total += p.numel()
+            if p.requires_grad:
+                trainable += p.numel()
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.trainable_parameters()
+        share = 100 * trainable / total if total else 0.0
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
+
+
+def _default_name(source: str, path: Path) -> str:
+    raw = source.rstrip("/").split("/")[-1].split("@")[0] or path.name
+    cleaned = re.sub(r"[^A-Za-z0-9_\-]", "_", raw).strip("_")
+    return cleaned or "adapter"
+
+
+def _fingerprint(model: Any) -> tuple:
+    """Module structure, parameter identities and shapes: what a failed apply must leave unchanged."""
+    return (
+        tuple((n, type(m).__name__) for n, m in model.named_modules()),
+        tuple((n, id(p), tuple(p.shape)) for n, p in model.named_parameters()),
+        tuple(sorted(getattr(model, "peft_config", {}) or {})),
+    )

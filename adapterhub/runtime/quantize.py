@@ -1,0 +1,69 @@
+"""4-bit quantisation of a small model's Linear layers on CPU (bitsandbytes), for QLoRA tests and demos."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+DEFAULT_SKIP = ("lm_head", "score", "classifier", "qa_outputs")
+
+
+def is_4bit_layer(module: Any) -> bool:
+    return type(module).__name__ == "Linear4bit"
+
+
+def has_4bit_layers(model: Any) -> bool:
+    """Cheap test that needs no bitsandbytes import: any ``Linear4bit`` module in ``model``."""
+    return any(is_4bit_layer(m) for m in model.modules())
+
+
+def disable_cpu_bf16_kernel(model: Any) -> None:
+    """Keep bitsandbytes on its portable fp32 CPU path.
+
+    On CPUs with AVX512-BF16, ``Linear4bit`` switches at its first forward to a bf16 kernel (about 3e-3
+    off, machine dependent) and repacks its weight into a CPU-only layout. Setting the flag before the
+    first forward keeps results equal to an fp32 model with the dequantised weights.
+    """
+    for module in model.modules():
+        if is_4bit_layer(module):
+            module.support_avx512bf16_for_cpu = False
+
+
+def quantize_4bit(
+    model: Any,
+    quant_type: str = "nf4",
+    *,
+    skip: Iterable[str] = DEFAULT_SKIP,
+    blocksize: int = 64,
+    compute_dtype: Any = None,
+) -> Any:
+    """Replace every ``nn.Linear`` (except modules whose name ends with one of ``skip``) by a CPU
+    ``bnb.nn.Linear4bit`` holding the quantised weight. Modifies ``model`` in place and returns it."""
+    import bitsandbytes as bnb
+    import torch
+
+    compute_dtype = compute_dtype or torch.float32
+    skip = tuple(skip)
+    for name, module in list(model.named_modules()):
+        if type(module) is not torch.nn.Linear or name.split(".")[-1] in skip:
+            continue
+        layer = bnb.nn.Linear4bit(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            compute_dtype=compute_dtype,
+            quant_type=quant_type,
+            device="meta",
+        )
+        layer.weight = bnb.nn.Params4bit(
+            module.weight.detach().to("cpu", torch.float32),
+            requires_grad=False,
+            quant_type=quant_type,
+            blocksize=blocksize,
+        ).to("cpu")
+        if module.bias is not None:
+            layer.bias = torch.nn.Parameter(module.bias.detach().clone(), requires_grad=False)
+        layer.support_avx512bf16_for_cpu = False
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+    return model

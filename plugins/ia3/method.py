@@ -1,0 +1,92 @@
+"""IA3, wrapping PEFT's IA3 layers.
+
+Stack multiplies the active vectors (PEFT's multi-adapter forward). Average uses the weighted sum of
+the vectors, as PEFT's ``add_weighted_adapter`` does for IA3; with weights summing to 1 that equals
+``1 + sum(w_i * (l_i - 1))``, so merging with weight w folds ``1 + w * (l - 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapterhub.methods import AdapterFiles
+from adapterhub.runtime.peft_tuner import PeftTunerMethod
+
+#: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
+AVERAGE_KEY = "__adapterhub_average__"
+
+
+class IA3Method(PeftTunerMethod):
+    name = "ia3"
+    description = "(IA)^3: learned rescaling of activations (PEFT IA3)"
+    peft_types = ("IA3",)
+    peft_type = "IA3"
+    layer_class = ("peft.tuners.ia3", "IA3Layer")
+    param_markers = ("ia3_l",)
+    adapters_architecture = "ia3"
+    mergeable = True
+    supports_average = True
+    supports_mixed_batch = False
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        if "peft_type" in config:
+            return str(config["peft_type"]).upper() == "IA3"
+        inner = config.get("config")
+        if not isinstance(inner, dict) or "name" not in config:
+            return False
+        # AdapterHub writes IA3 as a "lora" architecture with composition_mode "scale"
+        return inner.get("architecture") == "ia3" or (
+            inner.get("architecture") == "lora" and inner.get("composition_mode") == "scale"
+        )
+
+    def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
+        if not key.endswith(".ia3_l"):
+            return super().check_tensor(model, adapter, key, shape)
+        module_path = key[: -len(".ia3_l")]
+        module = self.base_module(model, module_path)
+        if module is None:
+            return f"target module {module_path!r} (for {key}) not found in the model"
+        weight = getattr(module, "weight", None)
+        if weight is None or weight.dim() != 2:
+            return None
+        dims = set(weight.shape)
+        if len(shape) != 2 or 1 not in shape or max(shape) not in dims:
+            return (
+                f"module {module_path!r} ({type(module).__name__}, weight {tuple(weight.shape)}): the adapter's "
+                f"{key} has shape {shape}, expected [1, n] or [n, 1] with n one of {sorted(dims)}"
+            )
+        return None
+
+    def reset_scales(self, model: Any) -> None:
+        for layer in self.layers(model):
+            if AVERAGE_KEY in layer.ia3_l:
+                del layer.ia3_l[AVERAGE_KEY]
+
+    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+        import torch
+
+        if any(True for _ in self._aux_wrappers(model, names)):
+            from adapterhub.errors import CompositionError
+
+            raise CompositionError(f"Average{tuple(names)!r}: ia3 adapters with modules_to_save cannot be averaged")
+        for layer in self.layers(model):
+            held = [(n, w) for n, w in zip(names, weights, strict=True) if n in layer.ia3_l]
+            if not held:
+                continue
+            vectors = [layer.ia3_l[n].detach() for n, _ in held]
+            # an adapter absent from this layer counts as the identity vector
+            combined = sum(w * v for (_, w), v in zip(held, vectors, strict=True)) + (1.0 - sum(w for _, w in held))
+            layer.ia3_l[AVERAGE_KEY] = torch.nn.Parameter(combined, requires_grad=False)
+        self._activate(model, [*names, AVERAGE_KEY])
+        for layer in self.layers(model):  # the averaged vector replaces the individual ones
+            layer.set_adapter([AVERAGE_KEY] if AVERAGE_KEY in layer.ia3_l else [], inference_mode=True)
+
+    def merge_layer(self, layer: Any, name: str, weight: float) -> None:
+        vector = layer.ia3_l[name]
+        original = vector.data
+        if weight != 1.0:
+            vector.data = 1.0 + weight * (original - 1.0)
+        try:
+            layer.merge(adapter_names=[name])
+        finally:
+            vector.data = original

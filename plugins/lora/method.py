@@ -1,0 +1,138 @@
+"""LoRA, wrapping PEFT's LoRA layers. Average = weighted sum of deltas (each adapter's scaling times its weight)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapterhub.errors import CompositionError, UnsupportedOperationError
+from adapterhub.methods import AdapterFiles
+from adapterhub.runtime.peft_tuner import PeftTunerMethod
+
+
+class LoraMethod(PeftTunerMethod):
+    name = "lora"
+    description = "Low-rank adaptation (PEFT LoRA: rsLoRA, DoRA, patterns, embeddings, modules_to_save)"
+    peft_types = ("LORA",)
+    peft_type = "LORA"
+    layer_class = ("peft.tuners.lora", "LoraLayer")
+    param_markers = ("lora_",)
+    adapters_architecture = "lora"
+    mergeable = True
+    supports_mixed_batch = True
+    supports_average = True
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        if not super().detect(config, files, model):
+            return False
+        # AdapterHub's IA3 is a "lora" architecture that scales instead of adding
+        return (config.get("config") or {}).get("composition_mode", "add") != "scale" if "peft_type" not in config else True
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
+        for suffix, kind in (
+            (".lora_A.weight", "A"),
+            (".lora_B.weight", "B"),
+            (".lora_embedding_A", "embA"),
+            (".lora_embedding_B", "embB"),
+            (".lora_magnitude_vector", "mag"),
+            (".lora_B.bias", "bias"),
+        ):
+            if key.endswith(suffix):
+                break
+        else:
+            if ".base_layer." in key:
+                return None  # a saved base tensor, checked for equality at apply time
+            return super().check_tensor(model, adapter, key, shape)
+        module_path = key[: -len(suffix)]
+        module = self.base_module(model, module_path)
+        if module is None:
+            return f"target module {module_path!r} (for {key}) not found in the model"
+        dims = _in_out(module)
+        if dims is None:
+            return None  # conv and other layers: PEFT's own loading checks the shapes
+        fan_in, fan_out = dims
+        expected = {
+            "A": (None, fan_in),
+            "B": (fan_out, None),
+            "embA": (None, fan_in),
+            "embB": (fan_out, None),
+            "mag": (fan_out,),
+            "bias": (fan_out,),
+        }[kind]
+        if len(expected) != len(shape) or any(e is not None and e != s for e, s in zip(expected, shape)):
+            want = tuple("r" if e is None else e for e in expected)
+            return (
+                f"module {module_path!r} ({type(module).__name__}, in={fan_in}, out={fan_out}): "
+                f"the adapter's {key} has shape {shape}, expected {want}"
+            )
+        return None
+
+    # -- composition -------------------------------------------------------------------------
+
+    def reset_scales(self, model: Any) -> None:
+        for layer in self.layers(model):
+            for adapter in list(layer.scaling):
+                layer.set_scale(adapter, 1.0)
+
+    def _dora(self, model: Any, name: str) -> bool:
+        config = (getattr(model, "peft_config", None) or {}).get(name)
+        return bool(getattr(config, "use_dora", False))
+
+    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+        for name in names:
+            if self._dora(model, name):
+                raise CompositionError(
+                    f"Average{tuple(names)!r}: lora adapter {name!r} uses DoRA, whose output is not linear in its "
+                    "scale, so a weighted delta would not be an average",
+                    hint="use Stack, or merge the adapters one by one",
+                )
+        if any(True for _ in self._aux_wrappers(model, names)):
+            raise CompositionError(
+                f"Average{tuple(names)!r}: lora adapters with modules_to_save (full module copies) cannot be averaged"
+            )
+        for layer in self.layers(model):
+            for name, weight in zip(names, weights, strict=True):
+                if name in layer.scaling:
+                    layer.set_scale(name, weight)
+        self._activate(model, names)
+
+    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+        for name in names:
+            if name is not None and self._dora(model, name):
+                raise CompositionError(
+                    f"BatchSplit: lora adapter {name!r} uses DoRA, which PEFT cannot serve in a mixed batch"
+                )
+        super().activate_batch_split(model, names, batch_sizes)
+
+    # -- merging ----------------------------------------------------------------------------
+
+    def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
+        if weight != 1.0 and self._dora(model, name):
+            raise UnsupportedOperationError(
+                f"lora adapter {name!r} uses DoRA; it can only be merged with weight 1 (DoRA is not linear in its scale)"
+            )
+        super().merge(model, name, weight)
+
+    def merge_layer(self, layer: Any, name: str, weight: float) -> None:
+        old = layer.scaling.get(name)
+        if old is not None:
+            layer.set_scale(name, weight)
+        try:
+            layer.merge(adapter_names=[name])
+        finally:
+            if old is not None:
+                layer.scaling[name] = old
+
+
+def _in_out(module: Any) -> tuple[int, int] | None:
+    """(fan_in, fan_out) of a layer as LoRA sees it."""
+    kind = type(module).__name__
+    weight = getattr(module, "weight", None)
+    if kind == "Conv1D" and weight is not None:  # transformers' GPT-2 layer stores [in, out]
+        return int(weight.shape[0]), int(weight.shape[1])
+    if kind == "Embedding" or hasattr(module, "num_embeddings"):
+        return int(module.num_embeddings), int(module.embedding_dim)
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return int(module.in_features), int(module.out_features)
+    return None
