@@ -1,1 +1,10 @@
-"""Built-in bitfit plugin (placeholder until its method lands)."""
+"""Built-in BitFit plugin: train only the bias terms."""
+
+from adapterhub.hookspecs import hookimpl
+
+
+@hookimpl
+def register_methods(register):
+    from .method import BitFitMethod
+
+    register(BitFitMethod())

@@ -1,1 +1,10 @@
-"""Built-in bottleneck plugin (placeholder until its method lands)."""
+"""Built-in bottleneck plugin: sequential, double and parallel bottleneck adapters (AdapterHub format)."""
+
+from adapterhub.hookspecs import hookimpl
+
+
+@hookimpl
+def register_methods(register):
+    from .method import BottleneckMethod
+
+    register(BottleneckMethod())

@@ -1,0 +1,250 @@
+"""The "bitfit" method: only the bias terms of the base model are trained.
+
+Files: a PEFT-like directory, ``adapter_config.json`` = ``{"adapterhub_method": "bitfit",
+"target_biases": [...], ...}`` and ``adapter_model.safetensors`` holding the trained bias tensors
+under their parameter names (relative to the model given to ``apply``). On the model an adapter is
+kept as a *delta* over the base biases, so several can be stacked (deltas summed) or averaged
+(weighted deltas), merged into the base (kept after removal) and unmerged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapterhub.errors import (
+    AdapterExistsError,
+    AdapterFormatError,
+    AdapterNotLoadedError,
+    CompositionError,
+    IncompatibleBaseModelError,
+    UnsupportedOperationError,
+)
+from adapterhub.methods import AdapterFiles, AdapterMethod, read_adapter_config
+
+STATE_ATTR = "_adapterhub_bitfit"
+WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+#: Parameters of injected adapter modules are never BitFit targets.
+_ADAPTER_MARKERS = ("adapters.", "adapterhub_", "lora_", "ia3_", "base_layer.")
+
+
+def _state(model: Any) -> dict:
+    state = model.__dict__.get(STATE_ATTR)
+    if state is None:
+        # original: pristine base biases; deltas: name -> {param: delta}; merged: name -> weight
+        state = {"original": {}, "deltas": {}, "merged": {}, "active": ("stack", (), None), "trainable": None}
+        model.__dict__[STATE_ATTR] = state
+    return state
+
+
+def bias_names(model: Any, patterns: Sequence[str] | None = None) -> list[str]:
+    names = [n for n, _ in model.named_parameters()
+             if n.endswith(".bias") and not any(m in n for m in _ADAPTER_MARKERS)]
+    if patterns:
+        names = [n for n in names if any(p in n for p in patterns)]
+    return names
+
+
+class BitFitMethod(AdapterMethod):
+    name = "bitfit"
+    description = "BitFit: train only the bias terms (mergeable; stack/average as bias deltas)"
+    formats = ("peft",)
+    mergeable = True
+    supports_mixed_batch = False
+    supports_average = True
+    trainable = True
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        return config.get("adapterhub_method") == "bitfit"
+
+    def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
+        from adapterhub.runtime.weights import find_weights, load_tensors
+
+        path = Path(path)
+        config = read_adapter_config(path)
+        state = load_tensors(find_weights(path, WEIGHTS), allow_pickle=allow_pickle)
+        bad = [k for k in state if not k.endswith("bias")]
+        if bad:
+            raise AdapterFormatError(f"{path}: a BitFit adapter holds only biases, found {bad[:3]}")
+        return AdapterFiles("bitfit", config, dict(state), format="peft", source=str(path))
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "peft") -> list[Path]:
+        from adapterhub.runtime.weights import save_tensors, write_json
+
+        if format != "peft":
+            raise UnsupportedOperationError(
+                f"BitFit adapters cannot be saved in the {format!r} format", hint="use format='peft'")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {**adapter.config, "adapterhub_method": "bitfit", "target_biases": sorted(adapter.state_dict)}
+        return [save_tensors(adapter.state_dict, path / "adapter_model.safetensors", metadata={"format": "pt"}),
+                write_json(path / "adapter_config.json", config)]
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def check(self, model: Any, adapter: AdapterFiles) -> None:
+        params = dict(model.named_parameters())
+        for key, value in adapter.state_dict.items():
+            if key not in params:
+                raise IncompatibleBaseModelError(
+                    f"{adapter.source or 'adapter'}: the model has no parameter {key!r}",
+                    hint="BitFit keys are the model's own bias names; was it trained on another model class?")
+            if tuple(params[key].shape) != tuple(value.shape):
+                raise IncompatibleBaseModelError(
+                    f"{adapter.source or 'adapter'}: {key} has shape {list(value.shape)}, "
+                    f"the model has {list(params[key].shape)}")
+
+    def _remember(self, model: Any, keys: Sequence[str]) -> None:
+        state = _state(model)
+        params = dict(model.named_parameters())
+        for key in keys:
+            if key not in state["original"]:
+                state["original"][key] = params[key].detach().clone()
+
+    def _sync_trainable(self, model: Any) -> None:
+        """Capture the in-place trained biases of the created adapter before rewriting biases."""
+        state = _state(model)
+        name = state["trainable"]
+        if name is None or state["active"] != ("stack", (name,), None):
+            return
+        params = dict(model.named_parameters())
+        state["deltas"][name] = {k: (params[k].detach() - self._base(state, k)).clone() for k in state["deltas"][name]}
+
+    def _base(self, state: dict, key: str) -> Any:
+        value = state["original"][key].clone()
+        for merged, weight in state["merged"].items():
+            delta = state["deltas"][merged].get(key)
+            if delta is not None:
+                value = value + weight * delta
+        return value
+
+    def _write(self, model: Any) -> None:
+        import torch
+
+        state = _state(model)
+        combine, names, weights = state["active"]
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for key in state["original"]:
+                value = self._base(state, key)
+                for i, name in enumerate(names):
+                    if name in state["merged"]:
+                        continue
+                    delta = state["deltas"][name].get(key)
+                    if delta is not None:
+                        value = value + (weights[i] if combine == "average" else 1.0) * delta
+                params[key].copy_(value)
+
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        self.check(model, adapter)
+        state = _state(model)
+        if name in state["deltas"]:
+            raise AdapterExistsError(f"BitFit adapter {name!r} is already loaded on this model")
+        self._sync_trainable(model)
+        self._remember(model, list(adapter.state_dict))
+        params = dict(model.named_parameters())
+        ref = {k: state["original"][k] for k in adapter.state_dict}
+        state["deltas"][name] = {k: v.to(params[k].device, params[k].dtype) - ref[k] for k, v in adapter.state_dict.items()}
+        state.setdefault("configs", {})[name] = dict(adapter.config)
+        self._write(model)
+
+    def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        state = _state(model)
+        if name in state["deltas"]:
+            raise AdapterExistsError(f"BitFit adapter {name!r} is already loaded on this model")
+        keys = bias_names(model, config.get("target_modules"))
+        if not keys:
+            raise IncompatibleBaseModelError(f"{type(model).__name__}: no bias parameters to train")
+        self._sync_trainable(model)
+        self._remember(model, keys)
+        state["deltas"][name] = {k: state["original"][k].new_zeros(state["original"][k].shape) for k in keys}
+        state.setdefault("configs", {})[name] = {
+            "adapterhub_method": "bitfit", "target_modules": config.get("target_modules"),
+            "base_model_name_or_path": getattr(model.config, "_name_or_path", None) or None}
+        state["trainable"] = name
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in keys)
+        return self.export(model, name)
+
+    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
+                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
+        state = _state(model)
+        for n in names:
+            if n is None or n not in state["deltas"]:
+                raise AdapterNotLoadedError(f"BitFit adapter {n!r} is not loaded on this model")
+        if combine == "batch_split":
+            raise CompositionError("bitfit: biases are shared by every row, so BatchSplit/Parallel is impossible",
+                                   hint="merge-free methods like LoRA or bottleneck adapters support it")
+        if combine == "average":
+            if weights is None or len(weights) != len(names):
+                raise CompositionError("bitfit: Average needs one weight per adapter")
+            active = ("average", tuple(names), tuple(float(w) for w in weights))
+        elif combine == "stack":
+            active = ("stack", tuple(names), None)
+        else:
+            raise CompositionError(f"bitfit: unknown combine mode {combine!r}")
+        self._sync_trainable(model)
+        state["active"] = active
+        self._write(model)
+
+    def _check_loaded(self, model: Any, name: str) -> dict:
+        state = _state(model)
+        if name not in state["deltas"]:
+            raise AdapterNotLoadedError(f"BitFit adapter {name!r} is not loaded on this model")
+        return state
+
+    def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
+        state = self._check_loaded(model, name)
+        self._sync_trainable(model)
+        state["merged"][name] = float(weight)
+        self._write(model)
+
+    def unmerge(self, model: Any, name: str) -> None:
+        state = self._check_loaded(model, name)
+        if name not in state["merged"]:
+            raise UnsupportedOperationError(f"BitFit adapter {name!r} is not merged")
+        del state["merged"][name]
+        self._write(model)
+
+    def remove(self, model: Any, name: str) -> None:
+        import torch
+
+        state = self._check_loaded(model, name)
+        self._sync_trainable(model)
+        weight = state["merged"].pop(name, None)
+        delta = state["deltas"].pop(name)
+        if weight is not None:  # merged then removed: the change stays in the base (merge_and_unload)
+            for key, d in delta.items():
+                state["original"][key] = state["original"][key] + weight * d
+        combine, names, weights = state["active"]
+        keep = [i for i, n in enumerate(names) if n != name]
+        state["active"] = (combine, tuple(names[i] for i in keep), tuple(weights[i] for i in keep) if weights else None)
+        if state["trainable"] == name:
+            state["trainable"] = None
+        self._write(model)
+        if not state["deltas"]:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for key, value in state["original"].items():
+                    params[key].copy_(value)
+            model.__dict__.pop(STATE_ATTR, None)
+
+    def unload(self, model: Any, names: Sequence[str], *, keep_merged: bool = False) -> None:
+        state = _state(model)
+        if not keep_merged:
+            state["merged"].clear()
+        for name in list(names):
+            self.remove(model, name)
+
+    def export(self, model: Any, name: str) -> AdapterFiles:
+        state = self._check_loaded(model, name)
+        self._sync_trainable(model)
+        sd = {k: (state["original"][k] + d).detach().clone() for k, d in state["deltas"][name].items()}
+        return AdapterFiles("bitfit", dict(state.get("configs", {}).get(name) or {"adapterhub_method": "bitfit"}),
+                            sd, format="peft")
+
+    def parameters(self, model: Any, name: str) -> list[Any]:
+        state = self._check_loaded(model, name)
+        params = dict(model.named_parameters())
+        return [params[k] for k in state["deltas"][name]]

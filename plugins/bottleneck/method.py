@@ -1,0 +1,313 @@
+"""The "bottleneck" method: sequential (Pfeiffer, ``seq_bn``), double (Houlsby, ``double_seq_bn``) and
+parallel (``par_bn``) bottleneck adapters, read and written in the AdapterHub ``adapters`` format.
+
+Canonical form (see :mod:`adapterhub.formats.adapters`): ``config`` is adapters' ``BnConfig`` dict,
+keys are ``<module>.adapters.<param>`` relative to ``model.base_model``. A prediction head saved with
+the adapter (``head_config.json``) travels in ``extras["head"]``; when that adapter is active, the
+model's output gets ``logits`` from it (a forward hook on the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapterhub.errors import (
+    AdapterExistsError,
+    AdapterNotLoadedError,
+    CompositionError,
+    IncompatibleBaseModelError,
+    UnsupportedOperationError,
+)
+from adapterhub.formats import adapters as ah_format
+from adapterhub.methods import AdapterFiles, AdapterMethod
+
+STATE_ATTR = "_adapterhub_bottleneck"
+
+
+def _state(model: Any) -> dict:
+    state = model.__dict__.get(STATE_ATTR)
+    if state is None:
+        state = {"adapters": {}, "hook": None}
+        model.__dict__[STATE_ATTR] = state
+    return state
+
+
+def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill a user/preset config up to the full BnConfig key set."""
+    if isinstance(config.get("config"), dict):  # a whole adapters adapter_config.json
+        config = config["config"]
+    config = dict(config)
+    preset = config.pop("preset", None) or config.pop("type", None) or "seq_bn"
+    if preset not in ah_format.BN_PRESETS:
+        raise UnsupportedOperationError(
+            f"unknown bottleneck preset {preset!r}", hint=f"use one of {sorted(ah_format.BN_PRESETS)}")
+    unknown = set(config) - set(ah_format.BN_DEFAULTS)
+    if unknown:
+        raise UnsupportedOperationError(
+            f"unknown bottleneck config keys {sorted(unknown)}",
+            hint=f"known keys: {', '.join(sorted(ah_format.BN_DEFAULTS))}")
+    full = {**ah_format.BN_DEFAULTS, **ah_format.BN_PRESETS[preset], **config}
+    if full["phm_layer"] or full["inv_adapter"]:
+        raise UnsupportedOperationError("Compacter (phm_layer) and invertible adapters are not supported")
+    if full["cross_adapter"]:
+        raise UnsupportedOperationError("cross_adapter (encoder-decoder cross attention) is not supported")
+    return full
+
+
+class BottleneckMethod(AdapterMethod):
+    name = "bottleneck"
+    description = "Bottleneck adapters (seq_bn/Pfeiffer, double_seq_bn/Houlsby, par_bn) in AdapterHub format"
+    formats = ("adapters",)
+    mergeable = False
+    supports_mixed_batch = True
+    supports_average = True
+    trainable = True
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        return ah_format.is_adapters_format(config) and ah_format.architecture(config) == "bottleneck"
+
+    def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
+        from adapterhub.methods import read_adapter_config
+
+        config = read_adapter_config(path)
+        files = ah_format.read_adapters_bottleneck(path, config, allow_pickle)
+        files.config = normalise_config(files.config)
+        return files
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "adapters") -> list[Path]:
+        if format == "peft":
+            raise UnsupportedOperationError(
+                "bottleneck adapters cannot be saved in PEFT format: PEFT has no bottleneck adapter type",
+                hint="save with format='adapters' (AdapterHub format, loadable by the adapters library)")
+        if format != "adapters":
+            raise UnsupportedOperationError(f"unknown format {format!r} for bottleneck adapters",
+                                            hint="use format='adapters'")
+        model_type = (adapter.extras.get("adapters_meta") or {}).get("model_type")
+        return ah_format.write_adapters_bottleneck(adapter, path, model_type)
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def _plan(self, model: Any, config: dict) -> list[tuple[str, Any, int, int]]:
+        """(path, module, hidden, down) for every location this config puts an adapter."""
+        from . import layers
+
+        base = getattr(model, "base_model", model)
+        locations = layers.find_locations(base)
+        if not locations:
+            raise IncompatibleBaseModelError(
+                f"{type(model).__name__}: no BERT-like residual sub-layers (…layer.N.output / "
+                "…layer.N.attention.output with dense, dropout and LayerNorm) to put bottleneck adapters on",
+                hint="bottleneck adapters are supported on BERT-family encoders")
+        leave_out = {int(i) for i in config.get("leave_out") or []}
+        plan = []
+        for path, idx, where, module in locations:
+            if idx in leave_out:
+                continue
+            if (where == "mh" and not config["mh_adapter"]) or (where == "output" and not config["output_adapter"]):
+                continue
+            hidden = module.dense.out_features
+            plan.append((path, module, hidden, layers.down_size(hidden, config, idx)))
+        return plan
+
+    def _build(self, model: Any, adapter: AdapterFiles) -> dict[str, Any]:
+        """Adapter modules keyed by location path (not yet attached) and their expected state keys."""
+        from . import layers
+
+        built = {}
+        for path, _module, hidden, down in self._plan(model, adapter.config):
+            built[path] = layers.Bottleneck(hidden, down, adapter.config)
+        return built
+
+    def check(self, model: Any, adapter: AdapterFiles) -> None:
+        config = normalise_config(adapter.config)
+        adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
+        built = self._build(model, adapter)
+        expected = {f"{p}.adapters.{k}": v.shape for p, m in built.items() for k, v in m.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in adapter.state_dict.items()}
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        if extra:
+            raise IncompatibleBaseModelError(
+                f"{adapter.source or 'adapter'}: weights for modules this model does not have: {extra[:3]}",
+                hint="the adapter was trained for another architecture or config")
+        if missing:
+            raise IncompatibleBaseModelError(
+                f"{adapter.source or 'adapter'}: weights missing for {missing[:3]}",
+                hint="the file does not match its adapter_config.json (reduction_factor, leave_out, mh_adapter?)")
+        for key, shape in expected.items():
+            if tuple(shape) != got[key]:
+                raise IncompatibleBaseModelError(
+                    f"{adapter.source or 'adapter'}: {key} has shape {list(got[key])}, "
+                    f"the model needs {list(shape)}", hint="the adapter was trained on a base with another hidden size")
+        head = adapter.extras.get("head")
+        if head and head.get("hidden_size") and hasattr(model.config, "hidden_size"):
+            if int(head["hidden_size"]) != int(model.config.hidden_size):
+                raise IncompatibleBaseModelError(
+                    f"{adapter.source}: head hidden_size {head['hidden_size']} != model {model.config.hidden_size}")
+
+    def _attach(self, model: Any, name: str, config: dict, built: dict, head: dict | None) -> None:
+        from . import layers
+
+        state = _state(model)
+        if name in state["adapters"]:
+            raise AdapterExistsError(f"bottleneck adapter {name!r} is already loaded on this model")
+        base = getattr(model, "base_model", model)
+        modules = dict(base.named_modules())
+        ref = next(model.parameters())
+        for path, adapter_module in built.items():
+            target = modules[path]
+            layers.install(target)
+            if not hasattr(target, layers.SETUP_ATTR):
+                setattr(target, layers.SETUP_ATTR, ("stack", (), None, None))
+            target.adapters[name] = adapter_module.to(device=ref.device, dtype=ref.dtype)
+        if head:
+            import torch
+
+            if "adapterhub_heads" not in model._modules:
+                model.adapterhub_heads = torch.nn.ModuleDict()
+                state["hook"] = model.register_forward_hook(layers.head_output_hook(model))
+            default_dropout = float(getattr(model.config, "hidden_dropout_prob", 0.1) or 0.0)
+            head_module = layers.ClassificationHead(int(model.config.hidden_size), head["config"], default_dropout)
+            head_module.layers.load_state_dict(head["state_dict"])
+            head_module.head_config = dict(head["config"])
+            model.adapterhub_heads[name] = head_module.to(device=ref.device, dtype=ref.dtype)
+        state["adapters"][name] = {"config": config, "paths": list(built), "head": head is not None,
+                                   "meta": None}
+        model.train(model.training)  # new modules follow the model's train/eval mode
+
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        config = normalise_config(adapter.config)
+        adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
+        self.check(model, adapter)
+        built = self._build(model, adapter)
+        for path, module in built.items():
+            prefix = f"{path}.adapters."
+            module.load_state_dict({k[len(prefix):]: v for k, v in adapter.state_dict.items() if k.startswith(prefix)})
+        self._attach(model, name, config, built, adapter.extras.get("head"))
+        _state(model)["adapters"][name]["meta"] = adapter.extras.get("adapters_meta")
+        self._set_requires_grad(model, name, False)
+
+    def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        config = normalise_config(config)
+        if config.get("init_weights_seed") is not None:
+            import torch
+
+            torch.manual_seed(int(config["init_weights_seed"]))
+        files = AdapterFiles("bottleneck", config, {}, format="adapters")
+        built = self._build(model, files)
+        for module in built.values():
+            module.init_weights()
+        self._attach(model, name, config, built, None)
+        # Training an adapter means a frozen base (the runtime re-enables other trainable adapters).
+        model.requires_grad_(False)
+        self._set_requires_grad(model, name, True)
+        return self.export(model, name)
+
+    def _modules_of(self, model: Any, name: str) -> dict[str, Any]:
+        state = _state(model)
+        if name not in state["adapters"]:
+            raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
+        base = getattr(model, "base_model", model)
+        modules = dict(base.named_modules())
+        return {p: modules[p].adapters[name] for p in state["adapters"][name]["paths"]}
+
+    def _set_requires_grad(self, model: Any, name: str, flag: bool) -> None:
+        for p in self.parameters(model, name):
+            p.requires_grad_(flag)
+
+    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
+                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
+        from . import layers
+
+        state = _state(model)
+        for n in names:
+            if n is not None and n not in state["adapters"]:
+                raise AdapterNotLoadedError(f"bottleneck adapter {n!r} is not loaded on this model")
+        if combine == "stack":
+            if any(n is None for n in names):
+                raise CompositionError("bottleneck: Stack children must be adapter names")
+            setup = ("stack", tuple(names), None, None)
+        elif combine == "average":
+            if weights is None or len(weights) != len(names):
+                raise CompositionError("bottleneck: Average needs one weight per adapter")
+            setup = ("average", tuple(names), tuple(float(w) for w in weights), None)
+        elif combine == "batch_split":
+            if batch_sizes is None or len(batch_sizes) != len(names):
+                raise CompositionError("bottleneck: BatchSplit needs one batch size per entry")
+            setup = ("batch_split", tuple(names), None, tuple(int(b) for b in batch_sizes))
+        else:
+            raise CompositionError(f"bottleneck: unknown combine mode {combine!r}")
+        base = getattr(model, "base_model", model)
+        for _path, _idx, _where, module in layers.find_locations(base):
+            if hasattr(module, layers.SETUP_ATTR):
+                setattr(module, layers.SETUP_ATTR, setup)
+        # The head of the last active adapter that has one produces `logits`.
+        heads = [n for n in names if n is not None and state["adapters"][n]["head"]]
+        model.__dict__["_adapterhub_active_head"] = heads[-1] if heads and combine == "stack" else (
+            heads[0] if heads and len(set(heads)) == 1 else None)
+
+    def remove(self, model: Any, name: str) -> None:
+        from . import layers
+
+        state = _state(model)
+        if name not in state["adapters"]:
+            raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
+        base = getattr(model, "base_model", model)
+        modules = dict(base.named_modules())
+        info = state["adapters"].pop(name)
+        for path in info["paths"]:
+            target = modules[path]
+            del target.adapters[name]
+            mode, names, weights, sizes = getattr(target, layers.SETUP_ATTR)
+            if name in names:
+                keep = [i for i, n in enumerate(names) if n != name]
+                if mode == "batch_split":
+                    setattr(target, layers.SETUP_ATTR, (mode, tuple(None if n == name else n for n in names), None, sizes))
+                else:
+                    setattr(target, layers.SETUP_ATTR, (mode, tuple(names[i] for i in keep),
+                                                         tuple(weights[i] for i in keep) if weights else None, None))
+            if len(target.adapters) == 0:
+                layers.uninstall(target)
+        heads = model._modules.get("adapterhub_heads")
+        if heads is not None and name in heads:
+            del heads[name]
+            if model.__dict__.get("_adapterhub_active_head") == name:
+                model.__dict__["_adapterhub_active_head"] = None
+            if len(heads) == 0:
+                del model.adapterhub_heads
+                state["hook"].remove()
+                state["hook"] = None
+                model.__dict__.pop("_adapterhub_active_head", None)
+        if not state["adapters"]:
+            model.__dict__.pop(STATE_ATTR, None)
+
+    def export(self, model: Any, name: str) -> AdapterFiles:
+        info = _state(model)["adapters"].get(name)
+        modules = self._modules_of(model, name)
+        sd = {f"{p}.adapters.{k}": v.detach().clone() for p, m in modules.items() for k, v in m.state_dict().items()}
+        meta = dict(info.get("meta") or {})
+        meta.setdefault("hidden_size", int(getattr(model.config, "hidden_size", 0)) or None)
+        meta.setdefault("model_type", getattr(model.config, "model_type", ""))
+        meta.setdefault("model_class", type(model).__name__)
+        meta.setdefault("model_name", getattr(model.config, "_name_or_path", "") or "")
+        meta["name"] = name
+        extras: dict[str, Any] = {"adapters_meta": meta, "key_root": "base_model", "head": None}
+        heads = model._modules.get("adapterhub_heads")
+        if heads is not None and name in heads:
+            head = heads[name]
+            extras["head"] = {"config": getattr(head, "head_config", None) or {}, "name": name,
+                              "hidden_size": meta["hidden_size"],
+                              "state_dict": {k: v.detach().clone() for k, v in head.layers.state_dict().items()}}
+        return AdapterFiles("bottleneck", dict(info["config"]), sd, format="adapters", extras=extras)
+
+    def parameters(self, model: Any, name: str) -> list[Any]:
+        params = [p for m in self._modules_of(model, name).values() for p in m.parameters()]
+        heads = model._modules.get("adapterhub_heads")
+        if heads is not None and name in heads:
+            params += list(heads[name].parameters())
+        return params
+

@@ -1,0 +1,264 @@
+"""Torch side of prompt learning: virtual tokens and prefixes injected into a plain transformers model.
+
+One shared state per model (``model._adapterhub_prompts``) holds every loaded prompt-learning adapter
+of the three methods and what each method has active. Hooks:
+
+* a forward pre-hook (with kwargs) on the model: prepends the active input prompts (prompt tuning,
+  P-tuning) to ``inputs_embeds`` and ones to ``attention_mask`` (zeros to ``token_type_ids``, -100 to
+  token-level ``labels``), the way PEFT's ``PeftModel.forward`` does; and for PEFT-style prefix
+  tuning passes the prefix as ``past_key_values`` (a ``DynamicCache``; the real tokens then get
+  positions after the prefix, as in PEFT);
+* for AdapterHub-format prompt tuning, a forward hook on the embeddings module appends the prompt
+  *after* the embedding layer (tokens keep positions 0..n-1, as in ``adapters``);
+* for AdapterHub-format prefix tuning on BERT-like encoders, a pre-hook on every self-attention
+  module hands it an object whose ``update()`` prepends that layer's prefix keys/values, and widens
+  the attention mask (no position shift, as in ``adapters``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+STATE_ATTR = "_adapterhub_prompts"
+
+
+class PromptState:
+    def __init__(self) -> None:
+        self.adapters: dict[str, dict[str, Any]] = {}  # name -> {"method", "module", "config", "style"}
+        self.active: dict[str, tuple[str, tuple, tuple | None]] = {}  # method -> (combine, names, batch_sizes)
+        self.handles: list[Any] = []
+        self.container: nn.ModuleDict | None = None
+
+
+def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
+    state = model.__dict__.get(STATE_ATTR)
+    if state is None and create:
+        state = PromptState()
+        model.__dict__[STATE_ATTR] = state
+        model.adapterhub_prompts = nn.ModuleDict()
+        state.container = model.adapterhub_prompts
+        state.handles.append(model.register_forward_pre_hook(_model_pre_hook, with_kwargs=True))
+        embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+        if isinstance(embeddings, nn.Module):
+            state.handles.append(embeddings.register_forward_hook(_make_embeddings_hook(model)))
+        for idx, attn in enumerate(encoder_self_attentions(model)):
+            state.handles.append(attn.register_forward_pre_hook(_make_attention_hook(model, idx), with_kwargs=True))
+    return state
+
+
+def drop_state(model: nn.Module) -> None:
+    state = model.__dict__.pop(STATE_ATTR, None)
+    if state is None:
+        return
+    for handle in state.handles:
+        handle.remove()
+    if "adapterhub_prompts" in model._modules:
+        del model.adapterhub_prompts
+
+
+def encoder_self_attentions(model: nn.Module) -> list[nn.Module]:
+    """BERT-like self-attention modules (query/key/value Linear), in layer order; [] for decoders."""
+    base = getattr(model, "base_model", model)
+    if getattr(model.config, "is_decoder", False) or getattr(model.config, "is_encoder_decoder", False):
+        return []
+    return [m for n, m in base.named_modules()
+            if n.endswith("attention.self") and all(hasattr(m, a) for a in ("query", "key", "value"))]
+
+
+# --- the prompt modules --------------------------------------------------------------------------
+
+
+class FixedPrompt(nn.Module):
+    """Stored prompt embeddings (what PEFT saves as ``prompt_embeddings``)."""
+
+    def __init__(self, embeddings: torch.Tensor) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(embeddings.detach().clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.embedding
+
+
+class EncodedPrompt(nn.Module):
+    """A trainable reparameterisation (PEFT's PromptEncoder / PrefixEncoder) evaluated on all indices."""
+
+    def __init__(self, encoder: nn.Module, num_virtual_tokens: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("indices", torch.arange(num_virtual_tokens), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        return self.encoder(self.indices.unsqueeze(0))[0]
+
+
+def _active(state: PromptState, methods: tuple[str, ...], style: str | None = None):
+    """[(combine, [entries], sizes)] for the given methods; entries are adapter dicts or None."""
+    out = []
+    for method in methods:
+        combine, names, sizes = state.active.get(method, ("stack", (), None))
+        entries = [state.adapters[n] if n is not None else None for n in names]
+        if style is not None:
+            entries = [e for e in entries if e is None or e["style"] == style]
+        if any(e is not None for e in entries):
+            out.append((combine, entries, sizes))
+    return out
+
+
+def _batched(blocks, batch: int) -> torch.Tensor | None:
+    """[batch, n_virtual, width] from the active blocks (stack: concatenated; batch_split: per row)."""
+    parts = []
+    for combine, entries, sizes in blocks:
+        if combine == "batch_split":
+            rows = [e["module"]().unsqueeze(0).expand(size, -1, -1) for e, size in zip(entries, sizes) if size]
+            if sum(sizes) != batch:
+                raise ValueError(f"BatchSplit batch_sizes sum to {sum(sizes)} but the batch has {batch} rows")
+            parts.append(torch.cat(rows, 0))
+        else:
+            prompt = torch.cat([e["module"]() for e in entries], 0)
+            parts.append(prompt.unsqueeze(0).expand(batch, -1, -1))
+    if not parts:
+        return None
+    return torch.cat(parts, 1)
+
+
+def _prefix_mask(mask: torch.Tensor, n: int) -> torch.Tensor:
+    ones = torch.ones(mask.shape[0], n, dtype=mask.dtype, device=mask.device)
+    return torch.cat([ones, mask], 1)
+
+
+def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
+    state = model.__dict__.get(STATE_ATTR)
+    if state is None:
+        return None
+    input_blocks = _active(state, ("prompt_tuning", "p_tuning"), style="peft")
+    prefix_blocks = _active(state, ("prefix_tuning",), style="peft")
+    after_emb = _active(state, ("prompt_tuning",), style="adapters")
+    enc_prefix = _active(state, ("prefix_tuning",), style="adapters")
+    if not (input_blocks or prefix_blocks or after_emb or enc_prefix):
+        return None
+    kwargs = dict(kwargs)
+    if args:
+        kwargs.setdefault("input_ids", args[0])
+        args = args[1:]
+    input_ids = kwargs.get("input_ids")
+    embeds = kwargs.get("inputs_embeds")
+    batch = (input_ids if input_ids is not None else embeds).shape[0]
+    mask = kwargs.get("attention_mask")
+    added = 0
+    if input_blocks:
+        prompts = _batched(input_blocks, batch)
+        if embeds is None:
+            embeds = model.get_input_embeddings()(input_ids)
+        n = prompts.shape[1]
+        kwargs["inputs_embeds"] = torch.cat([prompts.to(embeds.dtype), embeds], 1)
+        kwargs["input_ids"] = None
+        added += n
+        if kwargs.get("position_ids") is not None:
+            kwargs["position_ids"] = None  # PEFT drops them: positions now cover the prompt too
+        tti = kwargs.get("token_type_ids")
+        if tti is not None:
+            kwargs["token_type_ids"] = torch.cat([torch.zeros_like(tti[:, :1]).expand(-1, n), tti], 1)
+        labels = kwargs.get("labels")
+        if labels is not None and labels.dim() == 2 and labels.shape[1] == embeds.shape[1]:
+            kwargs["labels"] = torch.cat([torch.full_like(labels[:, :1], -100).expand(-1, n), labels], 1)
+    if after_emb:
+        n = sum(e["module"]().shape[0] for _, es, _ in after_emb for e in es if e is not None)
+        if mask is not None:
+            mask = _prefix_mask(mask, n)
+        # adapters inserts after the embedding layer: token type ids keep the real length
+        model.__dict__["_adapterhub_after_emb"] = (after_emb, batch)
+    if added and mask is not None:
+        mask = _prefix_mask(mask, added)
+    if prefix_blocks:
+        past = kwargs.get("past_key_values")
+        if past is None or (hasattr(past, "get_seq_length") and past.get_seq_length() == 0):
+            cache, n = _prefix_cache(model, prefix_blocks, batch)
+            kwargs["past_key_values"] = cache
+            if mask is not None:
+                mask = _prefix_mask(mask, n)
+    if enc_prefix:
+        model.__dict__["_adapterhub_enc_prefix"] = (enc_prefix, batch)
+    if mask is not None:
+        kwargs["attention_mask"] = mask
+    return args, kwargs
+
+
+def _prefix_shapes(model: nn.Module, entry: dict) -> tuple[int, int, int]:
+    """(num_layers, kv heads, head_dim) the way PEFT sizes a prefix (GQA: num_key_value_heads)."""
+    cfg = entry["config"]
+    layers = int(cfg["num_layers"])
+    heads = int(cfg["num_attention_heads"])
+    head_dim = int(cfg["token_dim"]) // heads
+    return layers, heads, head_dim
+
+
+def _prefix_tensor(model: nn.Module, blocks, batch: int) -> tuple[torch.Tensor, int, int, int]:
+    """[layers*2, batch, heads, n, head_dim] for the active prefixes (stacked along n)."""
+    entries = [e for _, es, _ in blocks for e in es if e is not None]
+    layers, heads, head_dim = _prefix_shapes(model, entries[0])
+    for e in entries[1:]:
+        if _prefix_shapes(model, e) != (layers, heads, head_dim):
+            raise ValueError("active prefix-tuning adapters have different shapes and cannot be combined")
+    flat = _batched(blocks, batch)  # [batch, n, layers*2*heads*head_dim]
+    n = flat.shape[1]
+    past = flat.view(batch, n, layers * 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+    return past, n, layers, heads
+
+
+def _prefix_cache(model: nn.Module, blocks, batch: int):
+    from transformers import DynamicCache
+
+    past, n, layers, _ = _prefix_tensor(model, blocks, batch)
+    dtype = next(model.parameters()).dtype
+    pairs = [(past[2 * i].to(dtype), past[2 * i + 1].to(dtype)) for i in range(layers)]
+    return DynamicCache(pairs), n
+
+
+def _make_embeddings_hook(model: nn.Module):
+    def hook(module, args, output):
+        pending = model.__dict__.pop("_adapterhub_after_emb", None)
+        if pending is None:
+            return output
+        blocks, batch = pending
+        prompts = _batched(blocks, output.shape[0])
+        return torch.cat([prompts.to(output.dtype), output], 1)
+
+    return hook
+
+
+class _LayerPrefix:
+    """Stands in for a cache inside one self-attention call: prepends this layer's prefix."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys, self.values = keys, values
+
+    def update(self, key, value, layer_idx, *args, **kwargs):
+        return (torch.cat([self.keys.to(key.dtype), key], 2), torch.cat([self.values.to(value.dtype), value], 2))
+
+
+def _make_attention_hook(model: nn.Module, layer: int):
+    def hook(module, args, kwargs):
+        pending = model.__dict__.get("_adapterhub_enc_prefix")
+        if pending is None:
+            return None
+        blocks, batch = pending
+        past, n, layers, _ = _prefix_tensor(model, blocks, batch)
+        if layer >= layers:
+            return None
+        if layer == layers - 1 or layer == len(encoder_self_attentions(model)) - 1:
+            model.__dict__.pop("_adapterhub_enc_prefix", None)
+        kwargs = dict(kwargs)
+        kwargs["past_key_values"] = _LayerPrefix(past[2 * layer], past[2 * layer + 1])
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                pad = torch.ones(*mask.shape[:-1], n, dtype=torch.bool, device=mask.device)
+            else:
+                pad = torch.zeros(*mask.shape[:-1], n, dtype=mask.dtype, device=mask.device)
+            kwargs["attention_mask"] = torch.cat([pad.expand(mask.shape[0], *pad.shape[1:]), mask], -1)
+        return args, kwargs
+
+    return hook

@@ -1,0 +1,316 @@
+"""Prompt tuning, prefix tuning and P-tuning as adapterhub methods.
+
+Files are PEFT's (``adapter_config.json`` + ``adapter_model.safetensors`` holding one tensor,
+``prompt_embeddings``); AdapterHub-format prompt/prefix tuning is read too and converted
+(:mod:`adapterhub.formats.adapters`). Canonical form = PEFT's: config keys as PEFT writes them and
+``{"prompt_embeddings": tensor}``. Injection into the plain model is in :mod:`.injection`.
+Compositions: Stack concatenates the virtual tokens of the active adapters in order; BatchSplit
+gives each row slice its own prompt (all slices need one, of equal length); no Average; no merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from adapterhub.errors import (
+    AdapterExistsError,
+    AdapterFormatError,
+    AdapterNotLoadedError,
+    CompositionError,
+    IncompatibleBaseModelError,
+    UnsupportedOperationError,
+)
+from adapterhub.formats import adapters as ah_format
+from adapterhub.methods import AdapterFiles, AdapterMethod, read_adapter_config
+
+WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+PEFT_VERSION = "0.21.2"
+
+
+class _PromptLearningMethod(AdapterMethod):
+    peft_type: ClassVar[str]
+    adapters_arch: ClassVar[str | None] = None
+    formats = ("peft",)
+    mergeable = False
+    supports_mixed_batch = False
+    supports_average = False
+    trainable = True
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        if str(config.get("peft_type", "")).upper() == self.peft_type:
+            return True
+        return (self.adapters_arch is not None and ah_format.is_adapters_format(config)
+                and ah_format.architecture(config) == self.adapters_arch)
+
+    def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
+        from adapterhub.runtime.weights import find_weights, load_tensors
+
+        path = Path(path)
+        config = read_adapter_config(path)
+        if ah_format.is_adapters_format(config):
+            return ah_format.read_adapters_prompt(path, config, allow_pickle)
+        state = load_tensors(find_weights(path, WEIGHTS), allow_pickle=allow_pickle)
+        if "prompt_embeddings" not in state:
+            raise AdapterFormatError(
+                f"{path}: weights hold {sorted(state)[:3]}, not 'prompt_embeddings'",
+                hint=f"a PEFT {self.peft_type} adapter stores one tensor named prompt_embeddings")
+        if int(config.get("num_transformer_submodules") or 1) != 1:
+            raise UnsupportedOperationError(
+                f"{path / 'adapter_config.json'}: num_transformer_submodules="
+                f"{config.get('num_transformer_submodules')} (encoder-decoder models) is not supported")
+        return AdapterFiles(self.name, config, {"prompt_embeddings": state["prompt_embeddings"]},
+                            format="peft", source=str(path))
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "peft") -> list[Path]:
+        from adapterhub.runtime.weights import save_tensors, write_json
+
+        path = Path(path)
+        if format == "adapters":
+            if self.adapters_arch is None:
+                raise UnsupportedOperationError(
+                    f"{self.name} has no AdapterHub-format equivalent", hint="save with format='peft'")
+            return ah_format.write_adapters_prompt(adapter, path)
+        if format != "peft":
+            raise UnsupportedOperationError(f"unknown format {format!r}", hint="use 'peft' or 'adapters'")
+        path.mkdir(parents=True, exist_ok=True)
+        config = {k: v for k, v in adapter.config.items() if not k.startswith("adapterhub_")}
+        config["peft_type"] = self.peft_type
+        config["inference_mode"] = True
+        config.setdefault("peft_version", PEFT_VERSION)
+        return [save_tensors({"prompt_embeddings": adapter.state_dict["prompt_embeddings"]},
+                             path / "adapter_model.safetensors", metadata={"format": "pt"}),
+                write_json(path / "adapter_config.json", config)]
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def _fill(self, model: Any, config: dict) -> dict:
+        """Fill token_dim/num_layers/num_attention_heads from the base config, as PEFT does."""
+        mc = model.config
+        hidden = getattr(mc, "hidden_size", None) or getattr(mc, "n_embd", None) or getattr(mc, "d_model", None)
+        layers = getattr(mc, "num_hidden_layers", None) or getattr(mc, "n_layer", None)
+        heads = getattr(mc, "num_attention_heads", None) or getattr(mc, "n_head", None)
+        config = dict(config)
+        config.setdefault("num_transformer_submodules", 1)
+        for key, value in (("token_dim", hidden), ("num_layers", layers), ("num_attention_heads", heads)):
+            if config.get(key) is None:
+                config[key] = value
+        return config
+
+    def _width(self, model: Any, config: dict) -> int:
+        return int(config["token_dim"])
+
+    def check(self, model: Any, adapter: AdapterFiles) -> None:
+        config = self._fill(model, adapter.config)
+        emb = adapter.state_dict.get("prompt_embeddings")
+        n = int(config.get("num_virtual_tokens") or 0)
+        want = (n, self._width(model, config))
+        if emb is None or tuple(emb.shape) != want:
+            raise IncompatibleBaseModelError(
+                f"{adapter.source or 'adapter'}: prompt_embeddings has shape "
+                f"{None if emb is None else list(emb.shape)}, this model needs {list(want)}",
+                hint="the adapter was trained for a base model with another hidden size / layer count")
+
+    def _register(self, model: Any, name: str, module: Any, config: dict, style: str, extras: dict) -> None:
+        from . import injection
+
+        state = injection.get_state(model)
+        if name in state.adapters:
+            raise AdapterExistsError(f"prompt-learning adapter {name!r} is already loaded on this model")
+        ref = next(p for n, p in model.named_parameters() if not n.startswith("adapterhub_prompts"))
+        state.container[name] = module.to(device=ref.device, dtype=ref.dtype)
+        state.adapters[name] = {"method": self.name, "module": state.container[name], "config": config,
+                                "style": style, "extras": extras}
+
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        from . import injection
+
+        self.check(model, adapter)
+        config = self._fill(model, adapter.config)
+        style = "adapters" if adapter.format == "adapters" else "peft"
+        if style == "adapters" and self.name == "prefix_tuning" and not injection.encoder_self_attentions(model):
+            style = "peft"  # decoder models: the cache route is the same computation
+        module = injection.FixedPrompt(adapter.state_dict["prompt_embeddings"])
+        module.requires_grad_(False)
+        self._register(model, name, module, config, style, dict(adapter.extras))
+
+    def _entries(self, model: Any) -> dict:
+        from . import injection
+
+        state = injection.get_state(model, create=False)
+        return {} if state is None else {n: e for n, e in state.adapters.items() if e["method"] == self.name}
+
+    def _entry(self, model: Any, name: str) -> dict:
+        entry = self._entries(model).get(name)
+        if entry is None:
+            raise AdapterNotLoadedError(f"{self.name} adapter {name!r} is not loaded on this model")
+        return entry
+
+    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
+                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
+        from . import injection
+
+        entries = self._entries(model)
+        for n in names:
+            if n is not None and n not in entries:
+                raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
+        if combine == "average":
+            raise CompositionError(f"{self.name}: virtual tokens cannot be averaged (Average block)",
+                                   hint="use Stack, or average the adapters' weights offline")
+        if combine == "batch_split":
+            lengths = {entries[n]["module"]().shape[0] for n in names if n is not None}
+            if any(n is None for n in names) or len(lengths) > 1:
+                raise CompositionError(
+                    f"{self.name}: BatchSplit/Parallel needs a prompt for every row slice, all of the same "
+                    "length (the sequence length must match across the batch)")
+        elif combine != "stack":
+            raise CompositionError(f"{self.name}: unknown combine mode {combine!r}")
+        styles = {entries[n]["style"] for n in names if n is not None}
+        if len(styles) > 1:
+            raise CompositionError(f"{self.name}: PEFT- and AdapterHub-style adapters cannot be active together")
+        state = injection.get_state(model, create=False)
+        if state is None:
+            return
+        state.active[self.name] = (combine, tuple(names), tuple(batch_sizes) if batch_sizes else None)
+
+    def remove(self, model: Any, name: str) -> None:
+        from . import injection
+
+        self._entry(model, name)
+        state = injection.get_state(model)
+        del state.adapters[name]
+        del state.container[name]
+        for method, (combine, names, sizes) in list(state.active.items()):
+            if name in names:
+                if combine == "batch_split":
+                    state.active[method] = ("stack", (), None)
+                else:
+                    state.active[method] = (combine, tuple(n for n in names if n != name), sizes)
+        if not state.adapters:
+            injection.drop_state(model)
+
+    def export(self, model: Any, name: str) -> AdapterFiles:
+        import torch
+
+        entry = self._entry(model, name)
+        with torch.no_grad():
+            emb = entry["module"]().detach().clone()
+        config = dict(entry["config"])
+        config["peft_type"] = self.peft_type
+        config["inference_mode"] = True
+        config.pop("adapterhub_encoder", None)
+        extras = dict(entry.get("extras") or {})
+        meta = dict(extras.get("adapters_meta") or {})
+        meta["name"] = name
+        meta.setdefault("model_type", getattr(model.config, "model_type", ""))
+        extras["adapters_meta"] = meta
+        return AdapterFiles(self.name, config, {"prompt_embeddings": emb},
+                            format="adapters" if entry["style"] == "adapters" else "peft", extras=extras)
+
+    def parameters(self, model: Any, name: str) -> list[Any]:
+        return list(self._entry(model, name)["module"].parameters())
+
+    def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        config = self._fill(model, {**config, "peft_type": self.peft_type})
+        if not config.get("task_type"):
+            # PEFT only injects prompts through a task-specific PeftModel class.
+            causal = type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+            config["task_type"] = "CAUSAL_LM" if causal else "FEATURE_EXTRACTION"
+        config.setdefault("base_model_name_or_path", getattr(model.config, "_name_or_path", None) or None)
+        if not config.get("num_virtual_tokens"):
+            raise UnsupportedOperationError(f"{self.name}: config needs num_virtual_tokens")
+        module = self._new_module(model, config)
+        self._register(model, name, module, config, "peft", {})
+        # Training a prompt means a frozen base (the runtime re-enables other trainable adapters).
+        model.requires_grad_(False)
+        module.requires_grad_(True)
+        return self.export(model, name)
+
+    def _new_module(self, model: Any, config: dict) -> Any:
+        raise NotImplementedError
+
+
+class PromptTuningMethod(_PromptLearningMethod):
+    name = "prompt_tuning"
+    description = "Prompt tuning: trained virtual-token embeddings prepended to the input (PEFT; AdapterHub read/write)"
+    peft_types = ("PROMPT_TUNING",)
+    formats = ("peft", "adapters")
+    peft_type = "PROMPT_TUNING"
+    adapters_arch = "prompt_tuning"
+
+    def _new_module(self, model: Any, config: dict) -> Any:
+        import torch
+
+        from . import injection
+
+        n, dim = int(config["num_virtual_tokens"]), int(config["token_dim"])
+        init = str(config.get("prompt_tuning_init", "RANDOM")).upper()
+        config.setdefault("prompt_tuning_init", init)
+        if init == "SAMPLE_VOCAB":
+            vocab = model.get_input_embeddings().weight
+            idx = torch.randint(0, vocab.shape[0], (n,))
+            return injection.FixedPrompt(vocab[idx].detach())
+        if init != "RANDOM":
+            raise UnsupportedOperationError(
+                f"prompt_tuning_init={init!r} is not supported here", hint="use RANDOM or SAMPLE_VOCAB")
+        return injection.FixedPrompt(torch.nn.Embedding(n, dim).weight.detach())
+
+
+class PrefixTuningMethod(_PromptLearningMethod):
+    name = "prefix_tuning"
+    description = "Prefix tuning: trained key/value prefixes in every attention layer (PEFT; AdapterHub read/write)"
+    peft_types = ("PREFIX_TUNING",)
+    formats = ("peft", "adapters")
+    peft_type = "PREFIX_TUNING"
+    adapters_arch = "prefix_tuning"
+
+    def _fill(self, model: Any, config: dict) -> dict:
+        config = super()._fill(model, config)
+        mc = model.config
+        kv = getattr(mc, "num_key_value_heads", None)
+        if kv is not None and int(kv) != int(config["num_attention_heads"]):
+            # Grouped-query attention: PEFT sizes the prefix by the key/value heads.
+            head_dim = getattr(mc, "head_dim", None) or int(config["token_dim"]) // int(config["num_attention_heads"])
+            config["token_dim"] = int(head_dim) * int(kv)
+            config["num_attention_heads"] = int(kv)
+        config.setdefault("prefix_projection", False)
+        if config.get("encoder_hidden_size") is None:
+            config["encoder_hidden_size"] = config["token_dim"]
+        return config
+
+    def _width(self, model: Any, config: dict) -> int:
+        return int(config["num_layers"]) * 2 * int(config["token_dim"])
+
+    def _new_module(self, model: Any, config: dict) -> Any:
+        from peft import PrefixTuningConfig
+        from peft.tuners.prefix_tuning import PrefixEncoder
+
+        from . import injection
+
+        keys = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads", "prefix_projection",
+                "encoder_hidden_size", "num_transformer_submodules")
+        peft_config = PrefixTuningConfig(**{k: config[k] for k in keys}, inference_mode=False)
+        return injection.EncodedPrompt(PrefixEncoder(peft_config), int(config["num_virtual_tokens"]))
+
+
+class PTuningMethod(_PromptLearningMethod):
+    name = "p_tuning"
+    description = "P-tuning: virtual tokens produced by an MLP/LSTM prompt encoder (PEFT format)"
+    peft_types = ("P_TUNING",)
+    peft_type = "P_TUNING"
+
+    def _new_module(self, model: Any, config: dict) -> Any:
+        from peft import PromptEncoderConfig
+        from peft.tuners.p_tuning import PromptEncoder
+
+        from . import injection
+
+        config.setdefault("encoder_reparameterization_type", "MLP")
+        if config.get("encoder_hidden_size") is None:
+            config["encoder_hidden_size"] = config["token_dim"]
+        keys = ("num_virtual_tokens", "token_dim", "num_layers", "num_attention_heads", "encoder_hidden_size",
+                "encoder_reparameterization_type", "num_transformer_submodules")
+        extra = {k: config[k] for k in ("encoder_num_layers", "encoder_dropout") if config.get(k) is not None}
+        peft_config = PromptEncoderConfig(**{k: config[k] for k in keys}, **extra, inference_mode=False)
+        return injection.EncodedPrompt(PromptEncoder(peft_config), int(config["num_virtual_tokens"]))

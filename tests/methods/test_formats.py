@@ -1,0 +1,127 @@
+"""AdapterHub-format reading/writing and lossless LoRA / IA3 / prefix conversions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from methods_support import ADAPTERS, PEFT, load_reference
+
+from adapterhub.errors import NoMethodClaimsError, PickleRefusedError
+from adapterhub.formats import adapters as fmt
+from adapterhub.methods import AdapterFiles, detect_method, read_adapter_config
+
+
+def test_detection_and_architecture():
+    assert fmt.is_adapters_format(read_adapter_config(ADAPTERS / "seq_bn"))
+    assert not fmt.is_adapters_format(read_adapter_config(PEFT / "prompt_tuning"))
+    assert fmt.architecture(read_adapter_config(ADAPTERS / "seq_bn")) == "bottleneck"
+    assert fmt.architecture(read_adapter_config(ADAPTERS / "lora")) == "lora"
+    assert detect_method(ADAPTERS / "seq_bn").name == "bottleneck"
+    assert detect_method(ADAPTERS / "prefix_tuning").name == "prefix_tuning"
+
+
+def test_pickle_refused_names_file_and_fix():
+    with pytest.raises(PickleRefusedError) as info:
+        fmt.read_adapters_lora(ADAPTERS / "lora", read_adapter_config(ADAPTERS / "lora"), allow_pickle=False)
+    assert "pytorch_adapter.bin" in str(info.value) and "allow_pickle" in str(info.value)
+
+
+def test_lora_pickle_and_safetensors_agree_and_round_trip(tmp_path):
+    cfg = read_adapter_config(ADAPTERS / "lora")
+    a = fmt.read_adapters_lora(ADAPTERS / "lora", cfg, allow_pickle=True)
+    b = fmt.read_adapters_lora(ADAPTERS / "lora_safetensors", read_adapter_config(ADAPTERS / "lora_safetensors"))
+    assert a.method == "lora" and a.config["peft_type"] == "LORA"
+    assert a.config["r"] == 4 and a.config["lora_alpha"] == 8
+    assert "encoder.layer.0.attention.self.query.lora_A.weight" in a.state_dict
+    assert set(a.state_dict) == set(b.state_dict)
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    fmt.write_adapters_lora(a, tmp_path / "rt", "bert")
+    written = json.loads((tmp_path / "rt" / "adapter_config.json").read_text())
+    assert written["config"] == cfg["config"] and written["name"] == "lora"
+    raw_original = torch.load(ADAPTERS / "lora" / "pytorch_adapter.bin", weights_only=True)
+    from safetensors.torch import load_file
+
+    raw_written = load_file(str(tmp_path / "rt" / "adapter.safetensors"))
+    assert set(raw_written) == set(raw_original)
+    assert all(torch.equal(raw_written[k], raw_original[k]) for k in raw_original)
+    c = fmt.read_adapters_lora(tmp_path / "rt", written)
+    assert c.config == a.config and all(torch.equal(c.state_dict[k], a.state_dict[k]) for k in a.state_dict)
+
+
+def test_ia3_round_trip_is_lossless(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    sd = {f"encoder.layer.{i}.attention.self.{m}.ia3_l": torch.rand(64, 1, generator=g)
+          for i in range(2) for m in ("key", "value")}
+    sd.update({f"encoder.layer.{i}.intermediate.dense.ia3_l": torch.rand(128, 1, generator=g) for i in range(2)})
+    files = AdapterFiles("ia3", {"peft_type": "IA3", "target_modules": ["key", "value", "dense"],
+                                 "feedforward_modules": []}, sd, extras={"adapters_meta": {"name": "ia3",
+                                                                                          "hidden_size": 64}})
+    fmt.write_adapters_lora(files, tmp_path / "ia3", "bert")
+    cfg = read_adapter_config(tmp_path / "ia3")
+    assert cfg["config"]["composition_mode"] == "scale" and cfg["config"]["intermediate_lora"] is True
+    assert sorted(cfg["config"]["attn_matrices"]) == ["k", "v"]
+    back = fmt.read_adapters_lora(tmp_path / "ia3", cfg)
+    assert back.method == "ia3" and back.config["peft_type"] == "IA3"
+    assert set(back.state_dict) == set(sd) and all(torch.equal(back.state_dict[k], sd[k]) for k in sd)
+
+
+def test_lora_fixture_through_lora_method(bert):
+    """adapters-1.3.0/lora(+_safetensors) reproduced through the LoRA method (runtime engineer's plugin)."""
+    from adapterhub import AdapterModel
+
+    try:
+        method = detect_method(ADAPTERS / "lora_safetensors", bert)
+    except NoMethodClaimsError:
+        pytest.skip("no installed LoRA plugin claims AdapterHub-format LoRA yet")
+    assert method.name == "lora"
+    for case, pickle in (("lora", True), ("lora_safetensors", False)):
+        ref = load_reference(ADAPTERS / case)
+        am = AdapterModel(bert)
+        am.load_adapter(ADAPTERS / case, name="l", allow_pickle=pickle)
+        am.set_adapter("l")
+        with torch.no_grad():
+            out = am(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).last_hidden_state
+        assert torch.allclose(out, ref["expected"], atol=1e-5, rtol=0)
+        am.unload()
+
+
+def test_prefix_tuning_adapters_round_trip(bert, tmp_path):
+    """The MLP-reparameterised prefix is folded on read and written back as a flat prefix."""
+    from adapterhub import AdapterModel
+
+    ref = load_reference(ADAPTERS / "prefix_tuning")
+    am = AdapterModel(bert)
+    am.load_adapter(ADAPTERS / "prefix_tuning", name="prefix", allow_pickle=True)
+    am.save_adapter("prefix", tmp_path / "flat", format="adapters")
+    cfg = read_adapter_config(tmp_path / "flat")
+    assert cfg["config"]["flat"] is True and cfg["config"]["architecture"] == "prefix_tuning"
+    am.unload()
+    am.load_adapter(tmp_path / "flat", name="again")
+    am.set_adapter("again")
+    with torch.no_grad():
+        out = am(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).last_hidden_state
+    assert torch.allclose(out, ref["expected"], atol=1e-5, rtol=0)
+
+
+def test_prompt_tuning_adapters_format_round_trip(tmp_path):
+    emb = torch.randn(4, 64)
+    files = AdapterFiles("prompt_tuning", {"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4, "token_dim": 64},
+                         {"prompt_embeddings": emb}, extras={"adapters_meta": {"name": "prompt", "hidden_size": 64}})
+    fmt.write_adapters_prompt(files, tmp_path / "p", "bert")
+    cfg = read_adapter_config(tmp_path / "p")
+    back = fmt.read_adapters_prompt(tmp_path / "p", cfg)
+    assert back.extras["prompt_position"] == "after_embeddings"
+    assert torch.equal(back.state_dict["prompt_embeddings"], emb)
+
+
+def test_rebase_keys_for_wrapper_models():
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=50)
+    sd = {"encoder.layer.0.attention.self.query.lora_A.weight": torch.zeros(1)}
+    assert fmt.rebase_keys(sd, BertModel(config)) == sd
+    assert list(fmt.rebase_keys(sd, BertForSequenceClassification(config))) == [
+        "bert.encoder.layer.0.attention.self.query.lora_A.weight"]
