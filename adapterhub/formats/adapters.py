@@ -261,7 +261,7 @@ def _write(path: str | Path, full_config: dict, tensors: dict, adapter: AdapterF
 
 
 def _adapter_name(adapter: AdapterFiles) -> str:
-    return str((adapter.extras.get("adapters_meta") or {}).get("name") or "adapter")
+    return str((adapter.extras.get("adapters_meta") or {}).get("name") or adapter.extras.get("name") or "adapter")
 
 
 # --- bottleneck ----------------------------------------------------------------------------------

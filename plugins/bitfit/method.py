@@ -106,7 +106,8 @@ class BitFitMethod(AdapterMethod):
         """Capture the in-place trained biases of the created adapter before rewriting biases."""
         state = _state(model)
         name = state["trainable"]
-        if name is None or state["active"] != ("stack", (name,), None):
+        # a merged adapter's delta lives in the base values: the live biases no longer show it alone
+        if name is None or name in state["merged"] or state["active"] != ("stack", (name,), None):
             return
         params = dict(model.named_parameters())
         state["deltas"][name] = {k: (params[k].detach() - self._base(state, k)).clone() for k in state["deltas"][name]}
@@ -170,12 +171,14 @@ class BitFitMethod(AdapterMethod):
     def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
                    weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
         state = _state(model)
+        if combine == "batch_split":
+            raise CompositionError(
+                "BatchSplit/Parallel: method 'bitfit' cannot serve different adapters to rows of one batch "
+                "(biases are shared by every row)",
+                hint="use LoRA or bottleneck adapters for mixed batches, or Stack/Average BitFit adapters")
         for n in names:
             if n is None or n not in state["deltas"]:
                 raise AdapterNotLoadedError(f"BitFit adapter {n!r} is not loaded on this model")
-        if combine == "batch_split":
-            raise CompositionError("bitfit: biases are shared by every row, so BatchSplit/Parallel is impossible",
-                                   hint="merge-free methods like LoRA or bottleneck adapters support it")
         if combine == "average":
             if weights is None or len(weights) != len(names):
                 raise CompositionError("bitfit: Average needs one weight per adapter")
