@@ -7,9 +7,9 @@ into adapterhub errors here, so no other module needs to know them.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
-import threading
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,9 @@ from ..errors import DownloadError, OfflineError, ResolutionError
 from .hashing import is_commit
 from .paths import check_relpath
 from .settings import Settings
+
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,40 @@ def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> st
     return sha
 
 
+def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> tuple[str, list[RemoteFile]]:
+    """(commit, every file with size and the Hub's hashes) from ONE ``model_info(files_metadata=True)``.
+
+    Falls back to a tree listing only if the server's answer lacks per-file metadata.
+    """
+    from huggingface_hub import errors as hf_errors
+
+    if settings.offline:
+        raise OfflineError(f"{repo_id}@{revision or 'main'}: resolving a revision needs the network")
+    try:
+        info = _api(settings).model_info(repo_id, revision=revision, files_metadata=True)
+    except hf_errors.RevisionNotFoundError:
+        refs = list_refs(settings, repo_id)
+        raise ResolutionError(
+            f"{repo_id}: no revision {revision!r} on {settings.endpoint}",
+            hint="available: " + (", ".join(refs) or "(no branches or tags)"),
+        ) from None
+    except _hub_errors() as exc:
+        raise _translate(exc, repo_id, settings) from None
+    sha = info.sha
+    if not is_commit(sha):
+        raise DownloadError(f"{repo_id}@{revision}: the Hub answered commit {sha!r}, not a 40-hex id")
+    siblings = info.siblings or []
+    if not siblings or any(s.size is None or (s.lfs is None and not s.blob_id) for s in siblings):
+        return sha, list_files(settings, repo_id, sha)
+    files = []
+    for sib in siblings:
+        check_relpath(sib.rfilename, where=f"{settings.endpoint} files of {repo_id}@{sha[:12]}")
+        lfs_sha = sib.lfs.sha256 if sib.lfs else None
+        files.append(RemoteFile(path=sib.rfilename, size=int(sib.size or 0), lfs_sha256=lfs_sha,
+                                git_oid=None if lfs_sha else sib.blob_id))
+    return sha, sorted(files, key=lambda f: f.path)
+
+
 def list_refs(settings: Settings, repo_id: str) -> list[str]:
     try:
         refs = _api(settings).list_repo_refs(repo_id)
@@ -117,87 +154,153 @@ def list_files(settings: Settings, repo_id: str, commit: str) -> list[RemoteFile
     return sorted(files, key=lambda f: f.path)
 
 
-def _forwarding_tqdm(overall: Any) -> type:
-    """A tqdm class for huggingface_hub's per-file bars that only feeds one shared, overall bar."""
-    from tqdm.auto import tqdm
+@dataclass
+class FetchJob:
+    """One file to stream from the Hub into ``partial`` and check against what is expected of it."""
 
-    class _Forward(tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            if overall is not None and n:
-                overall.update(n)
-            return None
-
-    return _Forward
+    repo_id: str
+    commit: str
+    path: str
+    size: int
+    partial: Path  # bytes land here (``*.incomplete``); a rerun resumes from what it holds
+    sha256: str | None  # from the index, lock or the Hub's LFS metadata
+    git_oid: str | None = None  # the Hub's git blob id, checked when no sha256 is known
+    expected_from: str = "hub"
 
 
-def download_files(
-    settings: Settings,
-    repo_id: str,
-    commit: str,
-    paths: Iterable[str],
-    local_dir: Path,
-    *,
-    total_bytes: int = 0,
-    progress: bool = True,
-    label: str = "",
-    on_done: Callable[[str, Path], None] | None = None,
-) -> dict[str, Path]:
-    """Download ``paths`` of ``repo_id@commit`` into ``local_dir`` in parallel; return path -> file.
+@dataclass
+class Fetched:
+    job: FetchJob
+    sha256: str | None  # computed while streaming; None when verification failed
+    problem: str | None = None
 
-    huggingface_hub's local_dir mode resumes ``.incomplete`` files, so a rerun after a crash
-    continues where the last one stopped. Every failure is collected; the first is raised after
-    all workers finish, so no thread is left writing into the staging dir.
+
+def _hashers(job: FetchJob) -> tuple[Any, Any]:
+    sha = hashlib.sha256()
+    git = None
+    if not job.sha256 and is_commit(job.git_oid):
+        git = hashlib.sha1(f"blob {job.size}\0".encode())  # noqa: S324 - git's id, not security
+    return sha, git
+
+
+def resolve_url(settings: Settings, repo_id: str, commit: str, path: str) -> str:
+    """The Hub's ``/{repo}/resolve/{rev}/{path}`` download URL (the scheme ``hf_hub_url`` builds;
+    built here because importing ``huggingface_hub.file_download`` costs ~40 ms per command)."""
+    from urllib.parse import quote
+
+    return f"{settings.endpoint}/{repo_id}/resolve/{quote(commit, safe='')}/{quote(path)}"
+
+
+def _fetch_one(settings: Settings, job: FetchJob, headers: dict[str, str], progress: Any) -> Fetched:
+    """Stream one file (resuming a partial one with a Range request), hashing every byte once."""
+    from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
+
+    check_relpath(job.path, where=f"{job.repo_id}@{job.commit[:12]}")
+    job.partial.parent.mkdir(parents=True, exist_ok=True)
+    sha, git = _hashers(job)
+    have = job.partial.stat().st_size if job.partial.is_file() else 0
+    if have > job.size:  # longer than the file can be: never trust it
+        job.partial.unlink()
+        have = 0
+    if have:  # resume: the bytes already on disk are hashed once, here
+        with open(job.partial, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                sha.update(chunk)
+                if git is not None:
+                    git.update(chunk)
+        if progress is not None:
+            progress.update(have)
+    oversize = False
+    with open(job.partial, "ab" if have else "wb") as out:
+        if have < job.size:
+            url = resolve_url(settings, job.repo_id, job.commit, job.path)
+            request_headers = dict(headers)
+            if have:
+                request_headers["Range"] = f"bytes={have}-"
+            with http_stream_backoff("GET", url, headers=request_headers, follow_redirects=True,
+                                     timeout=_TIMEOUT_S) as response:
+                hf_raise_for_status(response)
+                if have and response.status_code != 206:  # the server ignored Range: start over
+                    out.seek(0)
+                    out.truncate()
+                    sha, git = _hashers(job)
+                    have = 0
+                for chunk in response.iter_bytes(_CHUNK):
+                    have += len(chunk)
+                    if have > job.size:
+                        oversize = True
+                        break
+                    out.write(chunk)
+                    sha.update(chunk)
+                    if git is not None:
+                        git.update(chunk)
+                    if progress is not None:
+                        progress.update(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())  # one fsync per file, before it can become a blob
+    digest = sha.hexdigest()
+    problem = None
+    if oversize or have != job.size:
+        got = f"more than {job.size}" if oversize else str(have)
+        problem = f"{job.path}: size {got}, but {job.expected_from} says {job.size} (wrong size)"
+    elif job.sha256 and digest != job.sha256:
+        problem = f"{job.path}: sha256 {digest}, but {job.expected_from} says {job.sha256}"
+    elif git is not None and git.hexdigest() != job.git_oid:
+        problem = f"{job.path}: git blob id differs from the Hub's tree listing ({job.git_oid})"
+    if problem:
+        job.partial.unlink(missing_ok=True)  # a rerun fetches fresh bytes
+        return Fetched(job, None, problem)
+    return Fetched(job, digest)
+
+
+def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = True, desc: str = "") -> list[Fetched]:
+    """Stream every job (files of ALL adapters) through one thread pool; one GET per file.
+
+    Pinned to 40-hex commits, so no HEAD round trip is needed: size and hashes are already known
+    and are checked while the bytes arrive. Verification failures come back in ``Fetched.problem``;
+    the first transport error is raised after every worker has finished, so no thread is left
+    writing into a staging dir.
     """
-    from huggingface_hub import hf_hub_download
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils import build_hf_headers
 
-    if not is_commit(commit):
-        raise ResolutionError(f"{repo_id}: refusing to download from a non-commit revision {commit!r}")
-    wanted = sorted(paths)
-    if not wanted:
-        return {}
+    from .. import __version__
+
+    if not jobs:
+        return []
+    for job in jobs:
+        if not is_commit(job.commit):
+            raise ResolutionError(f"{job.repo_id}: refusing to download from a non-commit revision {job.commit!r}")
     if settings.offline:
         raise OfflineError(
-            f"{label or repo_id}: {len(wanted)} file(s) are not in the store and offline mode is on",
+            f"{desc or jobs[0].repo_id}: {len(jobs)} file(s) are not in the store and offline mode is on",
             hint="run the install once online, or unset HF_HUB_OFFLINE / ADAPTERHUB_OFFLINE",
         )
-    local_dir.mkdir(parents=True, exist_ok=True)
-    overall = tqdm(total=total_bytes or None, unit="B", unit_scale=True, desc=label or repo_id,
-                   file=sys.stderr, disable=not progress, leave=False)
-    forward = _forwarding_tqdm(overall)
-    results: dict[str, Path] = {}
-    errors: list[Exception] = []
-    lock = threading.Lock()
+    headers = build_hf_headers(token=settings.token or False, library_name="adapterhub",
+                               library_version=__version__)
+    bar = None
+    if progress:  # tqdm is only imported when a bar is shown
+        from tqdm.auto import tqdm
 
-    def fetch(path: str) -> tuple[str, Path]:
-        check_relpath(path, where=f"{repo_id}@{commit[:12]}")
-        local = hf_hub_download(
-            repo_id, path, revision=commit, local_dir=local_dir, endpoint=settings.endpoint,
-            token=settings.token or False, tqdm_class=forward,
-        )
-        return path, Path(local)
-
+        bar = tqdm(total=sum(j.size for j in jobs) or None, unit="B", unit_scale=True, desc=desc or "download",
+                   file=sys.stderr, leave=False)
+    results: list[Fetched] = []
+    errors: list[tuple[FetchJob, Exception]] = []
     try:
-        with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(wanted))) as pool:
-            futures = [pool.submit(fetch, p) for p in wanted]
+        # Largest first, so one big file does not start last and stretch the tail.
+        ordered = sorted(jobs, key=lambda j: -j.size)
+        with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(jobs))) as pool:
+            futures = {pool.submit(_fetch_one, settings, job, headers, bar): job for job in ordered}
             for future in as_completed(futures):
                 try:
-                    path, local = future.result()
+                    results.append(future.result())
                 except _hub_errors() as exc:
-                    with lock:
-                        errors.append(exc)
-                    continue
-                results[path] = local
-                if on_done:
-                    on_done(path, local)
+                    errors.append((futures[future], exc))
     finally:
-        overall.close()
+        if bar is not None:
+            bar.close()
     if errors:
-        raise _translate(errors[0], f"{repo_id}@{commit[:12]}", settings) from errors[0]
+        job, exc = errors[0]
+        raise _translate(exc, f"{job.repo_id}@{job.commit[:12]}/{job.path}", settings) from exc
     return results
 
 

@@ -216,6 +216,14 @@ class Index:
     source: str
     digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where the index came from, for the lock's ``registry`` table: "bundled", an hf:// or http(s)
+    #: URL (credentials and query dropped), or an absolute local path (``is_local``)
+    url: str = ""
+    is_local: bool = False
+
+    def provenance(self) -> dict[str, Any]:
+        """``{"url", "digest": "sha256:<hex>", "local"}`` recorded for names this index resolved."""
+        return {"url": self.url or self.source, "digest": f"sha256:{self.digest}", "local": self.is_local}
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.entries.get(name)
@@ -303,24 +311,44 @@ def _fetch_hf(url: str, settings: Settings) -> Path:
     return fetch_file(settings, repo_id, filename, revision)
 
 
+def _public_url(url: str) -> str:
+    """An http(s) URL without user info, query or fragment: tokens never reach a lock file."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def load_index(settings: Settings) -> Index:
     """The index named by ``settings.index`` (path, dir, http(s) URL, hf:// URL), else the bundled one."""
     spec = settings.index
     if spec is None:
         path = bundled_index_path()
         if path is None:
-            return Index(entries={}, source="(bundled, empty)")
-        return _load_file(path, settings)
+            return Index(entries={}, source="(bundled, empty)", url="bundled")
+        index = _load_file(path, settings)
+        index.url = "bundled"
+        return index
     if spec.startswith("hf://"):
-        return _load_file(_fetch_hf(spec, settings), settings)
+        index = _load_file(_fetch_hf(spec, settings), settings)
+        index.url = spec
+        return index
     if spec.startswith(("http://", "https://")):
-        return _load_file(_fetch_url(spec, settings), settings)
+        index = _load_file(_fetch_url(spec, settings), settings)
+        index.url = _public_url(spec)
+        return index
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _load_dir(path, settings)
-    if not path.is_file():
+        index = _load_dir(path, settings)
+    elif not path.is_file():
         raise RegistryIndexError(f"index {spec!r}: no such file or directory", hint="pass --index PATH|URL|hf://ns/repo/index.json")
-    return _load_file(path, settings)
+    else:
+        index = _load_file(path, settings)
+    index.url, index.is_local = str(path.resolve()), True
+    return index
 
 
 def _load_dir(path: Path, settings: Settings) -> Index:

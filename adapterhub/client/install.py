@@ -8,6 +8,10 @@ of every file is recorded.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,9 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import IntegrityError, LockfileError, OfflineError, ResolutionError, UsageError
-from .hashing import git_blob_sha1, is_commit, sha256_file
 from .index import Index, load_index
-from .lockfile import read_lock
 from .paths import join_inside
 from .refs import SourceRef, parse_source
 from .resolve import Resolved, content_digest, local_files, resolve
@@ -82,6 +84,7 @@ class InstallResult:
     name: str | None = None
     version: str | None = None
     notes: list[str] = field(default_factory=list)
+    registry: dict[str, Any] | None = None  # which index resolved the name (for the lock)
 
     @property
     def path(self) -> Path:
@@ -162,6 +165,8 @@ class Installer:
 
     def plan_locked(self, lock_path: str | Path, only: list[str] | None = None) -> Plan:
         """A plan that installs exactly what ``lock_path`` pins (optionally only some requests)."""
+        from .lockfile import read_lock
+
         lock_path = Path(lock_path)
         entries = read_lock(lock_path)
         if only:
@@ -225,24 +230,47 @@ class Installer:
     # -- acting ---------------------------------------------------------------------------------
 
     def execute(self, plan: Plan, *, force: bool = False) -> list[InstallResult]:
-        return [self.install_item(item, force=force) for item in plan.items]
+        """Install every item: one shared download pool for all of them, then publish each.
+
+        The key locks of all items are taken first, in sorted order (so concurrent commands cannot
+        deadlock), and held until every item is published. Nothing becomes visible unless every
+        downloaded byte verified.
+        """
+        with contextlib.ExitStack() as stack:
+            for key in sorted({item.resolved.key for item in plan.items}):
+                stack.enter_context(self.store.key_lock(key))
+            staged = self._stage_missing(plan.items, force=force)
+            done: set[tuple[str, str]] = set()
+            results = []
+            for item in plan.items:
+                results.append(self._install_locked(item, staged, done, force=force))
+            return results
 
     def install_item(self, item: PlanItem, *, force: bool = False) -> InstallResult:
+        return self.execute(Plan([item]), force=force)[0]
+
+    def _install_locked(self, item: PlanItem, staged: dict[tuple[str, str], dict[str, tuple[Path | None, str]]],
+                        done: set[tuple[str, str]], *, force: bool) -> InstallResult:
         r = item.resolved
-        with self.store.key_lock(r.key):
-            existing = self.store.get(r.key, r.commit)
-            action = "installed"
-            if existing is not None and not force:
-                self._check_same_files(existing, r)
-                self.store.check_or_raise(existing)
-                self._add_aliases(existing, r)
+        ident = (r.key, r.commit)
+        existing = self.store.get(r.key, r.commit)
+        action = "installed"
+        if existing is not None and (not force or ident in done):
+            self._check_same_files(existing, r)
+            self.store.check_or_raise(existing)
+            before = json.dumps(existing.data, sort_keys=True)
+            self._add_aliases(existing, r)
+            if r.kind == "hf" or json.dumps(existing.data, sort_keys=True) != before:
+                self._touch(existing)
                 self.store.write_record(existing)
-                return InstallResult(r.requested, existing, "present", r.name, r.version, r.notes)
-            if existing is not None:
-                self.store.remove(existing)
-                action = "reinstalled"
-            record = self._install_new(r)
-        return InstallResult(r.requested, record, action, r.name, r.version, r.notes + record.data.get("notes", []))
+            return InstallResult(r.requested, existing, "present", r.name, r.version, r.notes, r.registry)
+        if existing is not None:
+            self.store.remove(existing)
+            action = "reinstalled"
+        record = self._publish_new(r, staged[ident])
+        done.add(ident)
+        return InstallResult(r.requested, record, action, r.name, r.version,
+                             r.notes + record.data.get("notes", []), r.registry)
 
     def _check_same_files(self, record: Record, r: Resolved) -> None:
         have = {f["path"]: f for f in record.files}
@@ -273,33 +301,108 @@ class Installer:
             revisions = record.data.setdefault("revisions", [])
             if (r.revision or "") not in revisions:
                 revisions.append(r.revision or "")
+
+    @staticmethod
+    def _touch(record: Record) -> None:
+        """Mark the most recent install; offline resolution of a Hub revision prefers it."""
         record.data["installed_seq"] = time.time_ns()
 
-    def _install_new(self, r: Resolved) -> Record:
-        store = self.store
-        computed: dict[str, str] = {}
-        staged: dict[str, Path] = {}
-        reused = [f for f in r.files if f["sha256"] and store.blob_ok(f["sha256"], f["size"])]
-        reused_paths = {f["path"] for f in reused}
-        for f in reused:
-            computed[f["path"]] = f["sha256"]
-        needed = [f for f in r.files if f["path"] not in reused_paths]
-        work_dir = store.downloads / r.key / r.commit
-        if needed:
-            if r.kind == "local":
-                staged = self._copy_local(r, needed, work_dir)
-            else:
-                from .download import download_files
+    # -- staging: every missing file of every item, fetched and verified in one pool -------------
 
-                staged = download_files(
-                    self.settings, r.repo_id or "", r.commit, [f["path"] for f in needed], work_dir,
-                    total_bytes=sum(f["size"] for f in needed), progress=self.progress, label=r.label,
-                )
-            computed.update(self._verify_staged(r, needed, staged))
-        files = [{"path": f["path"], "size": f["size"], "sha256": computed[f["path"]]} for f in r.files]
-        with store.gc_lock(), staging_dir(store) as staging:
+    def _stage_missing(self, items: list[PlanItem], *, force: bool) -> dict[tuple[str, str], dict[str, tuple[Path | None, str]]]:
+        """For each (key, commit) that needs installing: path -> (verified file or None if the blob
+        is already in the store, sha256). Raises before anything is published if any file fails."""
+        from .download import FetchJob, fetch_files
+
+        staged: dict[tuple[str, str], dict[str, tuple[Path | None, str]]] = {}
+        jobs: list[FetchJob] = []
+        owner: dict[int, Resolved] = {}
+        problems: dict[str, list[str]] = {}
+        for item in items:
+            r = item.resolved
+            ident = (r.key, r.commit)
+            if ident in staged or (not force and self.store.get(r.key, r.commit) is not None):
+                continue
+            files: dict[str, tuple[Path | None, str]] = {}
+            staged[ident] = files
+            needed = []
+            for f in r.files:
+                if f["sha256"] and self.store.blob_ok(f["sha256"], f["size"]):
+                    files[f["path"]] = (None, f["sha256"])
+                else:
+                    needed.append(f)
+            work_dir = self.store.downloads / r.key / r.commit
+            if r.kind == "local":
+                for path, entry, problem in self._copy_local(r, needed, work_dir):
+                    if problem:
+                        problems.setdefault(r.label, []).append(problem)
+                    else:
+                        files[path] = entry
+                continue
             for f in needed:
-                store.add_blob(staged[f["path"]], computed[f["path"]])
+                job = FetchJob(r.repo_id or "", r.commit, f["path"], f["size"], self._partial_path(work_dir, f["path"]),
+                               f["sha256"], f.get("git_oid"), f["expected_from"])
+                owner[id(job)] = r
+                jobs.append(job)
+        if jobs and not problems:
+            labels = sorted({owner[id(j)].label for j in jobs})
+            desc = labels[0] if len(labels) == 1 else f"{len(labels)} adapters"
+            for fetched in fetch_files(self.settings, jobs, progress=self.progress, desc=desc):
+                r = owner[id(fetched.job)]
+                if fetched.problem:
+                    problems.setdefault(r.label, []).append(fetched.problem)
+                else:
+                    staged[(r.key, r.commit)][fetched.job.path] = (fetched.job.partial, fetched.sha256 or "")
+        if problems:
+            first = next(label for label in [i.resolved.label for i in items] if label in problems)
+            listed = [p if len(problems) == 1 else f"{label}: {p}" for label, ps in problems.items() for p in ps]
+            raise IntegrityError(
+                f"{first}: {len(listed)} file(s) failed verification; nothing was installed",
+                problems=listed,
+                hint="the server or the connection delivered wrong bytes; retry, and report it if it persists",
+            )
+        return staged
+
+    @staticmethod
+    def _partial_path(work_dir: Path, relpath: str) -> Path:
+        """A flat, safe name per file in the download dir (never derived from server paths' layout)."""
+        return work_dir / (hashlib.sha256(relpath.encode()).hexdigest()[:32] + ".incomplete")
+
+    def _copy_local(self, r: Resolved, needed: list[dict[str, Any]], tmp: Path
+                    ) -> list[tuple[str, tuple[Path | None, str] | None, str | None]]:
+        """Copy (and hash while copying) files of a local dir; they must still match the plan."""
+        assert r.local_path is not None
+        tmp.mkdir(parents=True, exist_ok=True)
+        out = []
+        for f in needed:
+            src = join_inside(r.local_path, f["path"], where=str(r.local_path))
+            dst = self._partial_path(tmp, f["path"])
+            digest = hashlib.sha256()
+            size = 0
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                while chunk := fin.read(1 << 20):
+                    size += len(chunk)
+                    digest.update(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            sha = digest.hexdigest()
+            if size != f["size"]:
+                out.append((f["path"], None, f"{f['path']}: size {size}, but {f['expected_from']} says {f['size']} (wrong size)"))
+            elif f["sha256"] and sha != f["sha256"]:
+                out.append((f["path"], None, f"{f['path']}: sha256 {sha}, but {f['expected_from']} says {f['sha256']}"))
+            else:
+                out.append((f["path"], (dst, sha), None))
+        return out
+
+    def _publish_new(self, r: Resolved, staged: dict[str, tuple[Path | None, str]]) -> Record:
+        """Move verified files into blobs, hardlink them into a staging dir, rename it into place."""
+        store = self.store
+        files = [{"path": f["path"], "size": f["size"], "sha256": staged[f["path"]][1]} for f in r.files]
+        with store.gc_lock(), staging_dir(store) as staging:
+            for path, (partial, sha) in staged.items():
+                if partial is not None:
+                    store.add_blob(partial, sha)
             missing = [f["path"] for f in files if not store.blob_path(f["sha256"]).is_file()]
             if missing:
                 raise IntegrityError(f"{r.label}: blobs vanished from the store during install (concurrent prune?)",
@@ -316,55 +419,10 @@ class Installer:
                 data["notes"] = [note]
             record = Record(r.key, r.commit, data, staging)
             self._add_aliases(record, r)
+            self._touch(record)
             store.publish(staging, record)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(store.downloads / r.key / r.commit, ignore_errors=True)
         return record
-
-    def _copy_local(self, r: Resolved, needed: list[dict[str, Any]], tmp: Path) -> dict[str, Path]:
-        assert r.local_path is not None
-        tmp.mkdir(parents=True, exist_ok=True)
-        staged = {}
-        for f in needed:
-            src = join_inside(r.local_path, f["path"], where=str(r.local_path))
-            dst = tmp / f"{len(staged)}.part"
-            shutil.copyfile(src, dst)
-            staged[f["path"]] = dst
-        return staged
-
-    def _verify_staged(self, r: Resolved, needed: list[dict[str, Any]], staged: dict[str, Path]) -> dict[str, str]:
-        """Size and hash of every fetched file; all problems reported together, bad files discarded."""
-        computed: dict[str, str] = {}
-        problems = []
-        for f in needed:
-            path = staged[f["path"]]
-            where = f"{f['path']}"
-            if path.is_symlink() or not path.is_file():
-                problems.append(f"{where}: not a regular file after download")
-                continue
-            size = path.stat().st_size
-            if size != f["size"]:
-                problems.append(f"{where}: size {size}, but {f['expected_from']} says {f['size']} (wrong size)")
-                path.unlink(missing_ok=True)
-                continue
-            digest = sha256_file(path)
-            if f["sha256"] and digest != f["sha256"]:
-                problems.append(f"{where}: sha256 {digest}, but {f['expected_from']} says {f['sha256']}")
-                path.unlink(missing_ok=True)
-                continue
-            if not f["sha256"] and is_commit(f.get("git_oid")) and git_blob_sha1(path) != f["git_oid"]:
-                problems.append(f"{where}: git blob id differs from the Hub's tree listing ({f['git_oid']})")
-                path.unlink(missing_ok=True)
-                continue
-            computed[f["path"]] = digest
-        if problems:
-            # Drop huggingface_hub's resume metadata too, so a rerun fetches fresh bytes.
-            shutil.rmtree(self.store.downloads / r.key / r.commit / ".cache", ignore_errors=True)
-            raise IntegrityError(
-                f"{r.label}: {len(problems)} file(s) failed verification; nothing was installed",
-                problems=problems,
-                hint="the server or the connection delivered wrong bytes; retry, and report it if it persists",
-            )
-        return computed
 
     # -- other operations -------------------------------------------------------------------------
 

@@ -46,10 +46,27 @@ def lock_entry(result: Any, lock_dir: Path) -> dict[str, Any]:
         src = {"type": "local", "path": rel, "digest": source["digest"]}
     entry["method"] = method
     entry["source"] = src
+    if result.registry:
+        entry["registry"] = registry_table(result.registry, lock_dir)
     entry["files"] = [
         {"path": f["path"], "size": f["size"], "sha256": f["sha256"]} for f in sorted(record.files, key=lambda f: f["path"])
     ]
     return entry
+
+
+def registry_table(provenance: dict[str, Any], lock_dir: Path) -> dict[str, str]:
+    """``registry = { url, digest }``: the index that resolved a name, as a URL, "bundled", or a
+    path relative to the lock file (never absolute, so the lock stays portable and deterministic)."""
+    url = provenance["url"]
+    if provenance.get("local"):
+        try:
+            url = Path(os.path.relpath(url, lock_dir)).as_posix()
+        except ValueError:  # another drive on Windows
+            raise LockfileError(
+                f"index {url}: cannot be written to a lock file in {lock_dir} as a relative path",
+                hint="put the lock file and the index on the same drive",
+            ) from None
+    return {"url": url, "digest": provenance["digest"]}
 
 
 def render(entries: list[dict[str, Any]]) -> str:

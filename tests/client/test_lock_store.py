@@ -242,3 +242,57 @@ def test_index_validation_cache_never_hides_an_edit(client_env, tmp_path):
     result = run_cli("install", "nli/sst2", "--index", str(index), "--dry-run")
     assert result.exit_code == 1 and "nli/sst2.json" in result.stderr and "files[0].path" in result.stderr
     assert run_cli("install").exit_code == 2
+
+
+def test_lock_records_which_index_resolved_each_name(client_env, tmp_path):
+    import hashlib
+
+    from adapterhub.client.index import build_index
+
+    lock = tmp_path / "locks" / "a.lock"
+    lock.parent.mkdir()
+    assert run_cli("install", "sentiment/sst2@1.0.0", "alice/nli-lora", "--lock", str(lock)).exit_code == 0
+    by_name = {e["name"]: e for e in tomllib.loads(lock.read_text())["adapter"]}
+    assert "registry" not in by_name["alice/nli-lora"]  # a plain repo id never went through the index
+    # A directory index: its path relative to the lock, and the sha256 of the index it compiles to.
+    compiled = build_index(client_env.index_dir, tmp_path / "compiled" / "index.json")
+    expected_digest = "sha256:" + hashlib.sha256(compiled.read_bytes()).hexdigest()
+    assert by_name["sentiment/sst2"]["registry"] == {
+        "url": Path(os.path.relpath(client_env.index_dir, lock.parent)).as_posix(), "digest": expected_digest}
+
+    # A compiled index file, and the same file served from a Hub repo: same digest, different url.
+    file_lock = tmp_path / "file.lock"
+    assert run_cli("install", "sentiment/sst2@1.0.0", "--index", str(compiled), "--lock", str(file_lock)).exit_code == 0
+    registry = tomllib.loads(file_lock.read_text())["adapter"][0]["registry"]
+    assert registry == {"url": "compiled/index.json", "digest": expected_digest}
+    api = client_env.api()
+    api.create_repo("alice/registry-lock", exist_ok=True)
+    api.upload_file(path_or_fileobj=str(compiled), path_in_repo="index.json", repo_id="alice/registry-lock")
+    hf_lock = tmp_path / "hf.lock"
+    url = "hf://alice/registry-lock/index.json@main"
+    assert run_cli("install", "sentiment/sst2@1.0.0", "--index", url, "--lock", str(hf_lock)).exit_code == 0
+    text = hf_lock.read_text()
+    assert tomllib.loads(text)["adapter"][0]["registry"] == {"url": url, "digest": expected_digest}
+    assert str(tmp_path) not in text and TOKEN not in text
+    # Deterministic, and the schema refuses a malformed provenance table.
+    assert run_cli("install", "sentiment/sst2@1.0.0", "--index", url, "--lock", str(hf_lock)).exit_code == 0
+    assert hf_lock.read_text() == text
+    hf_lock.write_text(text.replace('digest = "sha256:', 'digest = "md5:'))
+    result = run_cli("sync", str(hf_lock))
+    assert result.exit_code == 1 and "registry" in result.stderr
+
+
+def test_install_path_never_imports_torch(client_env, tmp_path):
+    """Install + method detection for the lock read only adapter_config.json and file names."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom adapterhub.cli import main\n"
+            "try:\n    main(['install', '-q', 'sentiment/sst2@1.0.0', '--lock', sys.argv[1]])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('torch', 'peft', 'transformers', 'bitsandbytes') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.lock")], capture_output=True, text=True,
+                         env={**os.environ, "HF_ENDPOINT": client_env.url, "ADAPTERHUB_INDEX": str(client_env.index_dir)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert tomllib.loads((tmp_path / "a.lock").read_text())["adapter"][0]["method"]["name"] == "lora"
