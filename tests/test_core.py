@@ -198,3 +198,30 @@ def test_cli_maps_library_errors_to_exit_code_and_message(tmp_path):
     assert "Traceback" not in result.stderr
     usage = _run("from adapterhub.cli import main\nmain(['no-such-command'])\n")
     assert usage.returncode == 2
+
+
+def test_plugin_commands_are_added_lazily_through_the_hook(fresh_plugins):
+    import click
+    from click.testing import CliRunner
+
+    from adapterhub.cli import cli
+
+    class CommandsPlugin:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command("hello-plugin")
+            def hello():
+                click.echo("hello from a plugin command")
+
+    fresh_plugins.load_plugins()
+    fresh_plugins.pm.register(CommandsPlugin(), name="commands-plugin")
+    cli._plugins_added = False
+    try:
+        result = CliRunner().invoke(cli, ["hello-plugin"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "hello from a plugin command"
+        listing = CliRunner().invoke(cli, ["--help"])
+        assert "hello-plugin" in listing.output
+    finally:
+        cli.commands.pop("hello-plugin", None)
+        cli._plugins_added = False

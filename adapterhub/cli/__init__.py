@@ -10,37 +10,73 @@ import importlib
 import os
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
 from .. import __version__
 from ..errors import AdapterHubError, ExitCode
 
-# Command modules, in help order. A module listed here that does not exist yet is skipped, so
-# command groups can land independently.
-_COMMAND_MODULES = ("install", "query", "cache", "index", "publish", "hub", "plugins", "demo")
+# Which module defines each built-in command, in help order. Modules are imported only when their
+# command runs (or for --help), so `adapterhub install` never pays for the hub server or the runtime.
+_COMMANDS = {
+    "install": "install",
+    "uninstall": "install",
+    "sync": "install",
+    "list": "query",
+    "info": "query",
+    "search": "query",
+    "verify": "query",
+    "cache": "cache",
+    "index": "index",
+    "push": "publish",
+    "convert": "publish",
+    "hub": "hub",
+    "methods": "plugins",
+    "plugins": "plugins",
+    "demo": "demo",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group that imports a command's module on first use.
+
+    Third-party commands (the ``register_commands`` hook) are added only when a name is not a
+    built-in or when every command is listed, so a broken plugin cannot slow down or break
+    built-in commands.
+    """
+
+    _plugins_added = False
+
+    def _load_module(self, module: str) -> None:
+        importlib.import_module(f"{__name__}.{module}").register(self)
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from ..plugins import load_plugins, pm
+
+        load_plugins()
+        pm.hook.register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        extra = sorted(set(self.commands) - set(_COMMANDS))
+        return list(_COMMANDS) + extra
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            if cmd_name in _COMMANDS:
+                self._load_module(_COMMANDS[cmd_name])
+            else:
+                self._add_plugin_commands()
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="adapterhub")
 def cli() -> None:
     """adapterhub: install, verify, stack, merge and publish PEFT adapters."""
-
-
-def _register_commands() -> None:
-    here = Path(__file__).parent
-    for name in _COMMAND_MODULES:
-        if (here / f"{name}.py").is_file():
-            importlib.import_module(f"{__name__}.{name}").register(cli)
-    # Third-party commands. Loading plugins imports only their modules, never torch.
-    from ..plugins import load_plugins, pm
-
-    load_plugins()
-    pm.hook.register_commands(cli=cli)
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
