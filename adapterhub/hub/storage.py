@@ -308,7 +308,7 @@ class Store:
             staging = self.tmp / f"{uuid.uuid4().hex}.repo"
             (staging / "commits").mkdir(parents=True)
             date = now_iso()
-            commit = self._new_commit(None, "initial commit", "", author, date, {})
+            commit = self._new_commit(None, "initial commit", f"{repo_type}/{repo_id}", author, date, {})
             _write_json(staging / "commits" / f"{commit.id}.json", commit.to_json(), self.tmp)
             _write_json(staging / "refs.json", {"branches": {"main": commit.id}, "tags": {}}, self.tmp)
             _write_json(staging / "repo.json", {"private": private, "created_at": date}, self.tmp)
@@ -367,8 +367,13 @@ class Store:
     def _new_commit(
         self, parent: str | None, title: str, message: str, author: str, date: str, files: dict[str, FileEntry]
     ) -> Commit:
+        # The id hashes what the commit *is* (its parent, its message, its author, its files), not
+        # when it was made. The same release pushed to two fresh hubs then gets the same commit
+        # id, so a registry entry that pins a commit stays true for every hub that holds it (the
+        # bundled demo index relies on this). Two identical commits on the same parent are one.
+        # The initial commit's message names the repo, so repos never share a root commit.
         body = json.dumps(
-            [parent, title, message, author, date, {p: e.to_json() for p, e in sorted(files.items())}],
+            [parent, title, message, author, {p: e.to_json() for p, e in sorted(files.items())}],
             sort_keys=True,
         )
         commit_id = hashlib.sha1(body.encode()).hexdigest()
