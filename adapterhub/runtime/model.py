@@ -67,6 +67,9 @@ class AdapterModel:
         self._infos: dict[str, AdapterInfo] = {}
         self._active: Block | None = None
         self._merged: dict[str, float] = {}
+        # method -> the request it was last given successfully; _dispatch skips methods whose request
+        # did not change. Cleared whenever modules or merges change (_structure_changed).
+        self._dispatched: dict[str, dispatch.Request | None] = {}
         # the base's own requires_grad flags, restored by unload()
         self._base_requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
         disable_cpu_bf16_kernel(model)
@@ -108,12 +111,17 @@ class AdapterModel:
         *,
         allow_pickle: bool = False,
     ) -> str:
-        """Load an adapter directory (or a Hub reference, installed via the client) under ``name``."""
-        path = Path(source)
-        if not path.is_dir():
-            from ..client import ensure_installed  # lazily: it pulls in the Hub client
+        """Load an adapter under ``name`` from a directory, a registry name or a Hub repo.
 
-            path = Path(ensure_installed(str(source), revision=revision))
+        ``source``: an existing adapter directory (loaded as is), a registry name (``ns/name@spec``)
+        or a Hub repo id (``org/repo``, ``org/repo@rev``, ``hf://org/repo``). Registry names and repo
+        ids go through :func:`adapterhub.client.ensure_installed` (resolve, download, verify every
+        file) and are loaded from the verified store directory; PEFT and transformers only ever see
+        local files, so they never reach the network themselves. ``revision``: a Hub revision.
+        """
+        path = _local_adapter_dir(source, revision)
+        if path is None:
+            path = _install(str(source), revision)
         name = name or _default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
@@ -121,6 +129,7 @@ class AdapterModel:
         files.source = files.source or str(path)
         method.check(self.model, files)  # before any mutation
         self._apply_transactionally(method, name, files)
+        self._structure_changed()
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
@@ -138,6 +147,7 @@ class AdapterModel:
         try:
             method.apply(self.model, name, files)
         except BaseException as exc:
+            self._structure_changed()
             if _fingerprint(self.model) != before:
                 raise AdapterHubError(
                     f"method {method.name!r} failed to apply {name!r} ({exc}) and did not restore the model",
@@ -155,9 +165,11 @@ class AdapterModel:
         try:
             files = impl.create(self.model, name, dict(config))
         except BaseException as exc:
+            self._structure_changed()
             if _fingerprint(self.model) != before:
                 raise AdapterHubError(f"method {method!r} failed to create {name!r} and left the model modified") from exc
             raise
+        self._structure_changed()
         params = impl.parameters(self.model, name)
         self._infos[name] = AdapterInfo(
             name=name,
@@ -198,14 +210,19 @@ class AdapterModel:
             self._dispatch()
         except BaseException:
             self._active = previous
+            self._dispatched.clear()  # a method may have failed half-way: tell every method again
             self._dispatch()
             raise
 
     def _dispatch(self, parallel_rows: int = 1) -> None:
-        """Tell every method which of its adapters act, and how."""
+        """Tell every method whose part of the setup changed which of its adapters act, and how."""
         requests = dispatch.plan(self._active, lambda n: self._infos[n].method, parallel_rows)
+        changed = False
         for method_name, method in self._methods_in_use().items():
             request = requests.get(method_name)
+            if method_name in self._dispatched and self._dispatched[method_name] == request:
+                continue
+            self._dispatched.pop(method_name, None)  # unknown until set_active succeeds
             if request is None:
                 method.set_active(self.model, [])
             else:
@@ -216,7 +233,17 @@ class AdapterModel:
                     weights=request.weights,
                     batch_sizes=request.batch_sizes,
                 )
-        self._apply_trainable()
+            self._dispatched[method_name] = request
+            changed = True
+        if changed:
+            self._apply_trainable()
+
+    def _structure_changed(self) -> None:
+        """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
+        from .peft_tuner import forget_structure
+
+        forget_structure(self.model)
+        self._dispatched.clear()
 
     def _apply_trainable(self) -> None:
         for info in self._infos.values():
@@ -301,6 +328,8 @@ class AdapterModel:
                     f"adapter {n!r} (method {info.method!r}) cannot be merged into the base weights",
                     hint="keep it active as a module, or leave it out of names=",
                 )
+        self._check_merge_keeps_setup(names)
+        self._structure_changed()
         done: list[str] = []
         try:
             for n, w in zip(names, weights, strict=True):
@@ -313,8 +342,37 @@ class AdapterModel:
                 self._merged.pop(n, None)
             raise
 
+    def _check_merge_keeps_setup(self, names: list[str]) -> None:
+        """Refuse merges after which the model would no longer compute the active setup.
+
+        A layer with merged weights runs none of its unmerged adapters, so merging part of the active
+        adapters would silently drop the rest; a batch split serves different adapters to different
+        rows, which one shared weight cannot do.
+        """
+        if self._active is None:
+            return
+        will_be_merged = set(self._merged) | set(names)
+        left_out = [n for n in self._active.names() if n not in will_be_merged and self._infos[n].mergeable]
+        if left_out:
+            raise UnsupportedOperationError(
+                f"merge(names={names!r}) would merge only part of the active setup {self._active!r}: "
+                f"active adapter(s) {left_out} would stay unmerged and be silently skipped by the merged layers",
+                hint=f"merge them together (merge() merges every active adapter), or call "
+                f"set_adapter({sorted(will_be_merged)!r}) (or None) before merging",
+            )
+        requests = dispatch.plan(self._active, lambda n: self._infos[n].method)
+        split = [n for r in requests.values() if r.combine == "batch_split" for n in r.names if n in names]
+        if split:
+            raise UnsupportedOperationError(
+                f"adapter(s) {split} serve separate slices of the batch in {self._active!r}; merged weights "
+                "would apply them to every row",
+                hint="set_adapter(...) a Stack or a single adapter before merging",
+            )
+
     def unmerge(self) -> None:
         """Restore the exact base weights from before :meth:`merge`."""
+        if self._merged:
+            self._structure_changed()
         for n in reversed(list(self._merged)):
             self._method(n).unmerge(self.model, n)
             del self._merged[n]
@@ -342,12 +400,17 @@ class AdapterModel:
         by_method: dict[str, list[str]] = {}
         for n, info in self._infos.items():
             by_method.setdefault(info.method, []).append(n)
-        for method_name, names in by_method.items():
-            get_method(method_name).unload(self.model, names)
+        try:
+            for method_name, names in by_method.items():
+                get_method(method_name).unload(self.model, names)
+        except BaseException:
+            self._structure_changed()
+            raise
         self._forget_all()
         return self.model
 
     def _forget_all(self) -> None:
+        self._structure_changed()
         self._infos.clear()
         self._merged.clear()
         self._active = None
@@ -361,7 +424,10 @@ class AdapterModel:
             raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() first")
         if self._active is not None and name in self._active.names():
             self._active = None
-        method.remove(self.model, name)
+        try:
+            method.remove(self.model, name)
+        finally:
+            self._structure_changed()
         del self._infos[name]
         if self._infos:
             self._dispatch()
@@ -376,6 +442,9 @@ class AdapterModel:
             raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() before saving it")
         files = method.export(self.model, name)
         files.extras.setdefault("model_type", getattr(getattr(self.model, "config", None), "model_type", None))
+        # formats that record the adapter's name and the base's width (AdapterHub's) read these
+        files.extras.setdefault("name", name)
+        files.extras.setdefault("hidden_size", getattr(getattr(self.model, "config", None), "hidden_size", None))
         return method.save(files, Path(path), format=format)
 
     def save_setup(self, path: str | Path) -> Path:
@@ -388,7 +457,8 @@ class AdapterModel:
             source = info.source
             if source is None or info.trainable:
                 target = path.parent / f"{path.stem}.adapters" / name
-                self.save_adapter(name, target)
+                formats = get_method(info.method).formats  # e.g. bottleneck: AdapterHub format only
+                self.save_adapter(name, target, format="peft" if "peft" in formats else formats[0])
                 source = str(target)
             adapters[name] = {"method": info.method, "source": source, "format": info.format}
         data = {
@@ -414,6 +484,21 @@ class AdapterModel:
         if data.get("merged"):
             self.merge(list(data["merged"]), list(data["merged"].values()))
 
+    # -- publishing ------------------------------------------------------------------------
+
+    def push_adapter(self, name: str, repo: str, version: str, **kwargs: Any) -> Any:
+        """Publish adapter ``name`` to Hub repo ``repo`` as release ``version`` (see
+        :func:`adapterhub.publish.push_adapter` for the keyword arguments: task, license, token, ...)."""
+        self._method(name)  # a clear error for an unknown name before anything is written
+        try:
+            from ..publish import push_adapter
+        except ImportError as exc:
+            raise UnsupportedOperationError(
+                f"cannot push adapter {name!r}: publishing is not available in this installation ({exc})",
+                hint="save it with save_adapter(...) and publish the directory with `adapterhub push DIR`",
+            ) from None
+        return push_adapter(self, name, repo, version, **kwargs)
+
     # -- reporting -------------------------------------------------------------------------
 
     def trainable_parameters(self) -> tuple[int, int]:
@@ -428,6 +513,56 @@ class AdapterModel:
         trainable, total = self.trainable_parameters()
         share = 100 * trainable / total if total else 0.0
         print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
+
+
+def _local_adapter_dir(source: str | Path, revision: str | None) -> Path | None:
+    """``source`` as a local adapter directory, or None when it names something to install.
+
+    A Path or an existing directory is local (``hf://org/repo`` forces the Hub); a revision only
+    makes sense for Hub sources.
+    """
+    text = str(source)
+    if isinstance(source, Path) or (not text.startswith("hf://") and Path(text).expanduser().is_dir()):
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"{path}: no such adapter directory")
+        if revision is not None:
+            raise UsageError(
+                f"revision={revision!r} given for the local directory {path}",
+                hint="revisions apply to Hub repos: pass a repo id (org/repo) or drop revision=",
+            )
+        return path
+    return None
+
+
+def _install(source: str, revision: str | None) -> Path:
+    """Install ``source`` through the client (verified store); unresolvable sources say what was tried."""
+    from ..client import ensure_installed, get_settings  # lazily: it pulls in the Hub client
+    from ..errors import DownloadError, OfflineError, ResolutionError
+
+    try:
+        return Path(ensure_installed(source, revision=revision))
+    except (ResolutionError, DownloadError, OfflineError, UsageError) as exc:
+        settings = get_settings()
+        tried = [f"a local directory: {Path(source).expanduser().resolve()} does not exist"]
+        if not _looks_like_path(source):
+            tried.append(
+                f"a registry name in the index ({settings.index or 'bundled index'}) and a Hub repo at "
+                f"{settings.endpoint}{' (offline)' if settings.offline else ''}: {exc.message}"
+            )
+        raise type(exc)(
+            f"cannot load adapter {source!r}; tried\n" + "\n".join(f"  - {t}" for t in tried),
+            hint=exc.hint or "give an adapter directory, a registry name (ns/name@version) or a Hub repo id (org/repo)",
+        ) from exc
+
+
+def _looks_like_path(source: str) -> bool:
+    from ..client.refs import parse_source
+
+    try:
+        return parse_source(source).kind == "local"
+    except AdapterHubError:
+        return False
 
 
 def _default_name(source: str, path: Path) -> str:

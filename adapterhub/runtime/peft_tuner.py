@@ -39,9 +39,41 @@ class _ModelState:
     """Per-model bookkeeping of one method (kept outside the model so state_dict stays PEFT's)."""
 
     merged: dict[str, float] = field(default_factory=dict)  # name -> weight, in merge order
+    # True while layer scales may differ from the config's (an Average ran); a fresh state does not
+    # know, so the first activation resets them
+    scaled: bool = True
     # layer -> {param name: the original Parameter object}; restoring them makes unmerge exact
     originals: dict[Any, dict[str, Any]] = field(default_factory=dict)
     hooks: list[Any] = field(default_factory=list)
+
+
+#: model -> {"token": ..., class -> [modules]}: the method's layers, so that switching adapters does
+#: not walk the whole model. Shared by every PEFT tuner method because they can share layer classes.
+_STRUCTURE_CACHE: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def forget_structure(model: Any) -> None:
+    """Drop the cached module lists of ``model``; call after anything adds, removes or replaces modules."""
+    _STRUCTURE_CACHE.pop(model, None)
+
+
+def _structure_token(model: Any) -> tuple[str, ...]:
+    # every PEFT injection or removal changes the adapter names in peft_config: a cheap second guard
+    # next to the explicit forget_structure() calls
+    configs = model.__dict__.get("peft_config")
+    return tuple(configs) if isinstance(configs, dict) else ()
+
+
+def modules_of_type(model: Any, cls: type) -> list[Any]:
+    """Every submodule of ``model`` that is a ``cls``, in ``model.modules()`` order (cached)."""
+    token = _structure_token(model)
+    entry = _STRUCTURE_CACHE.get(model)
+    if entry is None or entry["token"] != token:
+        entry = _STRUCTURE_CACHE[model] = {"token": token}
+    found = entry.get(cls)
+    if found is None:
+        found = entry[cls] = [m for m in model.modules() if isinstance(m, cls)]
+    return found
 
 
 def strip_peft_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +274,7 @@ class PeftTunerMethod(AdapterMethod):
 
         peft_config = self.peft_config(config, inference_mode=inference_mode)
         where = source or "adapter"
+        forget_structure(model)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
@@ -268,6 +301,8 @@ class PeftTunerMethod(AdapterMethod):
         except BaseException:
             self._purge(model, name)
             raise
+        finally:
+            forget_structure(model)
 
     def drop_unchanged_base_tensors(self, model: Any, state_dict: dict[str, Any], where: str) -> dict[str, Any]:
         """PEFT may save whole base embeddings (``...base_layer.weight``); accept them only when unchanged."""
@@ -294,9 +329,8 @@ class PeftTunerMethod(AdapterMethod):
 
     def layers(self, model: Any, name: str | None = None) -> Iterator[Any]:
         """This method's PEFT layers (that hold ``name``, when given)."""
-        layer_cls = self._layer_cls()
-        for module in model.modules():
-            if isinstance(module, layer_cls) and (name is None or self._layer_has(module, name)):
+        for module in modules_of_type(model, self._layer_cls()):
+            if name is None or self._layer_has(module, name):
                 yield module
 
     def _layer_has(self, layer: Any, name: str) -> bool:
@@ -306,9 +340,12 @@ class PeftTunerMethod(AdapterMethod):
         """PEFT's modules_to_save wrappers that hold at least one of ``names`` (all when None)."""
         from peft.utils.other import AuxiliaryTrainingWrapper
 
+        wrappers = modules_of_type(model, AuxiliaryTrainingWrapper)
+        if not wrappers:
+            return
         wanted = self.loaded_names(model) if names is None else set(names)
-        for module in model.modules():
-            if isinstance(module, AuxiliaryTrainingWrapper) and wanted & set(module._adapters):
+        for module in wrappers:
+            if wanted & set(module._adapters):
                 yield module
 
     def loaded_names(self, model: Any) -> set[str]:
@@ -331,7 +368,10 @@ class PeftTunerMethod(AdapterMethod):
         batch_sizes: Sequence[int] | None = None,
     ) -> None:
         self._clear_hooks(model)
-        self.reset_scales(model)
+        state = self._state(model)
+        if state.scaled:  # only an Average changes scales: skip the walk over every layer otherwise
+            self.reset_scales(model)
+            state.scaled = False
         loaded = self.loaded_names(model)
         for n in names:
             if n is not None and n not in loaded:
@@ -341,6 +381,7 @@ class PeftTunerMethod(AdapterMethod):
         elif combine == "average":
             if not self.supports_average:
                 raise CompositionError(f"Average: method {self.name!r} cannot average adapters")
+            state.scaled = True
             self.activate_average(model, list(names), list(weights or [1.0 / len(names)] * len(names)))
         elif combine == "batch_split":
             if not self.supports_mixed_batch:
@@ -449,6 +490,7 @@ class PeftTunerMethod(AdapterMethod):
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
         self._clear_hooks(model)
         self.reset_scales(model)
+        self._state(model).scaled = False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for layer in list(self.layers(model, name)):
@@ -459,6 +501,7 @@ class PeftTunerMethod(AdapterMethod):
         if isinstance(configs, dict):
             configs.pop(name, None)
         self._strip_empty(model)
+        forget_structure(model)
         if isinstance(configs, dict) and not configs:
             del model.peft_config
 
@@ -508,6 +551,7 @@ class PeftTunerMethod(AdapterMethod):
             setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
         state.originals.clear()
         state.merged.clear()
+        forget_structure(model)
         configs = getattr(model, "peft_config", None)
         if isinstance(configs, dict):
             for name in names:

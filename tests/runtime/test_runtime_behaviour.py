@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from conftest import FIXTURES, load_base, load_case, logits
+from runtime_support import FIXTURES, load_base, load_case, logits
 
 from adapterhub import AdapterModel, Average, BatchSplit, Stack
 from adapterhub.errors import (
