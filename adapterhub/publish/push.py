@@ -355,8 +355,11 @@ def _read_published_manifest(api: Any, repo_id: str, commit: str, tmp: Path) -> 
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def push_adapter(model: Any, name: str, repo: str, version: str, **kwargs: Any) -> PushResult:
+def push_adapter(model: Any, name: str, repo: str, /, version: str, **kwargs: Any) -> PushResult:
     """Save adapter ``name`` of an :class:`~adapterhub.AdapterModel` (only that one) and push it.
+
+    The three leading arguments are positional-only, so ``name=`` in ``kwargs`` is the registry
+    name of the release (``NS/NAME``), as with ``adapterhub push --name``.
 
     ``format`` ("peft" or "adapters") defaults to PEFT when the method can write it. Other keyword
     arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...).

@@ -486,17 +486,15 @@ class AdapterModel:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def push_adapter(self, name: str, repo: str, version: str, **kwargs: Any) -> Any:
-        """Publish adapter ``name`` to Hub repo ``repo`` as release ``version`` (see
-        :func:`adapterhub.publish.push_adapter` for the keyword arguments: task, license, token, ...)."""
+    def push_adapter(self, name: str, repo: str, /, version: str, **kwargs: Any) -> Any:
+        """Publish adapter ``name`` (only that one) to Hub repo ``repo`` as release ``version``.
+
+        Keyword arguments are those of :func:`adapterhub.publish.push_adapter` (``task``,
+        ``license``, ``token``, and ``name=`` for the registry name, ...).
+        """
         self._method(name)  # a clear error for an unknown name before anything is written
-        try:
-            from ..publish import push_adapter
-        except ImportError as exc:
-            raise UnsupportedOperationError(
-                f"cannot push adapter {name!r}: publishing is not available in this installation ({exc})",
-                hint="save it with save_adapter(...) and publish the directory with `adapterhub push DIR`",
-            ) from None
+        from ..publish import push_adapter
+
         return push_adapter(self, name, repo, version, **kwargs)
 
     # -- reporting -------------------------------------------------------------------------

@@ -103,13 +103,12 @@ def test_push_adapter_publishes_a_release_that_loads_back(hub_env, inputs, tmp_p
     expected = hidden(am, inputs)
     index_dir = tmp_path / "index"
     result = am.push_adapter(
-        "mine", "alice/pushed-lora", version="1.0.0", task="feature-extraction",
+        "mine", "alice/pushed-lora", version="1.0.0", name="tiny/pushed-lora", task="feature-extraction",
         license="apache-2.0", base_model="testing/tiny-bert", token=TOKEN, endpoint=w.url, index_dir=index_dir,
         entry_out=tmp_path / "entry.json", check=False,
     )
-    # the registry name defaults to the repo id (publish's push_adapter cannot take name= as well)
-    assert result.commit and result.tag == "v1.0.0" and result.name == "alice/pushed-lora"
+    assert result.commit and result.tag == "v1.0.0" and result.name == "tiny/pushed-lora"
     monkeypatch.setenv("ADAPTERHUB_INDEX", str(index_dir))
     other = AdapterModel(w.fresh_base())
-    other.set_adapter(other.load_adapter("alice/pushed-lora@1.0.0"))
+    other.set_adapter(other.load_adapter("tiny/pushed-lora@1.0.0"))
     torch.testing.assert_close(hidden(other, inputs), expected, atol=0, rtol=0)
