@@ -146,6 +146,7 @@ class AdapterModel:
         before = _fingerprint(self.model)
         try:
             method.apply(self.model, name, files)
+            self._match_training_mode()
         except BaseException as exc:
             self._structure_changed()
             if _fingerprint(self.model) != before:
@@ -154,6 +155,11 @@ class AdapterModel:
                     hint="reload the base model; report this to the plugin's authors",
                 ) from exc
             raise
+
+    def _match_training_mode(self) -> None:
+        """New modules are created in training mode; put them in the model's mode, so a model in
+        eval mode never runs adapter dropout (what PEFT's from_pretrained does with ``.eval()``)."""
+        self.model.train(self.model.training)
 
     def add_adapter(self, name: str, method: str, **config: Any) -> AdapterFiles:
         """Create a fresh trainable adapter; afterwards exactly the trainable adapters' parameters need grad."""
@@ -164,6 +170,7 @@ class AdapterModel:
         before = _fingerprint(self.model)
         try:
             files = impl.create(self.model, name, dict(config))
+            self._match_training_mode()
         except BaseException as exc:
             self._structure_changed()
             if _fingerprint(self.model) != before:

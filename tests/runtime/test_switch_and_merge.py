@@ -109,3 +109,29 @@ def test_merging_part_of_the_active_setup_is_refused(llama_base, three, peft_ref
     torch.testing.assert_close(logits(am, inputs), peft_refs["ab"], atol=ATOL, rtol=0)
     am.unmerge()
     assert state_dicts_equal(pristine, state_dict_copy(am.model))
+
+
+def test_loaded_adapter_follows_the_models_eval_mode(tmp_path):
+    """A model in eval mode must not run adapter dropout after load_adapter (PEFT sets eval too)."""
+    import torch
+    from peft import PeftModel
+
+    from adapterhub import AdapterModel
+    from adapterhub.testing import save_peft_adapter, tiny_bert, tiny_inputs
+
+    from peft import LoraConfig
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], lora_dropout=0.5)
+    adapter_dir = save_peft_adapter(tiny_bert(), config, tmp_path / "drop")
+    inputs = tiny_inputs()
+    base = tiny_bert().eval()
+    am = AdapterModel(base)
+    am.set_adapter(am.load_adapter(adapter_dir))
+    assert not any(m.training for m in am.model.modules())
+    with torch.no_grad():
+        first = am(**inputs).last_hidden_state
+        second = am(**inputs).last_hidden_state
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    reference = PeftModel.from_pretrained(tiny_bert(), adapter_dir).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(first, reference(**inputs).last_hidden_state, atol=1e-5, rtol=0)
