@@ -1,0 +1,38 @@
+"""``adapterhub demo``: the whole loop on a real model, offline, in one command."""
+
+from __future__ import annotations
+
+import click
+
+from .output import emit_json, info, json_option
+
+
+@click.command("demo")
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    metavar="TEXT",
+    help="Your own sentence to classify (repeat for more).",
+)
+@click.option("--keep", is_flag=True, help="Keep the temporary hub, store, lock file and merged model.")
+@json_option
+def demo_command(texts: tuple[str, ...], keep: bool, as_json: bool) -> None:
+    """Publish, install, run, merge and reload real adapters on all-MiniLM-L6-v2.
+
+    Starts a local Hub in a temporary folder, publishes the bundled demo adapters to it
+    (sentiment: LoRA, emotion: bottleneck), installs them by name into a temporary store with a
+    lock file, loads them onto all-MiniLM-L6-v2 and classifies a few sentences, merges the
+    LoRA into the base weights, exports and reloads the merged model, then stops the Hub and
+    removes everything (unless --keep). Needs no internet.
+    """
+    from ..demo.run import run_demo
+
+    # The narration goes to stderr in both modes, so ``--json`` keeps stdout parseable.
+    report = run_demo(texts=list(texts), keep=keep, say=info)
+    if as_json:
+        emit_json(report)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo_command)

@@ -1,0 +1,73 @@
+"""``adapterhub demo`` end to end, as a user runs it: a subprocess, the real MiniLM, a real local Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapterhub.demo.tasks import DEMO_TASKS, SENTIMENT
+
+pytestmark = pytest.mark.slow
+
+MY_TEXT = "Honestly the best concert I have ever been to, pure joy."
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1"}  # offline: the demo needs no internet
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapterhub", "demo", "--json", "--text", MY_TEXT],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout), proc.stderr, tmp
+
+
+def test_every_example_sentence_gets_its_label(demo_report):
+    report, _, _ = demo_report
+    for task in DEMO_TASKS:
+        rows = report["predictions"][task.key]
+        assert [r["text"] for r in rows] == [t for t, _ in task.examples] + [MY_TEXT]
+        for row, (text, expected) in zip(rows, task.examples):
+            assert row["label"] == expected, f"{task.key}: {text!r} -> {row['label']}, expected {expected}"
+            assert len(row["logits"]) == len(task.labels)
+
+
+def test_merged_checkpoint_predicts_what_the_adapter_predicts(demo_report):
+    report, _, _ = demo_report
+    before = report["predictions"][SENTIMENT.key]
+    after = report["merged"]["predictions"]
+    assert [r["label"] for r in after] == [r["label"] for r in before]
+    for a, b in zip(before, after):
+        assert b["logits"] == pytest.approx(a["logits"], abs=1e-4)
+    assert report["merged"]["same_labels"] is True
+
+
+def test_published_installed_and_locked_by_name(demo_report):
+    report, stderr, _ = demo_report
+    published = {p["name"]: p for p in report["published"]}
+    installed = {i["name"]: i for i in report["installed"]}
+    assert set(published) == set(installed) == {t.name for t in DEMO_TASKS}
+    for task in DEMO_TASKS:
+        assert published[task.name]["method"] == task.method
+        # What was installed is pinned to exactly the commit that was pushed.
+        assert installed[task.name]["revision"] == published[task.name]["commit"]
+        assert installed[task.name]["version"] == "1.0.0"
+        # The bundled registry index lists these releases with the same adapter files.
+        assert published[task.name]["bundled_index"]["matches"], published[task.name]["bundled_index"]
+    assert f"adapterhub install {DEMO_TASKS[0].name} {DEMO_TASKS[1].name} --lock" in stderr
+
+
+def test_leaves_nothing_behind(demo_report):
+    report, stderr, tmp = demo_report
+    assert not Path(report["workspace"]).exists()
+    # torch may leave its own compile cache in TMPDIR; nothing of adapterhub's may remain.
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("adapterhub")] == []
+    assert "Stopped the Hub" in stderr
+    assert report["seconds"] < 120
