@@ -13,10 +13,25 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.pop("HF_TOKEN", None)
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ADAPTERHUB_OFFLINE", "HF_ENDPOINT"):
+    os.environ.pop(_name, None)
+
+# huggingface_hub freezes HF_HUB_OFFLINE, HF_ENDPOINT, ... when first imported: import it now, with
+# the clean environment above, so that no test that sets those variables can freeze them for the rest.
+import huggingface_hub.constants  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
+def _restore_environment():
+    """Whatever a test (or code it imports) does to os.environ is undone afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch, _restore_environment):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("ADAPTERHUB_HOME", str(home / "adapterhub"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
