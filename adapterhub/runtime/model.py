@@ -2,7 +2,9 @@
 
 The runtime never looks inside a method: it detects, reads, checks and applies through the
 :class:`~adapterhub.methods.AdapterMethod` contract, and turns composition blocks into one
-``set_active`` call per method (see :mod:`adapterhub.runtime.dispatch`).
+``set_active`` call per method (see :mod:`adapterhub.runtime.dispatch`). Prediction heads that
+adapters carry are built and routed by the runtime, whatever the method (see
+:mod:`adapterhub.runtime.heads`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..errors import (
     UsageError,
 )
 from ..methods import AdapterFiles, AdapterMethod, detect_method, get_method
-from . import dispatch
+from . import dispatch, heads
 
 SETUP_VERSION = 1
 #: Model inputs whose first dimension is the batch (replicated for Parallel).
@@ -55,6 +57,8 @@ class AdapterInfo:
     mergeable: bool
     trainable: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    #: the adapter's own prediction head (head_config.json's "config"), None when it has none
+    head: dict[str, Any] | None = None
 
 
 class AdapterModel:
@@ -72,6 +76,8 @@ class AdapterModel:
         self._dispatched: dict[str, dispatch.Request | None] = {}
         # the base's own requires_grad flags, restored by unload()
         self._base_requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+        self._heads = heads.HeadSet(model)
+        self._trainable_heads: set[str] = set()
         disable_cpu_bf16_kernel(model)
 
     # -- inspection ------------------------------------------------------------------------
@@ -128,19 +134,74 @@ class AdapterModel:
         files = method.read(path, allow_pickle=allow_pickle)
         files.source = files.source or str(path)
         method.check(self.model, files)  # before any mutation
+        head_spec = files.extras.get("head")
+        head = None
+        if head_spec:
+            head_spec = {**head_spec, "source": files.source}
+            heads.check_head(head_spec, self.model)
+            head = heads.build_head(head_spec, self.model)
+            head.requires_grad_(False)
         self._apply_transactionally(method, name, files)
         self._structure_changed()
+        if head is not None:
+            self._heads.attach(name, head)
+            self._match_training_mode()
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
             source=str(source),
             format=files.format,
-            params=sum(int(t.numel()) for t in files.state_dict.values()),
+            params=sum(int(t.numel()) for t in files.state_dict.values())
+            + sum(int(p.numel()) for p in self._heads.parameters(name)),
             mergeable=method.mergeable,
             config=dict(files.config),
+            head=self._heads.config(name),
         )
         self._dispatch()
         return name
+
+    def add_head(
+        self,
+        name: str,
+        num_labels: int,
+        *,
+        labels: Sequence[str] | None = None,
+        head_type: str = "classification",
+        layers: int = 2,
+        activation_function: str = "tanh",
+        use_pooler: bool = False,
+        dropout_prob: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's classification layout).
+
+        The head reads the encoder's first token; it answers whenever ``name`` does (see
+        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by
+        ``save_adapter(name, path, format="adapters")``.
+        """
+        self._method(name)
+        if name in self._heads:
+            raise AdapterExistsError(f"adapter {name!r} already has a head", hint="delete_adapter() and load it again")
+        spec = heads.new_head_spec(
+            self.model, num_labels, head_type=head_type, layers=layers, activation_function=activation_function,
+            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, seed=seed,
+        )
+        self._heads.attach(name, heads.build_head(spec, self.model))
+        self._match_training_mode()
+        self._trainable_heads.add(name)
+        info = self._infos[name]
+        info.head = self._heads.config(name)
+        info.params += sum(int(p.numel()) for p in self._heads.parameters(name))
+        self._dispatch()
+        self._apply_trainable()
+
+    def _head_kind(self, name: str) -> str | bool:
+        """How adapter ``name`` takes part in choosing the answering head (see heads.route)."""
+        if name in self._heads:
+            return "runtime"
+        if self._infos[name].config.get("modules_to_save"):
+            return "model"  # a PEFT copy of the model's own classifier answers through the model's head
+        return False
 
     def _apply_transactionally(self, method: AdapterMethod, name: str, files: Any) -> None:
         before = _fingerprint(self.model)
@@ -244,6 +305,7 @@ class AdapterModel:
             changed = True
         if changed:
             self._apply_trainable()
+        self._heads.route = heads.route(self._active, self._head_kind)
 
     def _structure_changed(self) -> None:
         """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
@@ -257,6 +319,9 @@ class AdapterModel:
             if info.trainable:
                 for p in get_method(info.method).parameters(self.model, info.name):
                     p.requires_grad_(True)
+        for name in self._trainable_heads:
+            for p in self._heads.parameters(name):
+                p.requires_grad_(True)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -278,6 +343,12 @@ class AdapterModel:
         return out
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the model with the active setup.
+
+        When a Parallel / BatchSplit serves children that answer with different heads, the result
+        is a :class:`~adapterhub.runtime.heads.MultiHeadOutput`: a list with one output per child
+        (its rows, its head's ``logits``); otherwise the model's own output type.
+        """
         if args and dispatch.find_parallel(self._active) is not None:
             raise CompositionError("Parallel needs keyword inputs: call am(input_ids=..., attention_mask=...)")
         return self.model(*args, **self._prepare_inputs(kwargs))
@@ -421,6 +492,8 @@ class AdapterModel:
         self._infos.clear()
         self._merged.clear()
         self._active = None
+        self._heads.clear()  # heads and their hooks go: the model is the base again
+        self._trainable_heads.clear()
         for n, p in self.model.named_parameters():
             if n in self._base_requires_grad:
                 p.requires_grad_(self._base_requires_grad[n])
@@ -435,6 +508,8 @@ class AdapterModel:
             method.remove(self.model, name)
         finally:
             self._structure_changed()
+        self._heads.remove(name)
+        self._trainable_heads.discard(name)
         del self._infos[name]
         if self._infos:
             self._dispatch()
@@ -448,6 +523,13 @@ class AdapterModel:
         if name in self._merged:
             raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() before saving it")
         files = method.export(self.model, name)
+        # the runtime owns heads: whatever the method exported, the saved head is the one on the model
+        files.extras["head"] = self._heads.export(name)
+        if files.extras["head"] is not None and format != "adapters":
+            raise UnsupportedOperationError(
+                f"adapter {name!r} carries a prediction head, which the {format!r} format cannot hold",
+                hint="save it with format='adapters' (head_config.json + model_head.safetensors)",
+            )
         files.extras.setdefault("model_type", getattr(getattr(self.model, "config", None), "model_type", None))
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
         files.extras.setdefault("name", name)
@@ -465,7 +547,9 @@ class AdapterModel:
             if source is None or info.trainable:
                 target = path.parent / f"{path.stem}.adapters" / name
                 formats = get_method(info.method).formats  # e.g. bottleneck: AdapterHub format only
-                self.save_adapter(name, target, format="peft" if "peft" in formats else formats[0])
+                # only the AdapterHub format holds an adapter's own head
+                wanted = "adapters" if name in self._heads else "peft"
+                self.save_adapter(name, target, format=wanted if wanted in formats else formats[0])
                 source = str(target)
             adapters[name] = {"method": info.method, "source": source, "format": info.format}
         data = {

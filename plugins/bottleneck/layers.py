@@ -1,4 +1,4 @@
-"""Torch side of the bottleneck method: the adapter module, the patched sub-layer forward and heads.
+"""Torch side of the bottleneck method: the adapter module and the patched sub-layer forward.
 
 Injection points are BERT-like residual sub-layers (``BertSelfOutput`` after attention and
 ``BertOutput`` after the feed-forward block; RoBERTa, ELECTRA, ... share the structure):
@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 import types
-from typing import Any
 
 import torch
 from torch import nn
@@ -206,52 +205,3 @@ def uninstall(module: nn.Module) -> None:
     for attr in ("adapters", "forward", SETUP_ATTR):
         if attr in module.__dict__ or attr in module._modules:
             delattr(module, attr)
-
-
-# --- prediction heads (AdapterHub format) ------------------------------------------------------
-
-
-class ClassificationHead(nn.Module):
-    """adapters' classification head: Sequential of [Dropout, Linear, Act] * (layers-1) + [Dropout, Linear]
-    on the first token (or the pooler output with ``use_pooler``)."""
-
-    def __init__(self, hidden: int, config: dict, default_dropout: float = 0.1) -> None:
-        super().__init__()
-        head_type = config.get("head_type", "classification")
-        if head_type not in {"classification", "multilabel_classification"}:
-            raise ValueError(f"head_type {head_type!r} is not supported (classification heads only)")
-        self.use_pooler = bool(config.get("use_pooler", False))
-        bias = bool(config.get("bias", True))
-        p = config.get("dropout_prob")
-        p = default_dropout if p is None else float(p)
-        layers: list[nn.Module] = []
-        for _ in range(int(config.get("layers", 2)) - 1):
-            layers += [nn.Dropout(p), nn.Linear(hidden, hidden, bias=bias),
-                       Activation(config.get("activation_function") or "tanh")]
-        layers += [nn.Dropout(p), nn.Linear(hidden, int(config["num_labels"]), bias=bias)]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, output: Any) -> torch.Tensor:
-        if self.use_pooler and getattr(output, "pooler_output", None) is not None:
-            x = output.pooler_output
-        else:
-            x = output[0][:, 0]
-        return self.layers(x)
-
-
-def head_output_hook(model: nn.Module):
-    """Forward hook that adds ``logits`` from the active head (``model._adapterhub_active_head``)."""
-
-    def hook(module, args, output):
-        name = getattr(module, "_adapterhub_active_head", None)
-        heads = getattr(module, "adapterhub_heads", None)
-        if name is None or heads is None or name not in heads:
-            return output
-        logits = heads[name](output)
-        try:
-            output["logits"] = logits
-        except TypeError:  # a plain tuple output
-            return (*output, logits)
-        return output
-
-    return hook

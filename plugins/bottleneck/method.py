@@ -3,8 +3,9 @@ parallel (``par_bn``) bottleneck adapters, read and written in the AdapterHub ``
 
 Canonical form (see :mod:`adapterhub.formats.adapters`): ``config`` is adapters' ``BnConfig`` dict,
 keys are ``<module>.adapters.<param>`` relative to ``model.base_model``. A prediction head saved with
-the adapter (``head_config.json``) travels in ``extras["head"]``; when that adapter is active, the
-model's output gets ``logits`` from it (a forward hook on the model).
+the adapter (``head_config.json``) travels in ``extras["head"]`` as the AdapterHub reader fills it;
+the runtime builds, routes and saves heads (:mod:`adapterhub.runtime.heads`), so this method only
+ever touches the bottleneck modules.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ STATE_ATTR = "_adapterhub_bottleneck"
 def _state(model: Any) -> dict:
     state = model.__dict__.get(STATE_ATTR)
     if state is None:
-        state = {"adapters": {}, "hook": None}
+        state = {"adapters": {}}
         model.__dict__[STATE_ATTR] = state
     return state
 
@@ -143,13 +144,8 @@ class BottleneckMethod(AdapterMethod):
                 raise IncompatibleBaseModelError(
                     f"{adapter.source or 'adapter'}: {key} has shape {list(got[key])}, "
                     f"the model needs {list(shape)}", hint="the adapter was trained on a base with another hidden size")
-        head = adapter.extras.get("head")
-        if head and head.get("hidden_size") and hasattr(model.config, "hidden_size"):
-            if int(head["hidden_size"]) != int(model.config.hidden_size):
-                raise IncompatibleBaseModelError(
-                    f"{adapter.source}: head hidden_size {head['hidden_size']} != model {model.config.hidden_size}")
 
-    def _attach(self, model: Any, name: str, config: dict, built: dict, head: dict | None) -> None:
+    def _attach(self, model: Any, name: str, config: dict, built: dict) -> None:
         from . import layers
 
         state = _state(model)
@@ -164,19 +160,7 @@ class BottleneckMethod(AdapterMethod):
             if not hasattr(target, layers.SETUP_ATTR):
                 setattr(target, layers.SETUP_ATTR, ("stack", (), None, None))
             target.adapters[name] = adapter_module.to(device=ref.device, dtype=ref.dtype)
-        if head:
-            import torch
-
-            if "adapterhub_heads" not in model._modules:
-                model.adapterhub_heads = torch.nn.ModuleDict()
-                state["hook"] = model.register_forward_hook(layers.head_output_hook(model))
-            default_dropout = float(getattr(model.config, "hidden_dropout_prob", 0.1) or 0.0)
-            head_module = layers.ClassificationHead(int(model.config.hidden_size), head["config"], default_dropout)
-            head_module.layers.load_state_dict(head["state_dict"])
-            head_module.head_config = dict(head["config"])
-            model.adapterhub_heads[name] = head_module.to(device=ref.device, dtype=ref.dtype)
-        state["adapters"][name] = {"config": config, "paths": list(built), "head": head is not None,
-                                   "meta": None}
+        state["adapters"][name] = {"config": config, "paths": list(built), "meta": None}
         model.train(model.training)  # new modules follow the model's train/eval mode
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
@@ -187,7 +171,7 @@ class BottleneckMethod(AdapterMethod):
         for path, module in built.items():
             prefix = f"{path}.adapters."
             module.load_state_dict({k[len(prefix):]: v for k, v in adapter.state_dict.items() if k.startswith(prefix)})
-        self._attach(model, name, config, built, adapter.extras.get("head"))
+        self._attach(model, name, config, built)
         _state(model)["adapters"][name]["meta"] = adapter.extras.get("adapters_meta")
         self._set_requires_grad(model, name, False)
 
@@ -201,7 +185,7 @@ class BottleneckMethod(AdapterMethod):
         built = self._build(model, files)
         for module in built.values():
             module.init_weights()
-        self._attach(model, name, config, built, None)
+        self._attach(model, name, config, built)
         # Training an adapter means a frozen base (the runtime re-enables other trainable adapters).
         model.requires_grad_(False)
         self._set_requires_grad(model, name, True)
@@ -245,10 +229,6 @@ class BottleneckMethod(AdapterMethod):
         for _path, _idx, _where, module in layers.find_locations(base):
             if hasattr(module, layers.SETUP_ATTR):
                 setattr(module, layers.SETUP_ATTR, setup)
-        # The head of the last active adapter that has one produces `logits`.
-        heads = [n for n in names if n is not None and state["adapters"][n]["head"]]
-        model.__dict__["_adapterhub_active_head"] = heads[-1] if heads and combine == "stack" else (
-            heads[0] if heads and len(set(heads)) == 1 else None)
 
     def remove(self, model: Any, name: str) -> None:
         from . import layers
@@ -272,16 +252,6 @@ class BottleneckMethod(AdapterMethod):
                                                          tuple(weights[i] for i in keep) if weights else None, None))
             if len(target.adapters) == 0:
                 layers.uninstall(target)
-        heads = model._modules.get("adapterhub_heads")
-        if heads is not None and name in heads:
-            del heads[name]
-            if model.__dict__.get("_adapterhub_active_head") == name:
-                model.__dict__["_adapterhub_active_head"] = None
-            if len(heads) == 0:
-                del model.adapterhub_heads
-                state["hook"].remove()
-                state["hook"] = None
-                model.__dict__.pop("_adapterhub_active_head", None)
         if not state["adapters"]:
             model.__dict__.pop(STATE_ATTR, None)
 
@@ -295,19 +265,9 @@ class BottleneckMethod(AdapterMethod):
         meta.setdefault("model_class", type(model).__name__)
         meta.setdefault("model_name", getattr(model.config, "_name_or_path", "") or "")
         meta["name"] = name
-        extras: dict[str, Any] = {"adapters_meta": meta, "key_root": "base_model", "head": None}
-        heads = model._modules.get("adapterhub_heads")
-        if heads is not None and name in heads:
-            head = heads[name]
-            extras["head"] = {"config": getattr(head, "head_config", None) or {}, "name": name,
-                              "hidden_size": meta["hidden_size"],
-                              "state_dict": {k: v.detach().clone() for k, v in head.layers.state_dict().items()}}
+        extras: dict[str, Any] = {"adapters_meta": meta, "key_root": "base_model"}
         return AdapterFiles("bottleneck", dict(info["config"]), sd, format="adapters", extras=extras)
 
     def parameters(self, model: Any, name: str) -> list[Any]:
-        params = [p for m in self._modules_of(model, name).values() for p in m.parameters()]
-        heads = model._modules.get("adapterhub_heads")
-        if heads is not None and name in heads:
-            params += list(heads[name].parameters())
-        return params
+        return [p for m in self._modules_of(model, name).values() for p in m.parameters()]
 

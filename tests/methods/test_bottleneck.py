@@ -213,3 +213,42 @@ def test_classification_head_travels_with_adapter(bert, bert_inputs, tmp_path):
     assert (tmp_path / "saved" / "model_head.safetensors").is_file()
     am.unload()
     assert "logits" not in am(**bert_inputs)
+
+
+def test_fresh_head_trains_saves_and_reloads_with_its_adapter(bert, bert_inputs, tmp_path):
+    """add_head: a trainable AdapterHub-layout head on a new bottleneck; both come back from disk."""
+    import json
+
+    base_hash = state_hash(bert)
+    am = AdapterModel(bert)
+    am.add_adapter("t", "bottleneck", reduction_factor=8)
+    am.add_head("t", 3, labels=["a", "b", "c"], seed=0)
+    head_params = list(am.model.adapterhub_heads["t"].parameters())
+    assert head_params and all(p.requires_grad for p in head_params)
+    assert not any(p.requires_grad for n, p in am.model.named_parameters() if n.startswith(("embeddings", "pooler")))
+    opt = torch.optim.SGD([p for p in am.model.parameters() if p.requires_grad], lr=0.5)
+    am.model.train()
+    before = [p.detach().clone() for p in head_params]
+    out = am(**bert_inputs, labels=torch.arange(bert_inputs["input_ids"].shape[0]) % 3)
+    assert out.logits.shape[-1] == 3
+    out.loss.backward()
+    opt.step()
+    am.model.eval()
+    assert any(not torch.equal(a, p) for a, p in zip(before, head_params))
+    with torch.no_grad():
+        trained = am(**bert_inputs)
+    # the head by hand on the adapter's hidden states: Linear -> tanh -> Linear on the first token
+    seq = am.model.adapterhub_heads["t"]
+    cls = trained.last_hidden_state[:, 0]
+    by_hand = torch.tanh(cls @ seq[1].weight.T + seq[1].bias) @ seq[4].weight.T + seq[4].bias
+    assert torch.allclose(trained.logits, by_hand, atol=ATOL, rtol=0)
+    am.save_adapter("t", tmp_path / "t", format="adapters")
+    head_config = json.loads((tmp_path / "t" / "head_config.json").read_text())
+    assert head_config["config"]["label2id"] == {"a": 0, "b": 1, "c": 2} and head_config["name"] == "t"
+    am.unload()
+    assert state_hash(bert) == base_hash and "adapterhub_heads" not in bert._modules
+    assert not bert._forward_hooks and not bert._forward_pre_hooks
+    am.load_adapter(tmp_path / "t", name="t2")
+    am.set_adapter("t2")
+    with torch.no_grad():
+        assert torch.allclose(am(**bert_inputs).logits, trained.logits, atol=ATOL, rtol=0)
