@@ -389,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, metrics_file)
     print(f"wrote {metrics_file}", file=sys.stderr)
+    # The bundled registry index pins each release's commit and file hashes: refresh it.
+    print("now run: python examples/register_demo_adapters.py", file=sys.stderr)
     return 0
 
 

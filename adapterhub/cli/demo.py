@@ -18,13 +18,15 @@ from .output import emit_json, info, json_option
 @click.option("--keep", is_flag=True, help="Keep the temporary hub, store, lock file and merged model.")
 @json_option
 def demo_command(texts: tuple[str, ...], keep: bool, as_json: bool) -> None:
-    """Publish, install, run, merge and reload real adapters on all-MiniLM-L6-v2.
+    """Publish, install, run, compose, merge and reload real adapters on all-MiniLM-L6-v2.
 
-    Starts a local Hub in a temporary folder, publishes the bundled demo adapters to it
-    (sentiment: LoRA, emotion: bottleneck), installs them by name into a temporary store with a
-    lock file, loads them onto all-MiniLM-L6-v2 and classifies a few sentences, merges the
-    LoRA into the base weights, exports and reloads the merged model, then stops the Hub and
-    removes everything (unless --keep). Needs no internet.
+    Starts a local Hub in a temporary folder and publishes the bundled demo adapters to it
+    (sentiment: LoRA, emotion: bottleneck) as the exact releases the bundled registry index pins;
+    installs them by name through that index into a temporary store with a lock file; loads both
+    onto one all-MiniLM-L6-v2, classifies a few sentences with each (set_adapter) and with both
+    from one forward pass (Parallel); merges the LoRA into the base weights, exports and reloads
+    the merged model with plain transformers; then stops the Hub and removes everything (unless
+    --keep). Needs no internet; the narration goes to stderr.
     """
     from ..demo.run import run_demo
 

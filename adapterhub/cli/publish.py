@@ -53,6 +53,11 @@ def push_command(
     The directory is not modified: the release (adapter files, adapterhub.json manifest and model
     card) is staged in a temporary folder. Re-pushing an existing version is a no-op when the
     adapter files are identical and an error otherwise.
+
+    Reproducible releases: set SOURCE_DATE_EPOCH (seconds since 1970-01-01 UTC, the
+    reproducible-builds convention) and the manifest's "created" time is that moment instead of
+    now. The same adapter pushed with the same options then gives byte-identical files and, on a
+    fresh Hub, the same commit id, which a registry entry can pin.
     """
     from ..publish import parse_metrics, push_directory
 

@@ -1,55 +1,39 @@
 """The ``adapterhub demo`` job: the whole adapterhub loop on all-MiniLM-L6-v2, offline.
 
 1. start a local Hub (``adapterhub hub serve``) on 127.0.0.1 with a temporary root;
-2. publish the bundled demo adapters to it (``adapterhub push``, run in this process), registering each
-   version in an index written to the temporary folder, and check that the published files are the
-   ones the bundled registry index lists;
-3. install them by registry name through that index into a temporary store, writing a lock file
-   (``adapterhub install NAME... --lock FILE``, run in this process);
-4. load each installed adapter onto all-MiniLM-L6-v2 with :class:`adapterhub.AdapterModel` (the
-   LoRA with its PEFT ``modules_to_save`` classifier, the bottleneck with its AdapterHub head) and
-   print predictions for the example sentences and the user's own;
-5. merge the LoRA into the base weights, export a plain transformers checkpoint, reload it with
-   transformers alone and show that it predicts the same;
+2. publish the bundled demo adapters to it (``SOURCE_DATE_EPOCH=... adapterhub push``, run in this
+   process) and check that each release is exactly the commit, with exactly the files, that the
+   bundled registry index pins;
+3. install them by registry name through the bundled index, with ``HF_ENDPOINT`` pointing at the
+   local Hub, into a temporary store, writing a lock file (``adapterhub install NAME... --lock FILE``);
+4. load BOTH onto ONE all-MiniLM-L6-v2 (``BertForSequenceClassification``) with
+   :class:`adapterhub.AdapterModel`: the LoRA with its PEFT ``modules_to_save`` classifier, the
+   bottleneck with its AdapterHub head; show each task with ``set_adapter``, then both tasks from a
+   single forward pass with ``Parallel("sentiment", "emotion")``;
+5. drop the bottleneck, merge the LoRA into the base weights, export a plain transformers
+   checkpoint, reload it with transformers alone and show that it predicts the same;
 6. stop the Hub and remove the temporary folder (unless ``keep``).
 
-Why an index in the temporary folder and not the bundled one: the Hub's commit ids hash the commit
-date and the manifest records its creation time, so a fresh Hub gives a release a new commit id
-every time. The bundled ``registry_index`` entries record the demo releases (repo, tag, every
-file's sha256); the demo checks that the adapter files it publishes hash to exactly those values,
-then installs through the index its own push wrote, whose revisions exist on its Hub.
+Pushes are reproducible (fixed ``SOURCE_DATE_EPOCH``, same message and author) and the Hub's commit
+ids hash a commit's content only, so a fresh Hub gets the very revisions the bundled index pins and
+installing by name needs no index of the demo's own (:mod:`adapterhub.demo.publish`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import secrets
-import shlex
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .tasks import (
-    DEMO_ORG,
-    DEMO_TASKS,
-    DEMO_VERSION,
-    SENTIMENT,
-    DemoTask,
-    adapter_dir,
-    base_model_path,
-    metrics_path,
-)
+from .publish import adapterhub_cli, check_against_bundled, publish_demo_adapters
+from .tasks import DEMO_ORG, DEMO_TASKS, EMOTION, SENTIMENT, DemoTask, base_model_path
 
 Say = Callable[[str], None]
-
-#: Files whose content depends on the moment of publishing, not on the adapter.
-_TIME_DEPENDENT_FILES = frozenset({"adapterhub.json"})
 
 
 def _quiet(_message: str) -> None:
@@ -57,11 +41,12 @@ def _quiet(_message: str) -> None:
 
 
 def _prepare_environment(workspace: Path) -> None:
-    """Keep the demo off the network and off the user's own caches.
+    """Keep the demo off the network and off the user's own caches and settings.
 
     huggingface_hub reads these when it is first imported, which happens after this point (the
     CLI imports it lazily). The demo only talks to its own Hub on 127.0.0.1, so a user's
-    ``HF_HUB_OFFLINE=1`` is lifted for this process: it would forbid exactly that.
+    ``HF_HUB_OFFLINE=1`` is lifted for this process: it would forbid exactly that. The demo installs
+    through the bundled index, so a user's ``ADAPTERHUB_INDEX`` is set aside too.
     """
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -69,119 +54,47 @@ def _prepare_environment(workspace: Path) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ["HF_HOME"] = str(workspace / "hf-home")
     os.environ["HF_HUB_CACHE"] = str(workspace / "hf-home" / "hub")
-    for name in ("HF_HUB_OFFLINE", "ADAPTERHUB_OFFLINE", "HF_ENDPOINT", "ADAPTERHUB_INDEX"):
+    os.environ["ADAPTERHUB_HOME"] = str(workspace / "store")
+    for name in ("HF_HUB_OFFLINE", "ADAPTERHUB_OFFLINE", "HF_ENDPOINT", "ADAPTERHUB_INDEX", "HF_TOKEN"):
         os.environ.pop(name, None)
 
 
-# --- step 2: publish --------------------------------------------------------------------------------
+# --- step 3: install ----------------------------------------------------------------------------------
 
 
-def bundled_entry(task: DemoTask) -> dict[str, Any] | None:
-    """The demo adapter's entry in the bundled registry index, if the package ships one."""
-    from importlib import resources
-
-    path = resources.files("adapterhub.registry_index").joinpath(*f"{task.name}.json".split("/"))
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def compare_with_bundled(task: DemoTask, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which published files hash to what the bundled index lists for this version."""
-    entry = bundled_entry(task)
-    listed = {}
-    if entry is not None:
-        version = entry.get("versions", {}).get(DEMO_VERSION, {})
-        listed = {f["path"]: f["sha256"] for f in version.get("files", [])}
-    published = {f["path"]: f["sha256"] for f in files}
-    checked = sorted(p for p in published if p not in _TIME_DEPENDENT_FILES)
-    mismatched = [p for p in checked if listed.get(p) != published[p]]
-    return {
-        "bundled_entry": entry is not None,
-        "checked_files": checked,
-        "mismatched_files": mismatched,
-        "matches": entry is not None and not mismatched and set(checked) <= set(listed),
-    }
-
-
-# --- the CLI, in-process ----------------------------------------------------------------------------
-
-
-def adapterhub_cli(args: list[str], say: Say) -> None:
-    """Run an ``adapterhub`` command in this process, exactly as the CLI would (errors propagate)."""
-    from ..cli import cli
-
-    shown = [("***" if prev == "--token" else a) for prev, a in zip(["", *args], args)]
-    say(f"  $ adapterhub {shlex.join(shown)}")
-    # Commands print their human summary on stdout; the demo's stdout is for its own report.
-    with contextlib.redirect_stdout(sys.stderr):
-        cli.main(args=args, prog_name="adapterhub", standalone_mode=False)
-
-
-def publish_with_cli(endpoint: str, token: str, index_dir: Path, workspace: Path, say: Say) -> list[dict[str, Any]]:
-    """``adapterhub push`` each demo adapter; return what was published (from the entry files)."""
-    metrics = json.loads(metrics_path().read_text(encoding="utf-8"))["tasks"]
-    published = []
-    for task in DEMO_TASKS:
-        entry_file = workspace / "entries" / f"{task.directory}-{DEMO_VERSION}.entry.json"
-        adapterhub_cli(
-            ["push", str(adapter_dir(task)), "--repo", task.repo_id, "--version", DEMO_VERSION,
-             "--name", task.name, "--task", task.task, "--license", task.license,
-             "--description", task.description, "--metric", f"accuracy={metrics[task.key]['accuracy']}",
-             "--base-model", str(base_model_path()), "--endpoint", endpoint, "--token", token,
-             "--index-dir", str(index_dir), "--entry-out", str(entry_file),
-             "--no-check"],  # step 4 loads every adapter onto MiniLM anyway
-            say,
-        )
-        version = json.loads(entry_file.read_text(encoding="utf-8"))["versions"][DEMO_VERSION]
-        bundled = compare_with_bundled(task, version["files"])
-        say(
-            f"  -> {task.name} {DEMO_VERSION} ({task.method}) is {task.repo_id}@{version['source']['tag']}, "
-            f"commit {version['source']['revision'][:12]}, {len(version['files'])} files"
-            + ("; its adapter files hash to what the bundled index lists" if bundled["matches"] else
-               "; WARNING: they differ from the bundled index" if bundled["bundled_entry"] else "")
-        )
-        published.append(
-            {"name": task.name, "repo_id": task.repo_id, "tag": version["source"]["tag"],
-             "commit": version["source"]["revision"], "method": task.method, "files": version["files"],
-             "bundled_index": bundled}
-        )
-    return published
-
-
-def install_with_cli(endpoint: str, index_dir: Path, lock_file: Path, say: Say) -> list[dict[str, Any]]:
-    """``adapterhub install NAME... --lock FILE``; return the lock file's entries."""
+def install_with_cli(endpoint: str, lock_file: Path, say: Say) -> list[dict[str, Any]]:
+    """``HF_ENDPOINT=URL adapterhub install NAME... --lock FILE`` (bundled index); the lock's entries."""
     from ..client.lockfile import read_lock
 
-    adapterhub_cli(
-        ["install", *[t.name for t in DEMO_TASKS], "--lock", str(lock_file),
-         "--index", str(index_dir), "--endpoint", endpoint],
-        say,
-    )
+    adapterhub_cli(["install", *[t.name for t in DEMO_TASKS], "--lock", str(lock_file)], say,
+                   env={"HF_ENDPOINT": endpoint})
     return read_lock(lock_file)
 
 
-# --- steps 4 and 5: run, merge, export, reload ---------------------------------------------------------
+# --- steps 4 and 5: run, compose, merge, export, reload ------------------------------------------------
 
 
-def _tokenizer() -> Any:
+def _tokenizer(path: Path | None = None) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(base_model_path())
+    return AutoTokenizer.from_pretrained(path or base_model_path())
 
 
-def _classify(model: Any, tokenizer: Any, texts: list[str], labels: tuple[str, ...]) -> list[dict[str, Any]]:
+def _rows(texts: list[str], logits: Any, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    probs = logits.softmax(-1).tolist()
+    out = []
+    for text, row, p in zip(texts, logits.tolist(), probs):
+        best = max(range(len(row)), key=row.__getitem__)
+        out.append({"text": text, "label": labels[best], "score": round(p[best], 4), "logits": row})
+    return out
+
+
+def _forward(model: Any, tokenizer: Any, texts: list[str]) -> Any:
     import torch
 
     enc = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**enc)["logits"]
-    probs = logits.softmax(-1)
-    out = []
-    for text, row, p in zip(texts, logits.tolist(), probs.tolist()):
-        best = max(range(len(row)), key=row.__getitem__)
-        out.append({"text": text, "label": labels[best], "score": round(p[best], 4), "logits": row})
-    return out
+        return model(**enc)
 
 
 def _print_predictions(say: Say, title: str, rows: list[dict[str, Any]]) -> None:
@@ -191,55 +104,85 @@ def _print_predictions(say: Say, title: str, rows: list[dict[str, Any]]) -> None
         say(f"    {r['text']:<{width}}  ->  {r['label']:<8} ({r['score']:.2f})")
 
 
-def _load_base(task: DemoTask) -> Any:
-    """A fresh all-MiniLM-L6-v2 shaped for ``task``'s head.
+def _load_base() -> Any:
+    """all-MiniLM-L6-v2 as a 2-label BertForSequenceClassification.
 
-    The LoRA carries a PEFT ``modules_to_save`` copy of BertForSequenceClassification's
-    ``classifier``; the bottleneck carries an AdapterHub head that reads the encoder's output.
+    Its ``classifier`` is a placeholder: the sentiment LoRA brings its trained copy (PEFT
+    ``modules_to_save``), and the emotion bottleneck its own 4-label head, which reads the encoder.
     """
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "classifier newly initialised": the LoRA brings its own
-    if task.method == "lora":
-        base = AutoModelForSequenceClassification.from_pretrained(
-            base_model_path(), num_labels=len(task.labels),
-            id2label=dict(enumerate(task.labels)), label2id={n: i for i, n in enumerate(task.labels)},
-        )
-    else:
-        base = AutoModel.from_pretrained(base_model_path())
-    return base.eval()
+    return AutoModelForSequenceClassification.from_pretrained(
+        base_model_path(), num_labels=len(SENTIMENT.labels),
+        id2label=dict(enumerate(SENTIMENT.labels)), label2id={n: i for i, n in enumerate(SENTIMENT.labels)},
+    )
 
 
-def run_adapters(installed: dict[str, Path], texts: list[str], say: Say) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each installed adapter loaded by AdapterModel onto MiniLM; predictions for every task."""
+def _task_rows(task: DemoTask, sentences: list[str], texts: list[str]) -> list[int]:
+    """Indices into ``sentences`` of the task's own examples, then the user's sentences."""
+    own = [t for t, _ in task.examples]
+    return [sentences.index(t) for t in own] + [len(sentences) - len(texts) + i for i in range(len(texts))]
+
+
+def run_adapters(texts: list[str], say: Say) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Both installed adapters on one MiniLM: each task alone, then both from one forward pass."""
+    from ..composition import Parallel
     from ..runtime.model import AdapterModel
 
     tokenizer = _tokenizer()
-    models: dict[str, Any] = {}
-    results: dict[str, Any] = {}
+    model = AdapterModel(_load_base())
+    say(f"  AdapterModel({type(model.model).__name__}.from_pretrained('all-MiniLM-L6-v2', num_labels=2))")
     for task in DEMO_TASKS:
-        model = AdapterModel(_load_base(task))
-        model.load_adapter(installed[task.key], name=task.key)
-        model.set_adapter(task.key)
-        model.eval()  # inference: no dropout anywhere, adapter modules included
+        # By registry name: resolves to the verified copy step 3 installed; nothing is downloaded again.
+        model.load_adapter(task.name, name=task.key)
         info = model.adapters[task.key]
-        say(f"  {type(model.model).__name__} + load_adapter({task.name!r}): {info.method} "
-            f"({info.format} format, {info.params:,} parameters, head included)")
-        sentences = [text for text, _ in task.examples] + list(texts)
-        rows = _classify(model, tokenizer, sentences, task.labels)
+        head = (f"its {info.head['num_labels']}-label AdapterHub head" if info.head
+                else "its trained classifier (PEFT modules_to_save)")
+        say(f"  load_adapter({task.name!r}, name={task.key!r}): {info.method}, {info.format} format, "
+            f"{info.params:,} parameters with {head}")
+
+    sentences = [t for task in DEMO_TASKS for t, _ in task.examples] + list(texts)
+    single: dict[str, Any] = {}
+    predictions: dict[str, Any] = {}
+    for task in DEMO_TASKS:
+        model.set_adapter(task.key)
+        single[task.key] = _forward(model, tokenizer, sentences)["logits"]
+        keep = _task_rows(task, sentences, texts)
+        rows = _rows([sentences[i] for i in keep], single[task.key][keep], task.labels)
         for row, (_, expected) in zip(rows, task.examples):
             row["expected"] = expected
-        _print_predictions(say, f"{task.task} ({', '.join(task.labels)})", rows)
-        models[task.key] = model
-        results[task.key] = rows
-    return models, results
+        _print_predictions(say, f"set_adapter({task.key!r}): {task.task} ({', '.join(task.labels)})", rows)
+        predictions[task.key] = rows
+
+    setup = Parallel(*(task.key for task in DEMO_TASKS))
+    model.set_adapter(setup)
+    outputs = _forward(model, tokenizer, sentences)  # one output per child of the Parallel, in order
+    both = {task.key: _rows(sentences, out["logits"], task.labels) for task, out in zip(DEMO_TASKS, outputs)}
+    drift = max(float((out["logits"] - single[task.key]).abs().max()) for task, out in zip(DEMO_TASKS, outputs))
+    say(f"  set_adapter({setup!r}): both tasks from ONE forward pass")
+    width = max(len(s) for s in sentences)
+    for i, sentence in enumerate(sentences):
+        cells = "   ".join(f"{both[t.key][i]['label']:<8} ({both[t.key][i]['score']:.2f})" for t in DEMO_TASKS)
+        say(f"    {sentence:<{width}}  ->  {cells}")
+    say(f"    (the same logits as each adapter alone, largest difference {drift:.1e})")
+    parallel = {
+        "setup": repr(setup),
+        "heads": [getattr(outputs, "heads", [None] * len(DEMO_TASKS))[i] for i in range(len(DEMO_TASKS))],
+        "predictions": both,
+        "max_logit_difference_from_single": drift,
+    }
+    return model, predictions, parallel
 
 
 def merge_export_reload(model: Any, out_dir: Path, texts: list[str], say: Say) -> dict[str, Any]:
     """Fold the sentiment LoRA into MiniLM, save a plain checkpoint, reload it with transformers alone."""
     from transformers import AutoModelForSequenceClassification
 
+    model.set_adapter(SENTIMENT.key)
+    model.delete_adapter(EMOTION.key)  # a bottleneck adds modules; it has no weights to fold in
+    say(f"  set_adapter({SENTIMENT.key!r}); delete_adapter({EMOTION.key!r}): only the LoRA is left")
     merged = model.merge_and_unload()
     say(f"  merge_and_unload(): the LoRA is folded into the weights; {type(merged).__name__} has no adapter modules left")
     merged.save_pretrained(out_dir)
@@ -247,11 +190,10 @@ def merge_export_reload(model: Any, out_dir: Path, texts: list[str], say: Say) -
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     say(f"  save_pretrained({out_dir}): {size / 1e6:.1f} MB")
     reloaded = AutoModelForSequenceClassification.from_pretrained(out_dir)
-    reloaded.eval()
-    sentences = [text for text, _ in SENTIMENT.examples] + list(texts)
-    from transformers import AutoTokenizer
-
-    rows = _classify(reloaded, AutoTokenizer.from_pretrained(out_dir), sentences, SENTIMENT.labels)
+    sentences = [t for task in DEMO_TASKS for t, _ in task.examples] + list(texts)
+    keep = _task_rows(SENTIMENT, sentences, texts)
+    logits = _forward(reloaded, _tokenizer(out_dir), sentences)["logits"]
+    rows = _rows([sentences[i] for i in keep], logits[keep], SENTIMENT.labels)
     _print_predictions(say, "AutoModelForSequenceClassification.from_pretrained(merged): sentiment", rows)
     return {"path": str(out_dir), "bytes": size, "predictions": rows}
 
@@ -271,7 +213,6 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
     hub = None
     try:
         _prepare_environment(workspace)
-        os.environ["ADAPTERHUB_HOME"] = str(workspace / "store")
         from ..hub.testing import RunningHub
 
         say(f"[1/6] Starting a local Hub on 127.0.0.1 (root {workspace / 'hub'})")
@@ -280,37 +221,30 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
         say(f"  serving on {hub.url} (user {DEMO_ORG!r}, token kept in memory)")
         report["hub"] = {"url": hub.url}
 
-        say(f"[2/6] Publishing the demo adapters to it, registering them in {workspace / 'index'}")
-        index_dir = workspace / "index"
-        report["published"] = publish_with_cli(hub.url, token, index_dir, workspace, say)
+        say("[2/6] Publishing the demo adapters to it, reproducibly")
+        report["published"] = publish_demo_adapters(hub.url, token, workspace, say)
+        check_against_bundled(report["published"])  # else installing by name below could not work
+        say("  both are exactly the releases (commit and every file's sha256) the bundled registry index pins")
 
-        say("[3/6] Installing them by name, verified, into a temporary store, with a lock file")
+        say("[3/6] Installing them by name through the bundled index, verified, with a lock file")
         lock_file = workspace / "adapterhub.lock"
-        lock = install_with_cli(hub.url, index_dir, lock_file, say)
-        from ..client import Installer, get_settings
-
-        settings = get_settings(endpoint=hub.url, index=str(index_dir))
-        installed = {}
-        for task in DEMO_TASKS:
-            # Resolves to the copy just installed; nothing is downloaded again.
-            path = Installer(settings).execute(Installer(settings).plan([task.name]))[0].path
-            installed[task.key] = path
+        lock = install_with_cli(hub.url, lock_file, say)
+        os.environ["HF_ENDPOINT"] = hub.url  # load_adapter(name) below resolves the same way
         report["lock_file"] = str(lock_file)
         report["installed"] = [
             {"name": e["name"], "version": e.get("version"), "method": e["method"]["name"],
-             "revision": e["source"].get("revision"), "files": len(e["files"]), "path": str(installed[t.key])}
-            for e in lock for t in DEMO_TASKS if t.name == e["name"]
+             "revision": e["source"].get("revision"), "files": len(e["files"])}
+            for e in lock
         ]
         for item in report["installed"]:
             say(f"  {item['name']} {item['version']} [{item['method']}] pinned at {item['revision'][:12]} in {lock_file.name}")
 
-        say("[4/6] Loading the installed adapters onto all-MiniLM-L6-v2 with AdapterModel")
-        models, predictions = run_adapters(installed, texts, say)
-        report["predictions"] = predictions
+        say("[4/6] Loading both onto ONE all-MiniLM-L6-v2 with AdapterModel")
+        model, report["predictions"], report["parallel"] = run_adapters(texts, say)
 
         say("[5/6] Merging the sentiment LoRA for deployment and reloading the merged model")
-        report["merged"] = merge_export_reload(models[SENTIMENT.key], workspace / "merged-sentiment", texts, say)
-        before, after = predictions[SENTIMENT.key], report["merged"]["predictions"]
+        report["merged"] = merge_export_reload(model, workspace / "merged-sentiment", texts, say)
+        before, after = report["predictions"][SENTIMENT.key], report["merged"]["predictions"]
         same = [a["label"] for a in before] == [b["label"] for b in after]
         drift = max(abs(x - y) for a, b in zip(before, after) for x, y in zip(a["logits"], b["logits"]))
         say("  the merged model predicts " + ("the same labels" if same else "DIFFERENT labels (a bug)")

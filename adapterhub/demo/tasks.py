@@ -17,6 +17,9 @@ BASE_MODEL_TYPE = "bert"
 #: Demo adapters are published under this Hub namespace (org) on the demo's local Hub.
 DEMO_ORG = "adapterhub-demo"
 DEMO_VERSION = "1.0.0"
+#: SOURCE_DATE_EPOCH of every demo release (2026-11-23T00:00:00Z): the manifest records this time,
+#: so each push of a demo release is byte-identical and gets the commit id the bundled index pins.
+DEMO_RELEASE_EPOCH = 1795392000
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,35 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
         )
 
 
+#: The reproducible-builds convention (https://reproducible-builds.org/specs/source-date-epoch/):
+#: when set, a release records this time instead of the clock, so pushing the same adapter with
+#: the same options gives byte-identical manifests and cards, and on a fresh Hub the same commit id.
+SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
+
+
+def _iso_utc(moment: _dt.datetime) -> str:
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _iso_utc(_dt.datetime.now(_dt.timezone.utc))
+
+
+def release_time() -> str:
+    """The ``created`` time of a release: ``$SOURCE_DATE_EPOCH`` (UTC) when set, else now."""
+    raw = os.environ.get(SOURCE_DATE_EPOCH_ENV, "").strip()
+    if not raw:
+        return utc_now()
+    try:
+        seconds = int(raw)
+        if seconds < 0:
+            raise ValueError(raw)
+        return _iso_utc(_dt.datetime.fromtimestamp(seconds, _dt.timezone.utc))
+    except (ValueError, OverflowError, OSError):
+        raise PublishError(
+            f"{SOURCE_DATE_EPOCH_ENV}={raw!r}: expected a whole number of seconds since 1970-01-01 UTC",
+            hint=f"set it to e.g. $(git log -1 --format=%ct), or unset {SOURCE_DATE_EPOCH_ENV} to record the current time",
+        ) from None
 
 
 def build_manifest(
@@ -111,7 +138,7 @@ def build_manifest(
         "metrics": dict(metrics),
         "files": [f.as_dict() for f in files],
         "adapterhub_version": __version__,
-        "created": created or utc_now(),
+        "created": created or release_time(),
     }
     validate_manifest(manifest)
     return manifest

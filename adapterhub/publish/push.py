@@ -26,6 +26,7 @@ from .manifest import (
     FileRecord,
     build_manifest,
     git_blob_sha1,
+    release_time,
     record_files,
     sha256_file,
     write_json_atomic,
@@ -266,6 +267,8 @@ def push_directory(
         "license": license,
         "description": description,
         "metrics": dict(metrics or {}),
+        # Read once, so the card and the manifest record the same moment ($SOURCE_DATE_EPOCH or now).
+        "created": release_time(),
     }
 
     with tempfile.TemporaryDirectory(prefix="adapterhub-push-") as tmp:

@@ -82,3 +82,21 @@ def test_bundled_index_lists_the_shipped_adapter_files(task):
     assert set(listed) == shipped | {"adapterhub.json"}
     for path in shipped - {"README.md"}:
         assert listed[path] == sha256_file(adapter_dir(task) / path), path
+
+
+@pytest.mark.parametrize("task", DEMO_TASKS, ids=lambda t: t.key)
+def test_bundled_entry_is_a_plain_reproducible_release(task):
+    import datetime as dt
+
+    from adapterhub.demo.tasks import DEMO_RELEASE_EPOCH
+
+    entry = json.loads((ROOT / "registry_index" / f"{task.name}.json").read_text(encoding="utf-8"))
+    assert not [k for k in entry if k.startswith("x-")]  # no caveat: it installs like any entry
+    release = entry["versions"]["1.0.0"]
+    # Published at the fixed SOURCE_DATE_EPOCH the demo pushes with, not at some run's clock time.
+    expected = dt.datetime.fromtimestamp(DEMO_RELEASE_EPOCH, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert release["published"] == expected
+    assert len(release["source"]["revision"]) == 40
+    # The compiled index the client reads by default holds exactly the per-entry file.
+    compiled = json.loads((ROOT / "registry_index" / "index.json").read_text(encoding="utf-8"))
+    assert compiled["entries"][task.name] == entry

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from demo_helpers import bundled_entry
+
 from adapterhub.demo.tasks import DEMO_TASKS, SENTIMENT
 
 pytestmark = pytest.mark.slow
@@ -49,19 +51,43 @@ def test_merged_checkpoint_predicts_what_the_adapter_predicts(demo_report):
     assert report["merged"]["same_labels"] is True
 
 
-def test_published_installed_and_locked_by_name(demo_report):
+def test_both_tasks_from_one_forward_pass(demo_report):
+    report, stderr, _ = demo_report
+    parallel = report["parallel"]
+    assert parallel["setup"] == "Parallel('sentiment', 'emotion')"
+    # The sentiment slice answers with the LoRA's classifier (the model's own head), the emotion
+    # slice with the bottleneck's AdapterHub head.
+    assert parallel["heads"] == [None, "emotion"]
+    for task in DEMO_TASKS:
+        rows = {r["text"]: r for r in parallel["predictions"][task.key]}
+        for text, expected in task.examples:
+            assert rows[text]["label"] == expected
+        # The one-pass result is what the adapter gives alone (set_adapter(task.key)).
+        for single in report["predictions"][task.key]:
+            assert rows[single["text"]]["logits"] == pytest.approx(single["logits"], abs=1e-5)
+    assert "set_adapter(Parallel('sentiment', 'emotion'))" in stderr
+
+
+def test_published_releases_are_the_ones_the_bundled_index_pins(demo_report):
     report, stderr, _ = demo_report
     published = {p["name"]: p for p in report["published"]}
     installed = {i["name"]: i for i in report["installed"]}
     assert set(published) == set(installed) == {t.name for t in DEMO_TASKS}
     for task in DEMO_TASKS:
+        release = bundled_entry(task.name)["versions"]["1.0.0"]  # the source tree's JSON, read as is
         assert published[task.name]["method"] == task.method
-        # What was installed is pinned to exactly the commit that was pushed.
-        assert installed[task.name]["revision"] == published[task.name]["commit"]
+        # The demo's fresh Hub got exactly the commit the bundled entry pins, with the same files.
+        assert published[task.name]["commit"] == release["source"]["revision"]
+        assert sorted(published[task.name]["files"], key=lambda f: f["path"]) == sorted(
+            release["files"], key=lambda f: f["path"]
+        )
+        # ... and installing by name through the bundled index locked that commit.
+        assert installed[task.name]["revision"] == release["source"]["revision"]
         assert installed[task.name]["version"] == "1.0.0"
-        # The bundled registry index lists these releases with the same adapter files.
-        assert published[task.name]["bundled_index"]["matches"], published[task.name]["bundled_index"]
-    assert f"adapterhub install {DEMO_TASKS[0].name} {DEMO_TASKS[1].name} --lock" in stderr
+    names = f"{DEMO_TASKS[0].name} {DEMO_TASKS[1].name}"
+    assert f"HF_ENDPOINT={report['hub']['url']} adapterhub install {names} --lock" in stderr
+    assert "--index" not in stderr.split("adapterhub install", 1)[1].splitlines()[0]  # the bundled one
+    assert "SOURCE_DATE_EPOCH=" in stderr
 
 
 def test_leaves_nothing_behind(demo_report):
@@ -70,4 +96,4 @@ def test_leaves_nothing_behind(demo_report):
     # torch may leave its own compile cache in TMPDIR; nothing of adapterhub's may remain.
     assert [p.name for p in tmp.iterdir() if p.name.startswith("adapterhub")] == []
     assert "Stopped the Hub" in stderr
-    assert report["seconds"] < 120
+    assert report["seconds"] < 90  # about 10 s on an idle 2-core machine

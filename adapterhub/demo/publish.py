@@ -1,0 +1,185 @@
+"""Publishing the bundled demo adapters to a Hub, reproducibly, exactly as the bundled index records them.
+
+One code path serves three callers: ``adapterhub demo`` (publishes to its temporary Hub),
+``adapterhub hub serve --demo`` (seeds a running Hub) and ``examples/register_demo_adapters.py``
+(regenerates the bundled ``registry_index`` entries). Each runs ``adapterhub push`` with the same
+options and a fixed ``SOURCE_DATE_EPOCH``, so every push of a demo release produces byte-identical
+files, and, since the Hub's commit ids hash a commit's content (parent, message, author, files)
+and a repo's first commit names the repo, the same commit id on every fresh Hub. The bundled
+entries pin that commit; :func:`check_against_bundled` proves a Hub really holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import IntegrityError
+from .tasks import DEMO_RELEASE_EPOCH, DEMO_TASKS, DEMO_VERSION, DemoTask, adapter_dir, base_model_path, metrics_path
+
+Say = Callable[[str], None]
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+
+
+def adapterhub_cli(args: list[str], say: Say, *, env: dict[str, str] | None = None, quiet: bool = False) -> None:
+    """Run an ``adapterhub`` command in this process, exactly as the CLI would (errors propagate).
+
+    ``env`` is set for the duration of the command and restored afterwards. ``quiet`` holds the
+    command's own output back, and shows it (on stderr) only if the command fails.
+    """
+    from ..cli import cli
+
+    shown = [("***" if prev == "--token" else a) for prev, a in zip(["", *args], args)]
+    prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
+    if not quiet:
+        say(f"  $ {prefix}adapterhub {shlex.join(shown)}")
+    stderr = sys.stderr
+    held = io.StringIO()
+    # Commands print their human summary on stdout; the caller's stdout is for its own report.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_environment(env or {}))
+        stack.enter_context(contextlib.redirect_stdout(held if quiet else stderr))
+        if quiet:
+            stack.enter_context(contextlib.redirect_stderr(held))
+        try:
+            cli.main(args=args, prog_name="adapterhub", standalone_mode=False)
+        except BaseException:
+            if quiet:
+                stderr.write(f"$ {prefix}adapterhub {shlex.join(shown)}\n{held.getvalue()}")
+            raise
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def push_arguments(task: DemoTask, endpoint: str, token: str, entry_file: Path) -> list[str]:
+    """The ``adapterhub push`` arguments of a demo release; the bundled entry was made with these."""
+    metrics = json.loads(metrics_path().read_text(encoding="utf-8"))["tasks"]
+    return [
+        "push", str(adapter_dir(task)), "--repo", task.repo_id, "--version", DEMO_VERSION,
+        "--name", task.name, "--task", task.task, "--license", task.license,
+        "--description", task.description, "--metric", f"accuracy={metrics[task.key]['accuracy']}",
+        "--base-model", str(base_model_path()), "--endpoint", endpoint, "--token", token,
+        "--entry-out", str(entry_file),
+        "--no-check",  # whoever installs the demo adapters loads them onto MiniLM anyway
+    ]
+
+
+def bundled_entry(task: DemoTask) -> dict[str, Any] | None:
+    """The demo adapter's entry in the bundled registry index, if the package ships one."""
+    path = resources.files("adapterhub.registry_index").joinpath(*f"{task.name}.json".split("/"))
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def compare_with_bundled(task: DemoTask, revision: str, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether a published release is the one the bundled index pins: same commit, same files."""
+    entry = bundled_entry(task)
+    version = (entry or {}).get("versions", {}).get(DEMO_VERSION, {})
+    listed = {f["path"]: f["sha256"] for f in version.get("files", [])}
+    published = {f["path"]: f["sha256"] for f in files}
+    mismatched = sorted(p for p in set(listed) | set(published) if listed.get(p) != published.get(p))
+    pinned = (version.get("source") or {}).get("revision")
+    return {
+        "bundled_entry": entry is not None,
+        "bundled_revision": pinned,
+        "same_revision": pinned == revision,
+        "checked_files": sorted(published),
+        "mismatched_files": mismatched,
+        "matches": entry is not None and pinned == revision and not mismatched,
+    }
+
+
+def publish_demo_adapters(
+    endpoint: str, token: str, workdir: Path, say: Say, *, index_dir: Path | None = None, quiet: bool = False
+) -> list[dict[str, Any]]:
+    """``adapterhub push`` each demo adapter (a no-op for a release the Hub already holds).
+
+    ``index_dir`` also registers each release there (``--index-dir``). ``quiet``: only one line
+    per adapter, not the push commands and their output. Returns, per adapter, what was published
+    and how it compares with the bundled index.
+    """
+    published = []
+    for task in DEMO_TASKS:
+        entry_file = Path(workdir) / "entries" / f"{task.directory}-{DEMO_VERSION}.entry.json"
+        args = push_arguments(task, endpoint, token, entry_file)
+        if index_dir is not None:
+            args += ["--index-dir", str(index_dir)]
+        adapterhub_cli(args, say, env={SOURCE_DATE_EPOCH: str(DEMO_RELEASE_EPOCH)}, quiet=quiet)
+        version = json.loads(entry_file.read_text(encoding="utf-8"))["versions"][DEMO_VERSION]
+        revision = version["source"]["revision"]
+        bundled = compare_with_bundled(task, revision, version["files"])
+        if not quiet:
+            say(
+                f"  -> {task.name} {DEMO_VERSION} ({task.method}) is {task.repo_id}@{version['source']['tag']}, "
+                f"commit {revision[:12]}, {len(version['files'])} files"
+                + ("; exactly the release the bundled index pins" if bundled["matches"] else "")
+            )
+        published.append(
+            {"name": task.name, "repo_id": task.repo_id, "tag": version["source"]["tag"], "commit": revision,
+             "method": task.method, "files": version["files"], "bundled_index": bundled}
+        )
+    return published
+
+
+def check_against_bundled(published: list[dict[str, Any]]) -> None:
+    """Raise unless every published demo release is the commit and the files the bundled index pins."""
+    problems = []
+    tasks = {task.name: task for task in DEMO_TASKS}
+    for item in published:
+        bundled = compare_with_bundled(tasks[item["name"]], item["commit"], item["files"])  # read afresh
+        if not bundled["bundled_entry"]:
+            problems.append(f"{item['name']}: no entry in the bundled registry index")
+            continue
+        if not bundled["same_revision"]:
+            problems.append(
+                f"{item['name']}: the Hub has {item['repo_id']}@{item['tag']} at commit {item['commit']}, "
+                f"the bundled index pins {bundled['bundled_revision']}"
+            )
+        for path in bundled["mismatched_files"]:
+            problems.append(f"{item['name']}: {path}: sha256 differs from the bundled index")
+    if problems:
+        raise IntegrityError(
+            "the demo releases on this Hub are not the ones the bundled registry index pins, so "
+            "`adapterhub install` by name would fail against it",
+            problems=problems,
+            hint="use a fresh --root (an older release may be there; a Hub with --lfs-threshold also "
+            "records files differently), or, after retraining the adapters, regenerate the entries: "
+            "python examples/register_demo_adapters.py",
+        )
+
+
+def seed_hub(endpoint: str, token: str, say: Say) -> list[dict[str, Any]]:
+    """Publish the demo adapters to the Hub at ``endpoint`` (idempotent) and prove they are the
+    releases the bundled index pins, so ``adapterhub install NAME`` works against that Hub."""
+    import tempfile
+
+    # The Hub is local: a user's offline switch would forbid exactly these requests. This runs
+    # before huggingface_hub is imported in this process (it reads the environment on import).
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    for name in ("HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    with tempfile.TemporaryDirectory(prefix="adapterhub-demo-seed-") as tmp:
+        published = publish_demo_adapters(endpoint, token, Path(tmp), say, quiet=True)
+    check_against_bundled(published)
+    return published
