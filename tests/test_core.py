@@ -225,3 +225,21 @@ def test_plugin_commands_are_added_lazily_through_the_hook(fresh_plugins):
     finally:
         cli.commands.pop("hello-plugin", None)
         cli._plugins_added = False
+
+
+def test_every_hook_is_documented_in_the_readme():
+    import inspect
+    from pathlib import Path
+
+    from adapterhub import hookspecs
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    hooks = [
+        (name, fn)
+        for name, fn in vars(hookspecs).items()
+        if callable(fn) and hasattr(fn, "adapterhub_spec")
+    ]
+    assert hooks, "no hookspecs found"
+    for name, fn in hooks:
+        signature = f"{name}({', '.join(inspect.signature(fn).parameters)})"
+        assert signature in readme, f"hook {signature} is not documented in README.md"
