@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import DownloadError, OfflineError, RegistryIndexError, UnsafePathError
+from ..fileio import atomic_write_text, dump_json
 from .paths import check_relpath
 from .schema import json_path, schema_errors
 from .settings import Settings
@@ -135,25 +134,6 @@ def compile_index(entries: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dump_json(data: Any) -> str:
-    """Deterministic JSON text: sorted keys, 2-space indent, trailing newline."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _raise_problems(what: str, problems: list[Problem]) -> None:
     if problems:
         raise RegistryIndexError(
@@ -168,7 +148,7 @@ def build_index(index_dir: str | Path, output: str | Path | None = None) -> Path
     entries, problems = validate_index_dir(root)
     _raise_problems(str(root), problems)
     out = Path(output) if output else root / INDEX_FILENAME
-    atomic_write_text(out, dump_json(compile_index(entries)))
+    atomic_write_text(out, dump_json(compile_index(entries)), fsync=True)
     return out
 
 
@@ -202,7 +182,7 @@ def add_entry(index_dir: str | Path, entry_file: str | Path) -> tuple[Path, list
         merged = {**new, "versions": {**old["versions"], **new["versions"]}}
     else:
         merged = new
-    atomic_write_text(target, dump_json(merged))
+    atomic_write_text(target, dump_json(merged), fsync=True)
     build_index(root)
     return target, added
 
@@ -299,7 +279,7 @@ def _fetch_url(url: str, settings: Settings) -> Path:
             body = response.read()
     except OSError as exc:
         raise DownloadError(f"could not fetch index {url}: {exc}") from None
-    atomic_write_text(cached, body.decode("utf-8"))
+    atomic_write_text(cached, body.decode("utf-8"), fsync=True)
     return cached
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, UnsafePathError
+from ..fileio import atomic_write_text, dump_json
 from .hashing import is_sha256, sha256_file
-from .index import atomic_write_text, dump_json
 from .paths import check_relpath, join_inside
 
 RECORD_VERSION = 1
@@ -178,7 +178,7 @@ class Store:
         return [r for r in self.records() if r.matches(query)]
 
     def write_record(self, record: Record) -> None:
-        atomic_write_text(self.record_path(record.key, record.commit), dump_json(record.data))
+        atomic_write_text(self.record_path(record.key, record.commit), dump_json(record.data), fsync=True)
 
     def new_staging_dir(self) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)

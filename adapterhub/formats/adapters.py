@@ -27,13 +27,12 @@ Nothing here imports torch at module level.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterFormatError, PickleRefusedError, UnsupportedOperationError
+from ..fileio import atomic_write_bytes
 from ..methods import AdapterFiles
 
 CONFIG_FILE = "adapter_config.json"
@@ -206,20 +205,8 @@ def read_head(path: str | Path, allow_pickle: bool) -> dict | None:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(target: Path, obj: Any) -> Path:
-    _atomic_write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-    return target
+    return atomic_write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def write_tensors(target: Path, tensors: dict, metadata: dict | None = None) -> Path:
@@ -227,8 +214,7 @@ def write_tensors(target: Path, tensors: dict, metadata: dict | None = None) -> 
 
     # safetensors refuses aliased storage: give every tensor its own contiguous copy.
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _atomic_write_bytes(target, save(data, metadata=metadata or {"format": "pt"}))
-    return target
+    return atomic_write_bytes(target, save(data, metadata=metadata or {"format": "pt"}))
 
 
 def _full_config(inner: dict, adapter: AdapterFiles, name: str, model_type: str | None) -> dict:

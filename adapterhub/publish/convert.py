@@ -6,9 +6,7 @@ conversion itself cannot run code hidden in the file.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import AdapterFormatError
@@ -35,7 +33,8 @@ def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -
     before its pickle is removed).
     """
     import torch
-    from safetensors.torch import save_file
+
+    from ..formats.adapters import write_tensors
 
     source = Path(path)
     if not source.is_dir():
@@ -64,16 +63,8 @@ def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -
             raise AdapterFormatError(f"{pickle_path}: cannot be read as a tensor dict ({exc})") from None
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise AdapterFormatError(f"{pickle_path}: does not hold a flat dict of tensors")
-        # Some libraries save one tensor under several names; safetensors needs unshared storage.
-        tensors = {key: value.detach().contiguous().clone() for key, value in state.items()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": "pt"})
-            os.replace(tmp, destination)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # write_tensors copies every tensor: some libraries save one tensor under several names.
+        write_tensors(destination, state)
         pickle_path.unlink()
         converted.append((pickle_path, destination))
     return converted

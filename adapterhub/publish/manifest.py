@@ -7,9 +7,7 @@ itself, with size and sha256, so an installer can verify what it downloaded.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,24 +140,6 @@ def build_manifest(
     }
     validate_manifest(manifest)
     return manifest
-
-
-def dump_json(data: Any) -> str:
-    """The canonical JSON text adapterhub writes (sorted keys, 2-space indent, trailing newline)."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_json(data))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_metrics(items: Iterable[str]) -> dict[str, float | int | str]:

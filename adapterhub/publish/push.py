@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PublishError
+from ..fileio import atomic_write_text, dump_json
 from .card import render_card
 from .manifest import (
     CARD_NAME,
@@ -29,7 +30,6 @@ from .manifest import (
     release_time,
     record_files,
     sha256_file,
-    write_json_atomic,
 )
 from .validate import ValidatedAdapter, is_repo_id, validate_adapter_dir
 
@@ -138,7 +138,7 @@ def stage_release(
     draft = build_manifest(files=adapter_records, **manifest_fields)
     (staging / CARD_NAME).write_text(render_card(draft, repo_id, existing_readme=existing_card), encoding="utf-8")
     manifest = build_manifest(files=record_files(staging), **manifest_fields)
-    write_json_atomic(staging / MANIFEST_NAME, manifest)
+    atomic_write_text(staging / MANIFEST_NAME, dump_json(manifest))
     return manifest
 
 

@@ -87,7 +87,8 @@ def register_release(
     progress: Callable[[str], None],
 ) -> None:
     """Write the standalone entry file and, with ``index_dir``, merge it into that index."""
-    from ..client.index import add_entry, atomic_write_text, dump_json, entry_problems
+    from ..client.index import add_entry, entry_problems
+    from ..fileio import atomic_write_text, dump_json
 
     if not result.name:
         progress("no registry name: skipping the index entry")
@@ -101,7 +102,7 @@ def register_release(
             hint="fix the options that fill these fields (--name, --task, --license, --base-model)",
         )
     entry_path = Path(entry_out) if entry_out else default_entry_path(result.name, result.version)
-    atomic_write_text(entry_path, dump_json(entry))
+    atomic_write_text(entry_path, dump_json(entry), fsync=True)
     result.entry, result.entry_path = entry, entry_path
     progress(f"wrote registry entry {entry_path} (merge it into a shared index with `adapterhub index add`)")
     if index_dir is not None:

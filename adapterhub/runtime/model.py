@@ -4,7 +4,8 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 :class:`~adapterhub.methods.AdapterMethod` contract, and turns composition blocks into one
 ``set_active`` call per method (see :mod:`adapterhub.runtime.dispatch`). Prediction heads that
 adapters carry are built and routed by the runtime, whatever the method (see
-:mod:`adapterhub.runtime.heads`).
+:mod:`adapterhub.runtime.heads`). Where an adapter comes from is :mod:`adapterhub.runtime.sources`;
+what a merge may fold in is checked by :mod:`adapterhub.runtime.merging`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..errors import (
     UsageError,
 )
 from ..methods import AdapterFiles, AdapterMethod, detect_method, get_method
-from . import dispatch, heads
+from . import dispatch, heads, merging, sources
 
 SETUP_VERSION = 1
 #: Model inputs whose first dimension is the batch (replicated for Parallel).
@@ -125,10 +126,10 @@ class AdapterModel:
         file) and are loaded from the verified store directory; PEFT and transformers only ever see
         local files, so they never reach the network themselves. ``revision``: a Hub revision.
         """
-        path = _local_adapter_dir(source, revision)
+        path = sources.local_adapter_dir(source, revision)
         if path is None:
-            path = _install(str(source), revision)
-        name = name or _default_name(str(source), path)
+            path = sources.install(str(source), revision)
+        name = name or sources.default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
         files = method.read(path, allow_pickle=allow_pickle)
@@ -386,27 +387,7 @@ class AdapterModel:
 
     def merge(self, names: Sequence[str] | None = None, weights: Sequence[float] | None = None) -> None:
         """Fold the active (or named) adapters into the base weights, reversibly (see :meth:`unmerge`)."""
-        if names is None:
-            if self._active is None:
-                raise UsageError("no active adapters to merge", hint="set_adapter(...) first or pass names=")
-            names = self._active.names()
-            if weights is None and getattr(self._active, "weights", None) is not None:
-                weights = list(self._active.weights)  # an Average merges as its weighted delta
-        names = list(names)
-        weights = [1.0] * len(names) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(names):
-            raise UsageError(f"merge got {len(names)} names but {len(weights)} weights")
-        for n in names:
-            self._method(n)
-            info = self._infos[n]
-            if n in self._merged:
-                raise UnsupportedOperationError(f"adapter {n!r} is already merged")
-            if not info.mergeable:
-                raise UnsupportedOperationError(
-                    f"adapter {n!r} (method {info.method!r}) cannot be merged into the base weights",
-                    hint="keep it active as a module, or leave it out of names=",
-                )
-        self._check_merge_keeps_setup(names)
+        names, weights = merging.plan_merge(self, names, weights)
         self._structure_changed()
         done: list[str] = []
         try:
@@ -420,33 +401,6 @@ class AdapterModel:
                 self._merged.pop(n, None)
             raise
 
-    def _check_merge_keeps_setup(self, names: list[str]) -> None:
-        """Refuse merges after which the model would no longer compute the active setup.
-
-        A layer with merged weights runs none of its unmerged adapters, so merging part of the active
-        adapters would silently drop the rest; a batch split serves different adapters to different
-        rows, which one shared weight cannot do.
-        """
-        if self._active is None:
-            return
-        will_be_merged = set(self._merged) | set(names)
-        left_out = [n for n in self._active.names() if n not in will_be_merged and self._infos[n].mergeable]
-        if left_out:
-            raise UnsupportedOperationError(
-                f"merge(names={names!r}) would merge only part of the active setup {self._active!r}: "
-                f"active adapter(s) {left_out} would stay unmerged and be silently skipped by the merged layers",
-                hint=f"merge them together (merge() merges every active adapter), or call "
-                f"set_adapter({sorted(will_be_merged)!r}) (or None) before merging",
-            )
-        requests = dispatch.plan(self._active, lambda n: self._infos[n].method)
-        split = [n for r in requests.values() if r.combine == "batch_split" for n in r.names if n in names]
-        if split:
-            raise UnsupportedOperationError(
-                f"adapter(s) {split} serve separate slices of the batch in {self._active!r}; merged weights "
-                "would apply them to every row",
-                hint="set_adapter(...) a Stack or a single adapter before merging",
-            )
-
     def unmerge(self) -> None:
         """Restore the exact base weights from before :meth:`merge`."""
         if self._merged:
@@ -459,9 +413,7 @@ class AdapterModel:
         """Merge the active adapters for good and return the plain model (no adapter modules left)."""
         if not self._merged:
             self.merge()
-        by_method: dict[str, list[str]] = {}
-        for n, info in self._infos.items():
-            by_method.setdefault(info.method, []).append(n)
+        by_method = merging.names_by_method(self._infos)
         for method_name, names in by_method.items():
             method = get_method(method_name)
             keep = any(n in self._merged for n in names)
@@ -475,9 +427,7 @@ class AdapterModel:
         self._active = None
         if self._infos:
             self._dispatch()
-        by_method: dict[str, list[str]] = {}
-        for n, info in self._infos.items():
-            by_method.setdefault(info.method, []).append(n)
+        by_method = merging.names_by_method(self._infos)
         try:
             for method_name, names in by_method.items():
                 get_method(method_name).unload(self.model, names)
@@ -602,62 +552,6 @@ class AdapterModel:
         trainable, total = self.trainable_parameters()
         share = 100 * trainable / total if total else 0.0
         print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
-
-
-def _local_adapter_dir(source: str | Path, revision: str | None) -> Path | None:
-    """``source`` as a local adapter directory, or None when it names something to install.
-
-    A Path or an existing directory is local (``hf://org/repo`` forces the Hub); a revision only
-    makes sense for Hub sources.
-    """
-    text = str(source)
-    if isinstance(source, Path) or (not text.startswith("hf://") and Path(text).expanduser().is_dir()):
-        path = Path(text).expanduser()
-        if not path.is_dir():
-            raise UsageError(f"{path}: no such adapter directory")
-        if revision is not None:
-            raise UsageError(
-                f"revision={revision!r} given for the local directory {path}",
-                hint="revisions apply to Hub repos: pass a repo id (org/repo) or drop revision=",
-            )
-        return path
-    return None
-
-
-def _install(source: str, revision: str | None) -> Path:
-    """Install ``source`` through the client (verified store); unresolvable sources say what was tried."""
-    from ..client import ensure_installed, get_settings  # lazily: it pulls in the Hub client
-    from ..errors import DownloadError, OfflineError, ResolutionError
-
-    try:
-        return Path(ensure_installed(source, revision=revision))
-    except (ResolutionError, DownloadError, OfflineError, UsageError) as exc:
-        settings = get_settings()
-        tried = [f"a local directory: {Path(source).expanduser().resolve()} does not exist"]
-        if not _looks_like_path(source):
-            tried.append(
-                f"a registry name in the index ({settings.index or 'bundled index'}) and a Hub repo at "
-                f"{settings.endpoint}{' (offline)' if settings.offline else ''}: {exc.message}"
-            )
-        raise type(exc)(
-            f"cannot load adapter {source!r}; tried\n" + "\n".join(f"  - {t}" for t in tried),
-            hint=exc.hint or "give an adapter directory, a registry name (ns/name@version) or a Hub repo id (org/repo)",
-        ) from exc
-
-
-def _looks_like_path(source: str) -> bool:
-    from ..client.refs import parse_source
-
-    try:
-        return parse_source(source).kind == "local"
-    except AdapterHubError:
-        return False
-
-
-def _default_name(source: str, path: Path) -> str:
-    raw = source.rstrip("/").split("/")[-1].split("@")[0] or path.name
-    cleaned = re.sub(r"[^A-Za-z0-9_\-]", "_", raw).strip("_")
-    return cleaned or "adapter"
 
 
 def _fingerprint(model: Any) -> tuple:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterFormatError, PickleRefusedError
+from ..fileio import atomic_write_bytes
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -53,29 +52,14 @@ def find_weights(directory: Path, names: tuple[str, ...]) -> Path:
     )
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_tensors(state_dict: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``state_dict`` as safetensors (atomically)."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    _atomic_write_bytes(Path(path), save(tensors, metadata=metadata))
-    return Path(path)
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def write_json(path: Path, data: Any, *, sort_keys: bool = True) -> Path:
     """Write JSON like PEFT does (indent 2, sorted keys), atomically."""
-    _atomic_write_bytes(Path(path), json.dumps(data, indent=2, sort_keys=sort_keys).encode("utf-8"))
-    return Path(path)
+    return atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=sort_keys).encode("utf-8"))
