@@ -10,7 +10,7 @@ from .output import emit_json, human_size, info, json_option
 
 
 @click.command("push")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repo", "repo_id", required=True, metavar="NS/NAME", help="Hub repo to push to (created if missing).")
 @click.option("--version", "version", required=True, metavar="X.Y.Z", help="Release version; tagged vX.Y.Z, immutable.")
 @click.option("--name", metavar="NS/NAME", help="Registry name (default: the repo id, lowercased).")

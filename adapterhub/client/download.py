@@ -21,7 +21,14 @@ from .paths import check_relpath
 from .settings import Settings
 
 _CHUNK = 1 << 20
-_TIMEOUT_S = 60.0
+# huggingface_hub's shared HTTP client has no timeout at all: a Hub that accepts the connection and
+# never answers would hang a command forever. Every call here passes these instead.
+_CONNECT_TIMEOUT_S = 10.0
+_API_TIMEOUT_S = 20.0  # a metadata answer (model_info) is small
+_READ_TIMEOUT_S = 60.0  # longest silence tolerated inside a file download
+# huggingface_hub retries network errors 5 times with a growing wait (~23 s); a refused connection
+# will not heal in that time, so fail after one quick retry and say which endpoint was tried.
+_DOWNLOAD_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -38,21 +45,48 @@ def _api(settings: Settings) -> Any:
     return HfApi(endpoint=settings.endpoint, token=settings.token or False)
 
 
+def _timeout(read: float | None = None) -> Any:
+    import httpx2  # huggingface_hub's HTTP stack
+
+    return httpx2.Timeout(_API_TIMEOUT_S if read is None else read, connect=_CONNECT_TIMEOUT_S)
+
+
+def _unreachable(exc: Exception, what: str, settings: Settings) -> Exception | None:
+    """A clear error for a Hub that cannot be reached at all (refused, unknown host, timed out)."""
+    import httpx2
+
+    endpoint = settings.public_endpoint  # never the credentials of http://user:pass@host
+    hint = (f"check that the Hub at {endpoint} is running and reachable, or point --endpoint / HF_ENDPOINT "
+            "at the right one (HF_HUB_OFFLINE=1 uses only what is already installed)")
+    if isinstance(exc, httpx2.TimeoutException):
+        phase = "connecting" if isinstance(exc, httpx2.ConnectTimeout) else "waiting for an answer"
+        return DownloadError(f"{what}: timed out {phase} to the Hub at {endpoint}", hint=hint)
+    if isinstance(exc, httpx2.NetworkError):
+        reason = settings.scrub(str(exc).split("] ", 1)[-1]) or type(exc).__name__  # "[Errno 111] Connection refused"
+        return DownloadError(f"{what}: cannot reach the Hub at {endpoint} ({reason})", hint=hint)
+    return None
+
+
 def _translate(exc: Exception, what: str, settings: Settings) -> Exception:
     from huggingface_hub import errors as hf_errors
+
+    unreachable = _unreachable(exc, what, settings)
+    if unreachable is not None:
+        return unreachable
 
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):
         return OfflineError(f"{what}: offline mode is on (HF_HUB_OFFLINE) and this is not in the store")
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return ResolutionError(f"{what}: revision not found on {settings.endpoint}")
+        return ResolutionError(f"{what}: revision not found on {settings.public_endpoint}")
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
         return ResolutionError(
-            f"{what}: repository not found on {settings.endpoint}",
+            f"{what}: repository not found on {settings.public_endpoint}",
             hint="check the repo id; for a private repo set HF_TOKEN",
         )
     if isinstance(exc, hf_errors.EntryNotFoundError):
-        return DownloadError(f"{what}: file not found on {settings.endpoint}")
-    return DownloadError(f"{what}: {type(exc).__name__}: {exc}", hint=f"is {settings.endpoint} reachable?")
+        return DownloadError(f"{what}: file not found on {settings.public_endpoint}")
+    return DownloadError(f"{what}: {type(exc).__name__}: {settings.scrub(str(exc))}",
+                         hint=f"is {settings.public_endpoint} reachable?")
 
 
 def _hub_errors() -> tuple[type[Exception], ...]:
@@ -74,11 +108,11 @@ def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> st
         raise OfflineError(f"{repo_id}@{revision or 'main'}: resolving a revision needs the network")
     api = _api(settings)
     try:
-        sha = api.model_info(repo_id, revision=revision).sha
+        sha = api.model_info(repo_id, revision=revision, timeout=_timeout()).sha
     except hf_errors.RevisionNotFoundError:
         refs = list_refs(settings, repo_id)
         raise ResolutionError(
-            f"{repo_id}: no revision {revision!r} on {settings.endpoint}",
+            f"{repo_id}: no revision {revision!r} on {settings.public_endpoint}",
             hint="available: " + (", ".join(refs) or "(no branches or tags)"),
         ) from None
     except _hub_errors() as exc:
@@ -98,11 +132,11 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
     if settings.offline:
         raise OfflineError(f"{repo_id}@{revision or 'main'}: resolving a revision needs the network")
     try:
-        info = _api(settings).model_info(repo_id, revision=revision, files_metadata=True)
+        info = _api(settings).model_info(repo_id, revision=revision, files_metadata=True, timeout=_timeout())
     except hf_errors.RevisionNotFoundError:
         refs = list_refs(settings, repo_id)
         raise ResolutionError(
-            f"{repo_id}: no revision {revision!r} on {settings.endpoint}",
+            f"{repo_id}: no revision {revision!r} on {settings.public_endpoint}",
             hint="available: " + (", ".join(refs) or "(no branches or tags)"),
         ) from None
     except _hub_errors() as exc:
@@ -115,7 +149,7 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
         return sha, list_files(settings, repo_id, sha)
     files = []
     for sib in siblings:
-        check_relpath(sib.rfilename, where=f"{settings.endpoint} files of {repo_id}@{sha[:12]}")
+        check_relpath(sib.rfilename, where=f"{settings.public_endpoint} files of {repo_id}@{sha[:12]}")
         lfs_sha = sib.lfs.sha256 if sib.lfs else None
         files.append(RemoteFile(path=sib.rfilename, size=int(sib.size or 0), lfs_sha256=lfs_sha,
                                 git_oid=None if lfs_sha else sib.blob_id))
@@ -142,7 +176,7 @@ def list_files(settings: Settings, repo_id: str, commit: str) -> list[RemoteFile
     for item in tree:
         if not isinstance(item, RepoFile):
             continue
-        check_relpath(item.path, where=f"{settings.endpoint} tree of {repo_id}@{commit[:12]}")
+        check_relpath(item.path, where=f"{settings.public_endpoint} tree of {repo_id}@{commit[:12]}")
         files.append(
             RemoteFile(
                 path=item.path,
@@ -188,7 +222,7 @@ def resolve_url(settings: Settings, repo_id: str, commit: str, path: str) -> str
     built here because importing ``huggingface_hub.file_download`` costs ~40 ms per command)."""
     from urllib.parse import quote
 
-    return f"{settings.endpoint}/{repo_id}/resolve/{quote(commit, safe='')}/{quote(path)}"
+    return f"{settings.public_endpoint}/{repo_id}/resolve/{quote(commit, safe='')}/{quote(path)}"
 
 
 def _fetch_one(settings: Settings, job: FetchJob, headers: dict[str, str], progress: Any) -> Fetched:
@@ -218,7 +252,7 @@ def _fetch_one(settings: Settings, job: FetchJob, headers: dict[str, str], progr
             if have:
                 request_headers["Range"] = f"bytes={have}-"
             with http_stream_backoff("GET", url, headers=request_headers, follow_redirects=True,
-                                     timeout=_TIMEOUT_S) as response:
+                                     timeout=_timeout(_READ_TIMEOUT_S), max_retries=_DOWNLOAD_RETRIES) as response:
                 hf_raise_for_status(response)
                 if have and response.status_code != 206:  # the server ignored Range: start over
                     out.seek(0)
@@ -281,8 +315,9 @@ def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = Tr
     if progress:  # tqdm is only imported when a bar is shown
         from tqdm.auto import tqdm
 
+        # disable=None: a bar only on a terminal, never carriage-return garbage in a log or a pipe.
         bar = tqdm(total=sum(j.size for j in jobs) or None, unit="B", unit_scale=True, desc=desc or "download",
-                   file=sys.stderr, leave=False)
+                   file=sys.stderr, leave=False, disable=None)
     results: list[Fetched] = []
     errors: list[tuple[FetchJob, Exception]] = []
     try:

@@ -267,18 +267,23 @@ def _load_file(path: Path, settings: Settings | None = None) -> Index:
 
 def _fetch_url(url: str, settings: Settings) -> Path:
     """Fetch an http(s) index into ``<home>/index-v1/``; offline (or unreachable) uses that copy."""
+    import http.client
     import urllib.request
 
     cached = settings.home / "index-v1" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".json")
     if settings.offline:
         if cached.is_file():
             return cached
-        raise OfflineError(f"index {url} is not cached and offline mode is on", hint="run once online, or pass --index PATH")
+        raise OfflineError(f"index {_public_url(url)} is not cached and offline mode is on",
+                           hint="run once online, or pass --index PATH")
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - http(s) checked by caller
             body = response.read()
-    except OSError as exc:
-        raise DownloadError(f"could not fetch index {url}: {exc}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        from .settings import scrub_secrets
+
+        # Messages name the URL without its credentials (``https://user:token@host/index.json``).
+        raise DownloadError(f"could not fetch index {_public_url(url)}: {scrub_secrets(str(exc), urls=[url])}") from None
     atomic_write_text(cached, body.decode("utf-8"), fsync=True)
     return cached
 

@@ -453,7 +453,7 @@ class Installer:
             records = self.store.records()
         problems = [p for r in records for p in self.store.verify(r)]
         if not queries:
-            problems += self.store.verify_blobs()
+            problems += self.store.unreadable_records() + self.store.verify_blobs()
         return records, problems
 
 

@@ -202,10 +202,32 @@ def content_digest(files: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
+def _check_looks_like_adapter(raw: str, root: Path) -> None:
+    """Refuse a folder that is plainly not an adapter before hashing everything under it.
+
+    A folder with an ``adapter_config.json`` is accepted even when no installed method claims it
+    (recorded as method "unknown"); without one, a method plugin must claim it.
+    """
+    if (root / "adapter_config.json").is_file():
+        return
+    from ..errors import AdapterFormatError, NoMethodClaimsError
+    from ..methods import detect_method
+
+    try:
+        detect_method(root)
+    except (NoMethodClaimsError, AdapterFormatError):
+        raise ResolutionError(
+            f"{raw}: not an adapter folder ({root} has no adapter_config.json and no method claims it)",
+            hint="give the folder that save_pretrained / save_adapter wrote; `adapterhub methods` lists "
+            "the methods installed",
+        ) from None
+
+
 def _local(ref: SourceRef) -> Resolved:
     root = Path(ref.name).expanduser().resolve()
     if not root.is_dir():
         raise ResolutionError(f"{ref.raw}: no such directory")
+    _check_looks_like_adapter(ref.raw, root)
     files = local_files(root)
     digest = content_digest(files)
     return Resolved(ref.raw, "local", key_for_local(root.name), digest[:40], files, local_path=root, digest=digest)
@@ -257,4 +279,14 @@ def resolve(ref: SourceRef, index: Index, settings: Settings, store: Store, *, p
             hint=("registry names like it: " + ", ".join(similar)) if similar
             else "for a Hub repo, give a revision (branch, tag or commit): org/repo@v1",
         )
-    return _hub(ref, name, settings, store)
+    try:
+        return _hub(ref, name, settings, store)
+    except ResolutionError as exc:
+        # Only near-certain typos: any repo id loosely resembles some registry name.
+        similar = difflib.get_close_matches(name, index.names(), n=3, cutoff=0.8)
+        if not similar or "repository not found" not in exc.message:
+            raise
+        raise ResolutionError(
+            f"{ref.raw!r}: no such registry name in {index.source}, and Hub repo {name} not found on {settings.public_endpoint}",
+            hint=f"did you mean {' or '.join(similar)}? (registry names; `adapterhub search WORD` finds more)",
+        ) from None

@@ -40,6 +40,15 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property
+    def public_endpoint(self) -> str:
+        """The endpoint without ``user:password@``, for messages: credentials never reach output."""
+        return strip_userinfo(self.endpoint)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the endpoint's credentials and the token masked (for error messages)."""
+        return scrub_secrets(text, urls=[self.endpoint], token=self.token)
+
+    @property
     def hf_cache_dir(self) -> Path:
         """huggingface_hub cache used for index files fetched from a Hub (ETag cache)."""
         if os.environ.get("HF_HUB_CACHE"):
@@ -47,6 +56,36 @@ class Settings:
         if os.environ.get("HF_HOME"):
             return Path(os.environ["HF_HOME"]) / "hub"
         return self.home / "hf-cache"
+
+
+def strip_userinfo(url: str) -> str:
+    """``http://user:pass@host/x`` to ``http://host/x``; other URLs unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def scrub_secrets(text: str, *, urls: list[str] = (), token: str | None = None) -> str:  # type: ignore[assignment]
+    """Mask the credentials of ``urls`` and ``token`` wherever they appear in ``text``.
+
+    Libraries put URLs (and, in parse errors, bare fragments of them) into exception messages.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    secrets: list[str] = [token] if token else []
+    for url in urls:
+        netloc = urlsplit(url).netloc
+        if "@" in netloc:
+            userinfo = netloc.rsplit("@", 1)[0]
+            text = text.replace(url, strip_userinfo(url))
+            password = userinfo.partition(":")[2]
+            secrets += [userinfo, password, unquote(password)]
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def get_settings(

@@ -121,13 +121,14 @@ class Store:
         """A present blob is re-hashed before reuse: a flipped byte in the store is never linked again."""
         path = self.blob_path(sha256)
         try:
-            if path.stat().st_size != size:
-                return False
+            size_ok = path.stat().st_size == size
         except FileNotFoundError:
             return False
-        if sha256_file(path) == sha256:
+        if size_ok and sha256_file(path) == sha256:
             return True
-        path.unlink(missing_ok=True)  # corrupt: drop it so the caller fetches good bytes again
+        # Corrupt (wrong size or bytes): drop it so the fresh download replaces it; kept, it would
+        # win over the good bytes in add_blob and `install --force` could never repair it.
+        path.unlink(missing_ok=True)
         return False
 
     def add_blob(self, source: Path, sha256: str) -> Path:
@@ -159,7 +160,7 @@ class Store:
             return None
         try:
             data = json.loads(record_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
         return Record(key, commit, data, directory)
 
@@ -173,6 +174,17 @@ class Store:
             if record is not None:
                 found.append(record)
         return found
+
+    def unreadable_records(self) -> list[str]:
+        """One problem line per install record that is not valid JSON (``records`` skips those)."""
+        problems = []
+        if self.installed.is_dir():
+            for record_file in sorted(self.installed.glob("*/**/*.json")):
+                try:
+                    json.loads(record_file.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    problems.append(f"record {record_file}: unreadable ({exc}); that install is invisible")
+        return problems
 
     def find(self, query: str) -> list[Record]:
         return [r for r in self.records() if r.matches(query)]
