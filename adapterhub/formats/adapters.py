@@ -194,12 +194,59 @@ def read_head(path: str | Path, allow_pickle: bool) -> dict | None:
         head_config = json.loads(head_config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AdapterFormatError(f"{head_config_path}: not valid JSON ({exc})") from None
+    if head_config.get("config") is None:
+        return None  # a static head (the model class's own, e.g. lm_head): see read_static_head
     state = _load_tensors(path, HEAD_SAFETENSORS, HEAD_PICKLE, allow_pickle)
     name = head_config.get("name", "")
     prefix = f"heads.{name}."
     head_state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
     return {"config": head_config.get("config", {}), "state_dict": head_state, "name": name,
             "hidden_size": head_config.get("hidden_size")}
+
+
+def read_static_head(path: str | Path, allow_pickle: bool) -> dict | None:
+    """The model class's own head saved beside the adapter (``head_config.json`` with ``"config": null``).
+
+    ``adapters`` writes one when saving from a model with a fixed head (``GPT2LMHeadModel``:
+    ``lm_head.weight``) and loads it back into the model. Keys are relative to the whole model.
+    Returns {"state_dict", "model_class", "source"} or None.
+    """
+    path = Path(path)
+    head_config_path = path / HEAD_CONFIG_FILE
+    if not head_config_path.is_file():
+        return None
+    try:
+        head_config = json.loads(head_config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterFormatError(f"{head_config_path}: not valid JSON ({exc})") from None
+    if head_config.get("config") is not None:
+        return None
+    state = _load_tensors(path, HEAD_SAFETENSORS, HEAD_PICKLE, allow_pickle)
+    return {"state_dict": state, "model_class": head_config.get("model_class"), "source": str(path)}
+
+
+def check_static_head(model: Any, adapter: AdapterFiles) -> None:
+    """Accept a static head only if it equals the model's own weights (the usual case: it was saved
+    along untouched). A changed static head would replace base weights (tied embeddings too), which
+    adapterhub does not do: refuse it by name."""
+    static = adapter.extras.get("static_head")
+    if not static:
+        return
+    import torch
+
+    own = model.state_dict()
+    where = Path(static["source"]) / HEAD_SAFETENSORS
+    for key, value in static["state_dict"].items():
+        if key not in own:
+            raise UnsupportedOperationError(
+                f"{where}: static head tensor {key!r} has no counterpart in {type(model).__name__}",
+                hint=f"the adapter was saved from {static.get('model_class') or 'another model class'}; load it "
+                "on that class, or delete head_config.json and the head weights to use the adapter alone")
+        if own[key].shape != value.shape or not torch.equal(own[key].detach().cpu().to(value.dtype), value):
+            raise UnsupportedOperationError(
+                f"{where}: static head tensor {key!r} differs from the model's own weights; adapterhub does not "
+                "overwrite base weights", hint="delete head_config.json and the head weights to use the adapter "
+                "with the model's own head")
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -271,7 +318,7 @@ def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool 
     return AdapterFiles(
         method="bottleneck", config=inner, state_dict=canonical, format="adapters", source=str(path),
         extras={"adapters_meta": _meta(config), "key_root": "base_model",
-                "head": read_head(path, allow_pickle)},
+                "head": read_head(path, allow_pickle), "static_head": read_static_head(path, allow_pickle)},
     )
 
 
@@ -339,7 +386,7 @@ def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = Fals
     return AdapterFiles(
         method=method, config=peft_config, state_dict=canonical, format="adapters", source=str(path),
         extras={"adapters_meta": _meta(config), "adapters_config": dict(inner), "key_root": "base_model",
-                "head": read_head(path, allow_pickle)},
+                "head": read_head(path, allow_pickle), "static_head": read_static_head(path, allow_pickle)},
     )
 
 
@@ -411,7 +458,7 @@ def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = Fa
     name = config.get("name", "")
     hidden = int(config.get("hidden_size") or 0)
     extras = {"adapters_meta": meta, "adapters_config": inner, "key_root": "base_model",
-              "head": read_head(path, allow_pickle)}
+              "head": read_head(path, allow_pickle), "static_head": read_static_head(path, allow_pickle)}
     if arch == "prompt_tuning":
         key = next((k for k in state if k.endswith(f"prompt_tunings.{name}.prompt_embedding.weight")), None)
         if key is None:

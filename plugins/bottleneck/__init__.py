@@ -1,4 +1,5 @@
-"""Built-in bottleneck plugin: sequential, double and parallel bottleneck adapters (AdapterHub format)."""
+"""Built-in bottleneck plugin: sequential, double and parallel bottleneck adapters (AdapterHub format)
+on BERT-family encoders, GPT-2 and Llama-family decoders."""
 
 from adapterhub.hookspecs import hookimpl
 

@@ -1,11 +1,21 @@
-"""Torch side of the bottleneck method: the adapter module and the patched sub-layer forward.
+"""Torch side of the bottleneck method: the adapter module and where it sits in a model.
 
-Injection points are BERT-like residual sub-layers (``BertSelfOutput`` after attention and
-``BertOutput`` after the feed-forward block; RoBERTa, ELECTRA, ... share the structure):
-``output = LayerNorm(dropout(dense(h)) + input)``. Each gets a ``ModuleDict`` named ``adapters``
-(so weight keys read ``encoder.layer.0.output.adapters.<name>.adapter_up.weight``, as in the
-``adapters`` library) and an instance-level ``forward`` that composes the active adapters the way
-``adapters`` 1.3.0 does (pre_forward / adapter / post_forward).
+Two kinds of placement, the ones ``adapters`` 1.3.0 uses:
+
+* **BERT-like residual sub-layers** (``BertSelfOutput`` after attention, ``BertOutput`` after the
+  feed-forward block; RoBERTa, ELECTRA, ... share the structure):
+  ``output = LayerNorm(dropout(dense(h)) + input)``. The sub-layer gets a ``ModuleDict`` named
+  ``adapters`` (keys ``encoder.layer.0.output.adapters.<name>.adapter_up.weight``) and an
+  instance-level ``forward`` that composes the active adapters with the transformer LayerNorm.
+* **Pre-norm decoder blocks** (``GPT2Block``; ``LlamaDecoderLayer`` and its relatives): the block
+  computes ``residual + sublayer(norm(residual))`` for attention and for the MLP, with no LayerNorm
+  after the sum. The block gets two containers, ``attention_adapters`` and ``output_adapters``
+  (keys ``h.0.output_adapters.adapters.<name>...``, as in ``adapters``). A forward pre-hook on the
+  norm in front of each sub-layer records the residual; a forward hook on the sub-layer replaces its
+  output ``y`` by ``adapted(y, residual) - residual``, so that the block's own ``residual + ...``
+  yields what ``adapters`` computes there (its bottleneck layer called with ``layer_norm=None``).
+
+Composition follows adapters' pre_forward / adapter / post_forward stages.
 """
 
 from __future__ import annotations
@@ -13,25 +23,77 @@ from __future__ import annotations
 import math
 import re
 import types
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 LOCATION_RE = re.compile(r"(?:^|\.)layer\.(?P<idx>\d+)\.(?P<where>attention\.output|output)$")
+BLOCK_RE = re.compile(r"(?:^|\.)(?:h|layers|layer|blocks)\.(?P<idx>\d+)$")
 SETUP_ATTR = "_adapterhub_bn_setup"
+HOOKS_ATTR = "_adapterhub_bn_hooks"
+RESIDUAL_ATTR = "_adapterhub_bn_residual"
+EMPTY_SETUP = ("stack", (), None, None)
+
+#: Pre-norm block layouts: (norm before the sub-layer, the sub-layer) for "mh" and "output".
+BLOCK_LAYOUTS = (
+    {"mh": ("ln_1", "attn"), "output": ("ln_2", "mlp")},  # GPT-2
+    {"mh": ("input_layernorm", "self_attn"), "output": ("post_attention_layernorm", "mlp")},  # Llama family
+)
+CONTAINER_NAMES = {"mh": "attention_adapters", "output": "output_adapters"}
 
 
-def find_locations(base: nn.Module) -> list[tuple[str, int, str, nn.Module]]:
-    """(path, layer index, "mh"|"output", module) for every BERT-like residual sub-layer."""
-    found = []
+@dataclass
+class Location:
+    """One place a bottleneck adapter can go.
+
+    ``path``: where the module holding the ``adapters`` ModuleDict is (or will be) in the base model;
+    ``host``: the BERT sub-layer itself, or the decoder block that gets a container child.
+    """
+
+    path: str
+    idx: int
+    where: str  # "mh" | "output"
+    host: nn.Module
+    kind: str  # "sublayer" | "block"
+    norm: str | None = None
+    sublayer: str | None = None
+
+    @property
+    def hidden(self) -> int:
+        if self.kind == "sublayer":
+            return int(self.host.dense.out_features)
+        norm = getattr(self.host, self.norm)
+        return int(norm.weight.shape[0])
+
+    def container(self) -> nn.Module | None:
+        """The module holding ``.adapters`` (None for a block not yet installed)."""
+        if self.kind == "sublayer":
+            return self.host
+        return self.host._modules.get(CONTAINER_NAMES[self.where])
+
+
+def find_locations(base: nn.Module) -> list[Location]:
+    """Every BERT-like residual sub-layer, or else every pre-norm decoder block's two sub-layers."""
+    found: list[Location] = []
     for path, module in base.named_modules():
         m = LOCATION_RE.search(path)
-        if not m:
-            continue
-        if not all(hasattr(module, a) for a in ("dense", "dropout", "LayerNorm")):
+        if not m or not all(hasattr(module, a) for a in ("dense", "dropout", "LayerNorm")):
             continue
         where = "mh" if m["where"] == "attention.output" else "output"
-        found.append((path, int(m["idx"]), where, module))
+        found.append(Location(path, int(m["idx"]), where, module, "sublayer"))
+    if found:
+        return found
+    for path, module in base.named_modules():
+        m = BLOCK_RE.search(path)
+        if not m:
+            continue
+        for layout in BLOCK_LAYOUTS:
+            if all(isinstance(getattr(module, n, None), nn.Module) for pair in layout.values() for n in pair):
+                for where, (norm, sub) in layout.items():
+                    found.append(Location(f"{path}.{CONTAINER_NAMES[where]}", int(m["idx"]), where, module,
+                                          "block", norm, sub))
+                break
     return found
 
 
@@ -136,9 +198,14 @@ class Bottleneck(nn.Module):
             out = out + residual
         return out
 
-    def post_forward(self, hidden, input_hidden, input_tensor, layer_norm):
+    def post_forward(self, hidden, input_hidden, input_tensor, layer_norm, residual_outside=False):
+        """``residual_outside``: the host block adds ``input_tensor`` itself afterwards (pre-norm
+        decoder blocks), so the final ``+ input_tensor`` is left out, or undone when the config
+        does not want it."""
         if self.is_parallel:
             hidden = hidden + input_hidden
+        if residual_outside:
+            return hidden if self.config["original_ln_after"] else hidden - input_tensor
         if self.config["original_ln_after"]:
             hidden = hidden + input_tensor
             if layer_norm is not None:
@@ -146,62 +213,137 @@ class Bottleneck(nn.Module):
         return hidden
 
 
-def _plain(hidden, input_tensor, layer_norm):
+def _plain(hidden, input_tensor, layer_norm, outside):
+    if outside:  # the block adds the residual itself
+        return hidden
+    if layer_norm is None:
+        return hidden + input_tensor
     return layer_norm(hidden + input_tensor)
 
 
-def _stack(adapters, names, hidden, input_tensor, layer_norm):
+def _stack(adapters, names, hidden, input_tensor, layer_norm, outside):
     present = [n for n in names if n in adapters]
     if not present:
-        return _plain(hidden, input_tensor, layer_norm)
+        return _plain(hidden, input_tensor, layer_norm, outside)
     input_hidden = hidden
     # adapters 1.3.0 compose_stack: each child re-runs pre_forward (LayerNorm(h + input)).
     for name in present:
         hidden, residual = adapters[name].pre_forward(hidden, input_tensor, layer_norm)
         hidden = adapters[name](hidden, residual)
-    return adapters[present[-1]].post_forward(hidden, input_hidden, input_tensor, layer_norm)
+    return adapters[present[-1]].post_forward(hidden, input_hidden, input_tensor, layer_norm, outside)
 
 
-def _average(adapters, names, weights, hidden, input_tensor, layer_norm):
+def _average(adapters, names, weights, hidden, input_tensor, layer_norm, outside):
     pairs = [(n, w) for n, w in zip(names, weights) if n in adapters]
     if not pairs:
-        return _plain(hidden, input_tensor, layer_norm)
+        return _plain(hidden, input_tensor, layer_norm, outside)
     input_hidden = hidden
-    first = adapters[pairs[0][0]]
-    hidden, residual = first.pre_forward(hidden, input_tensor, layer_norm)
+    hidden, residual = adapters[pairs[0][0]].pre_forward(hidden, input_tensor, layer_norm)
     outs = torch.stack([adapters[n](hidden, residual) * w for n, w in pairs], 0)
-    # adapters' mean(): mean over children of the weighted outputs (residual included).
-    return first.post_forward(outs.mean(0), input_hidden, input_tensor, layer_norm)
+    # adapters' mean(): mean over children of the weighted outputs (residual included); the last
+    # child's post_forward finishes, as in compose_average.
+    last = adapters[pairs[-1][0]]
+    return last.post_forward(outs.mean(0), input_hidden, input_tensor, layer_norm, outside)
+
+
+def _batch_split(adapters, names, sizes, hidden, input_tensor, layer_norm, outside):
+    total = sum(sizes)
+    if total != hidden.shape[0]:
+        raise ValueError(f"BatchSplit batch_sizes sum to {total} but the batch has {hidden.shape[0]} rows")
+    # Each child's rows go through that child alone (pre_forward / adapter / post_forward); rows
+    # whose child is not a bottleneck here (another method serves them) get the plain sub-layer.
+    outs, start = [], 0
+    for name, size in zip(names, sizes):
+        sl = slice(start, start + size)
+        start += size
+        if size:
+            outs.append(_stack(adapters, [name] if name else [], hidden[sl], input_tensor[sl], layer_norm, outside))
+    return torch.cat(outs, 0)
+
+
+def compose(container: nn.Module, hidden, input_tensor, layer_norm, outside: bool = False):
+    """Run the active setup of ``container`` (a module with ``.adapters`` and the setup attribute)."""
+    mode, names, weights, sizes = getattr(container, SETUP_ATTR, EMPTY_SETUP)
+    adapters = container.adapters
+    if mode == "average":
+        return _average(adapters, names, weights, hidden, input_tensor, layer_norm, outside)
+    if mode == "batch_split":
+        return _batch_split(adapters, names, sizes, hidden, input_tensor, layer_norm, outside)
+    return _stack(adapters, names, hidden, input_tensor, layer_norm, outside)
 
 
 def bottleneck_forward(self, hidden_states, input_tensor):
     """Instance ``forward`` installed on a BERT-like residual sub-layer."""
     hidden = self.dropout(self.dense(hidden_states))
-    mode, names, weights, sizes = getattr(self, SETUP_ATTR, ("stack", (), None, None))
-    adapters = self.adapters
-    if mode == "average":
-        return _average(adapters, names, weights, hidden, input_tensor, self.LayerNorm)
-    if mode == "batch_split":
-        outs, start = [], 0
-        for name, size in zip(names, sizes):
-            sl = slice(start, start + size)
-            start += size
-            if size == 0:
-                continue
-            outs.append(_stack(adapters, [name] if name else [], hidden[sl], input_tensor[sl], self.LayerNorm))
-        if start != hidden.shape[0]:
-            raise ValueError(f"BatchSplit batch_sizes sum to {start} but the batch has {hidden.shape[0]} rows")
-        return torch.cat(outs, 0)
-    return _stack(adapters, names, hidden, input_tensor, self.LayerNorm)
+    return compose(self, hidden, input_tensor, self.LayerNorm)
 
 
-def install(module: nn.Module) -> None:
-    if not hasattr(module, "adapters") or not isinstance(module.adapters, nn.ModuleDict):
-        module.adapters = nn.ModuleDict()
-        module.forward = types.MethodType(bottleneck_forward, module)
+class BlockAdapters(nn.Module):
+    """``attention_adapters`` / ``output_adapters`` child of a pre-norm decoder block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adapters = nn.ModuleDict()
+        setattr(self, SETUP_ATTR, EMPTY_SETUP)
 
 
-def uninstall(module: nn.Module) -> None:
-    for attr in ("adapters", "forward", SETUP_ATTR):
-        if attr in module.__dict__ or attr in module._modules:
-            delattr(module, attr)
+def _record_residual(container: BlockAdapters):
+    def hook(_module, args, kwargs):
+        residual = args[0] if args else kwargs.get("hidden_states")
+        container.__dict__[RESIDUAL_ATTR] = residual
+
+    return hook
+
+
+def _adapt_output(container: BlockAdapters):
+    def hook(_module, _args, output):
+        residual = container.__dict__.pop(RESIDUAL_ATTR, None)
+        if residual is None or len(container.adapters) == 0:
+            return None
+        hidden = output[0] if isinstance(output, tuple) else output
+        if residual.shape[0] != hidden.shape[0]:
+            raise RuntimeError(f"bottleneck: residual rows {residual.shape[0]} != sub-layer rows {hidden.shape[0]}")
+        adapted = compose(container, hidden, residual, None, outside=True)
+        return (adapted,) + tuple(output[1:]) if isinstance(output, tuple) else adapted
+
+    return hook
+
+
+def install(location: Location) -> nn.Module:
+    """Make ``location`` ready to hold adapters; returns the module with ``.adapters``."""
+    if location.kind == "sublayer":
+        module = location.host
+        if not hasattr(module, "adapters") or not isinstance(module.adapters, nn.ModuleDict):
+            module.adapters = nn.ModuleDict()
+            module.forward = types.MethodType(bottleneck_forward, module)
+        if not hasattr(module, SETUP_ATTR):
+            setattr(module, SETUP_ATTR, EMPTY_SETUP)
+        return module
+    container = location.container()
+    if container is None:
+        container = BlockAdapters()
+        ref = next(location.host.parameters())
+        container.to(device=ref.device, dtype=ref.dtype)
+        location.host.add_module(CONTAINER_NAMES[location.where], container)
+        norm = getattr(location.host, location.norm)
+        sub = getattr(location.host, location.sublayer)
+        container.__dict__[HOOKS_ATTR] = [
+            norm.register_forward_pre_hook(_record_residual(container), with_kwargs=True),
+            sub.register_forward_hook(_adapt_output(container)),
+        ]
+    return container
+
+
+def uninstall(location: Location) -> None:
+    if location.kind == "sublayer":
+        module = location.host
+        for attr in ("adapters", "forward", SETUP_ATTR):
+            if attr in module.__dict__ or attr in module._modules:
+                delattr(module, attr)
+        return
+    container = location.container()
+    if container is None:
+        return
+    for handle in container.__dict__.pop(HOOKS_ATTR, []):
+        handle.remove()
+    delattr(location.host, CONTAINER_NAMES[location.where])

@@ -92,26 +92,32 @@ class BottleneckMethod(AdapterMethod):
 
     # -- model ----------------------------------------------------------------------------------
 
-    def _plan(self, model: Any, config: dict) -> list[tuple[str, Any, int, int]]:
-        """(path, module, hidden, down) for every location this config puts an adapter."""
+    def _locations(self, model: Any) -> dict[str, Any]:
+        """Location path -> :class:`layers.Location` for every place an adapter can go."""
         from . import layers
 
         base = getattr(model, "base_model", model)
         locations = layers.find_locations(base)
         if not locations:
             raise IncompatibleBaseModelError(
-                f"{type(model).__name__}: no BERT-like residual sub-layers (…layer.N.output / "
-                "…layer.N.attention.output with dense, dropout and LayerNorm) to put bottleneck adapters on",
-                hint="bottleneck adapters are supported on BERT-family encoders")
+                f"{type(model).__name__}: no place for bottleneck adapters: neither BERT-like residual "
+                "sub-layers (…layer.N.output with dense, dropout and LayerNorm) nor pre-norm decoder blocks "
+                "(GPT-2 ln_1/attn/ln_2/mlp, Llama input_layernorm/self_attn/post_attention_layernorm/mlp)",
+                hint="bottleneck adapters are supported on BERT-family encoders, GPT-2 and Llama-family decoders")
+        return {loc.path: loc for loc in locations}
+
+    def _plan(self, model: Any, config: dict) -> list[tuple[str, Any, int, int]]:
+        """(path, location, hidden, down) for every location this config puts an adapter."""
+        from . import layers
+
         leave_out = {int(i) for i in config.get("leave_out") or []}
         plan = []
-        for path, idx, where, module in locations:
-            if idx in leave_out:
+        for path, loc in self._locations(model).items():
+            if loc.idx in leave_out:
                 continue
-            if (where == "mh" and not config["mh_adapter"]) or (where == "output" and not config["output_adapter"]):
+            if (loc.where == "mh" and not config["mh_adapter"]) or (loc.where == "output" and not config["output_adapter"]):
                 continue
-            hidden = module.dense.out_features
-            plan.append((path, module, hidden, layers.down_size(hidden, config, idx)))
+            plan.append((path, loc, loc.hidden, layers.down_size(loc.hidden, config, loc.idx)))
         return plan
 
     def _build(self, model: Any, adapter: AdapterFiles) -> dict[str, Any]:
@@ -124,6 +130,7 @@ class BottleneckMethod(AdapterMethod):
         return built
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
+        ah_format.check_static_head(model, adapter)
         config = normalise_config(adapter.config)
         adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
         built = self._build(model, adapter)
@@ -151,14 +158,10 @@ class BottleneckMethod(AdapterMethod):
         state = _state(model)
         if name in state["adapters"]:
             raise AdapterExistsError(f"bottleneck adapter {name!r} is already loaded on this model")
-        base = getattr(model, "base_model", model)
-        modules = dict(base.named_modules())
+        locations = self._locations(model)
         ref = next(model.parameters())
         for path, adapter_module in built.items():
-            target = modules[path]
-            layers.install(target)
-            if not hasattr(target, layers.SETUP_ATTR):
-                setattr(target, layers.SETUP_ATTR, ("stack", (), None, None))
+            target = layers.install(locations[path])
             target.adapters[name] = adapter_module.to(device=ref.device, dtype=ref.dtype)
         state["adapters"][name] = {"config": config, "paths": list(built), "meta": None}
         model.train(model.training)  # new modules follow the model's train/eval mode
@@ -195,9 +198,8 @@ class BottleneckMethod(AdapterMethod):
         state = _state(model)
         if name not in state["adapters"]:
             raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
-        base = getattr(model, "base_model", model)
-        modules = dict(base.named_modules())
-        return {p: modules[p].adapters[name] for p in state["adapters"][name]["paths"]}
+        locations = self._locations(model)
+        return {p: locations[p].container().adapters[name] for p in state["adapters"][name]["paths"]}
 
     def _set_requires_grad(self, model: Any, name: str, flag: bool) -> None:
         for p in self.parameters(model, name):
@@ -226,9 +228,10 @@ class BottleneckMethod(AdapterMethod):
         else:
             raise CompositionError(f"bottleneck: unknown combine mode {combine!r}")
         base = getattr(model, "base_model", model)
-        for _path, _idx, _where, module in layers.find_locations(base):
-            if hasattr(module, layers.SETUP_ATTR):
-                setattr(module, layers.SETUP_ATTR, setup)
+        for loc in layers.find_locations(base):
+            container = loc.container()
+            if container is not None and hasattr(container, layers.SETUP_ATTR):
+                setattr(container, layers.SETUP_ATTR, setup)
 
     def remove(self, model: Any, name: str) -> None:
         from . import layers
@@ -236,11 +239,10 @@ class BottleneckMethod(AdapterMethod):
         state = _state(model)
         if name not in state["adapters"]:
             raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
-        base = getattr(model, "base_model", model)
-        modules = dict(base.named_modules())
+        locations = self._locations(model)
         info = state["adapters"].pop(name)
         for path in info["paths"]:
-            target = modules[path]
+            target = locations[path].container()
             del target.adapters[name]
             mode, names, weights, sizes = getattr(target, layers.SETUP_ATTR)
             if name in names:
@@ -251,7 +253,7 @@ class BottleneckMethod(AdapterMethod):
                     setattr(target, layers.SETUP_ATTR, (mode, tuple(names[i] for i in keep),
                                                          tuple(weights[i] for i in keep) if weights else None, None))
             if len(target.adapters) == 0:
-                layers.uninstall(target)
+                layers.uninstall(locations[path])
         if not state["adapters"]:
             model.__dict__.pop(STATE_ATTR, None)
 
