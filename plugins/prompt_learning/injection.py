@@ -164,10 +164,11 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         labels = kwargs.get("labels")
         if labels is not None and labels.dim() == 2 and labels.shape[1] == embeds.shape[1]:
             kwargs["labels"] = torch.cat([torch.full_like(labels[:, :1], -100).expand(-1, n), labels], 1)
+    after_emb_n = 0
     if after_emb:
-        n = sum(e["module"]().shape[0] for _, es, _ in after_emb for e in es if e is not None)
+        after_emb_n = sum(e["module"]().shape[0] for _, es, _ in after_emb for e in es if e is not None)
         if mask is not None:
-            mask = _prefix_mask(mask, n)
+            mask = _prefix_mask(mask, after_emb_n)
         # adapters inserts after the embedding layer: token type ids keep the real length
         model.__dict__["_adapterhub_after_emb"] = (after_emb, batch)
     if added and mask is not None:
@@ -181,9 +182,34 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
                 mask = _prefix_mask(mask, n)
     if enc_prefix:
         model.__dict__["_adapterhub_enc_prefix"] = (enc_prefix, batch)
+    if after_emb_n and mask is not None and mask.dim() == 2 and not prefix_blocks and _is_encoder(model):
+        mask = _adapters_prompt_mask(mask, after_emb_n, next(model.parameters()).dtype)
     if mask is not None:
         kwargs["attention_mask"] = mask
     return args, kwargs
+
+
+def _is_encoder(model: nn.Module) -> bool:
+    config = model.config
+    return not (getattr(config, "is_decoder", False) or getattr(config, "is_encoder_decoder", False))
+
+
+def _adapters_prompt_mask(mask: torch.Tensor, n_prompt: int, dtype: torch.dtype) -> torch.Tensor:
+    """The 4-D additive mask ``[batch, 1, query, key]`` that ``adapters`` 1.3.0 effectively uses for
+    AdapterHub-format prompt tuning on encoders.
+
+    Parity with the library, which users of this format expect: with transformers' default (sdpa)
+    attention, ``adapters`` widens the already-expanded 4-D mask with zeros along *both* the query and
+    the key axis, so the prompt query rows attend to every key, padded ones included (token rows still
+    skip padded keys). On a right-padded row this changes the prompt positions' outputs, and through
+    them every position in later layers. ``mask`` is the 2-D mask already widened by ``n_prompt`` ones
+    (prompt first); a 4-D mask is passed through by transformers' mask builders as-is, for eager and
+    sdpa attention alike, so both give the library's (sdpa) result.
+    """
+    keys = mask.to(torch.bool)[:, None, None, :].expand(-1, 1, mask.shape[1], -1).clone()
+    keys[:, :, :n_prompt, :] = True  # prompt query rows: every key allowed
+    additive = torch.zeros(keys.shape, dtype=dtype, device=mask.device)
+    return additive.masked_fill(~keys, torch.finfo(dtype).min)
 
 
 def _prefix_shapes(model: nn.Module, entry: dict) -> tuple[int, int, int]:

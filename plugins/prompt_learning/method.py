@@ -102,6 +102,9 @@ class _PromptLearningMethod(AdapterMethod):
         return int(config["token_dim"])
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
+        if adapter.format == "adapters":
+            # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
+            ah_format.check_static_head(model, adapter)
         config = self._fill(model, adapter.config)
         emb = adapter.state_dict.get("prompt_embeddings")
         n = int(config.get("num_virtual_tokens") or 0)

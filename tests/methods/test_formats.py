@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from methods_support import ADAPTERS, PEFT, load_reference
+from methods_support import ADAPTERS, FIXTURES, PEFT, load_reference
 
 from adapterhub.errors import NoMethodClaimsError, PickleRefusedError
 from adapterhub.formats import adapters as fmt
@@ -125,3 +125,45 @@ def test_rebase_keys_for_wrapper_models():
     assert fmt.rebase_keys(sd, BertModel(config)) == sd
     assert list(fmt.rebase_keys(sd, BertForSequenceClassification(config))) == [
         "bert.encoder.layer.0.attention.self.query.lora_A.weight"]
+
+
+def _with_static_head(case_name: str, target, model, change: float):
+    """A copy of a real adapters-1.3.0 case with a static head (``head_config.json`` ``"config": null``,
+    as adapters writes beside adapters saved from a fixed-head class) holding the model's own
+    ``pooler.dense.weight`` plus ``change``."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    shutil.copytree(ADAPTERS / case_name, target)
+    head_config = json.loads((ADAPTERS / "gpt2_seq_bn" / "head_config.json").read_text())
+    head_config.update(model_class=type(model).__name__, model_type="bert")
+    (target / "head_config.json").write_text(json.dumps(head_config))
+    own = model.state_dict()["pooler.dense.weight"].clone()
+    save_file({"pooler.dense.weight": own + change}, str(target / "model_head.safetensors"))
+    return target
+
+
+@pytest.mark.parametrize(("case_name", "method"), [("lora_safetensors", "lora"), ("ia3", "ia3"),
+                                                   ("prompt_tuning", "prompt_tuning")])
+def test_adapters_format_static_head_checked_by_every_method(tmp_path, case_name, method):
+    from transformers import BertModel
+
+    from adapterhub import AdapterModel
+    from adapterhub.errors import UnsupportedOperationError
+
+    model = BertModel.from_pretrained(str(FIXTURES / "base" / "tiny-bert")).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    changed = _with_static_head(case_name, tmp_path / "changed", model, 1.0)
+    assert detect_method(changed).name == method
+    am = AdapterModel(model)
+    with pytest.raises(UnsupportedOperationError, match=r"pooler\.dense\.weight.*differs") as info:
+        am.load_adapter(changed, name="a")
+    assert "model_head.safetensors" in str(info.value)
+    assert not am.adapters
+    after = model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+    # The model's own head saved beside the adapter (the usual case) is accepted.
+    same = _with_static_head(case_name, tmp_path / "same", model, 0.0)
+    assert am.load_adapter(same, name="b") == "b"
+    assert am.adapters
