@@ -8,6 +8,7 @@ The token is held only in memory: it is never logged, printed, or written to any
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def strip_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def scrub_secrets(text: str, *, urls: list[str] = (), token: str | None = None) -> str:  # type: ignore[assignment]
+def scrub_secrets(text: str, *, urls: Sequence[str] = (), token: str | None = None) -> str:
     """Mask the credentials of ``urls`` and ``token`` wherever they appear in ``text``.
 
     Libraries put URLs (and, in parse errors, bare fragments of them) into exception messages.

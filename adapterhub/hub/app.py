@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from .auth import Auth
 from .storage import REPO_TYPES, HubError, Repo, Store, repo_not_found
 
 log = logging.getLogger("adapterhub.hub")
+
+MAX_BODY_ENV = "ADAPTERHUB_HUB_MAX_BODY_BYTES"
+#: Commits carry non-LFS files inline (base64), so the default leaves room for large adapters.
+DEFAULT_MAX_BODY_BYTES = 4 << 30
 
 Handler = Callable[..., Response]
 _ROUTES: list[tuple[frozenset[str], tuple[str, ...], Handler]] = []
@@ -142,12 +147,20 @@ class HubState:
         return f"{HubState.base_url(req)}/{prefix}{repo_id}"
 
 
-def create_app(root: Path | str, users: dict[str, str] | None = None, *, lfs_threshold: int | None = None) -> Flask:
+def create_app(
+    root: Path | str,
+    users: dict[str, str] | None = None,
+    *,
+    lfs_threshold: int | None = None,
+    max_body_bytes: int | None = None,
+) -> Flask:
     """The WSGI app serving the Hub stored under ``root``.
 
     ``lfs_threshold``: files of at least this many bytes are asked to go through git-LFS. Only
     clients running with ``HF_HUB_DISABLE_XET=1`` can do that, so it is off (None) by default and
     every file travels inside the commit.
+    ``max_body_bytes``: the largest request body accepted (413 beyond); default
+    ``$ADAPTERHUB_HUB_MAX_BODY_BYTES``, else 4 GiB. LFS uploads are bounded by their signed size.
     """
     from . import read_api, write_api  # noqa: F401  (they register their routes)
 
@@ -156,6 +169,9 @@ def create_app(root: Path | str, users: dict[str, str] | None = None, *, lfs_thr
     state = HubState(Store(root), Auth(users or {}, root), lfs_threshold)
     app = Flask("adapterhub.hub")
     app.config["HUB"] = state
+    if max_body_bytes is None:
+        max_body_bytes = int(os.environ.get(MAX_BODY_ENV, "").strip() or DEFAULT_MAX_BODY_BYTES)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
     @app.route("/", defaults={"_": ""}, methods=_ALL_METHODS, provide_automatic_options=False)
     @app.route("/<path:_>", methods=_ALL_METHODS, provide_automatic_options=False)
@@ -177,6 +193,12 @@ def create_app(root: Path | str, users: dict[str, str] | None = None, *, lfs_thr
                 return handler(state, request, **params)
             except HubError as err:
                 return error_response(err)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                # Handlers read fields of untrusted JSON; a field of the wrong type (a string where
+                # a number belongs, a list where an object belongs, deep nesting) is the client's
+                # mistake, so it is a 400, not a 500.
+                log.warning("malformed request %s /%s", request.method, "/".join(segments), exc_info=True)
+                return error_response(HubError(400, f"Malformed request: {type(exc).__name__} while reading it."))
         if allowed:
             return error_response(HubError(405, f"Method {request.method} is not allowed here."))
         return error_response(HubError(404, f"No such endpoint: {request.method} /{'/'.join(segments)}"))

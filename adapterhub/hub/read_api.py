@@ -21,6 +21,24 @@ _MAX_CARD_BYTES = 1 << 20
 # --- model cards -----------------------------------------------------------------------------
 
 
+@functools.cache
+def _card_loader() -> Any:
+    """PyYAML's SafeLoader without aliases: a few hundred bytes of nested ``*alias`` references
+    expand into gigabytes once the card is serialised into a JSON answer (a "billion laughs")."""
+    import yaml
+
+    class CardLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, "YAML aliases (*name) are not accepted in a model card", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return CardLoader
+
+
 def parse_front_matter(text: str) -> dict[str, Any]:
     """The YAML block at the top of a README; ``ValueError`` if it is malformed."""
     import yaml  # a huggingface_hub dependency; only needed when a card is read
@@ -33,7 +51,7 @@ def parse_front_matter(text: str) -> dict[str, Any]:
     for i, line in enumerate(lines[1:], start=1):
         if line.strip() == "---":
             try:
-                data = yaml.safe_load("\n".join(lines[1:i]))
+                data = yaml.load("\n".join(lines[1:i]), Loader=_card_loader())  # noqa: S506 - a SafeLoader
             except yaml.YAMLError as exc:
                 raise ValueError(f"Invalid YAML in the README front matter: {exc}") from exc
             if data is None:

@@ -25,7 +25,12 @@ from .storage import (
 _TYPE_PLURAL = {None: "models", "model": "models", "dataset": "datasets", "space": "spaces"}
 
 
+#: JSON request bodies (repo settings, preupload lists, LFS batches) are small; commits stream.
+_MAX_JSON_BYTES = 16 << 20
+
+
 def _json_body(req: Request) -> dict[str, Any]:
+    req.max_content_length = min(req.max_content_length or _MAX_JSON_BYTES, _MAX_JSON_BYTES)
     data = req.get_json(silent=True, force=True)
     if not isinstance(data, dict):
         raise HubError(400, "Expected a JSON object as the request body.")
@@ -278,6 +283,7 @@ def lfs_upload(state: HubState, req: Request, oid: str) -> Response:
     size = req.args.get("size", "")
     if not state.auth.verify(req.args.get("expires", ""), req.args.get("sig", ""), "upload", oid, size):
         raise HubError(403, "This upload URL is invalid or expired; ask the batch endpoint for a new one.")
+    req.max_content_length = int(size)  # the signed size, not the app-wide body limit
     state.store.put_stream(req.stream, oid, int(size))
     return json_response({})
 

@@ -204,6 +204,37 @@ def _compare_with_existing(
     return differences
 
 
+def _hub_errors_as_publish_errors(push: Callable[..., PushResult]) -> Callable[..., PushResult]:
+    """Turn huggingface_hub's HTTP errors into a PublishError whose message carries no credentials.
+
+    Their text holds the request URL, which for ``http://user:pass@host`` endpoints includes the
+    password; uncaught, the CLI would print it in a traceback.
+    """
+    import functools
+
+    @functools.wraps(push)
+    def wrapper(*args: Any, **kwargs: Any) -> PushResult:
+        try:
+            return push(*args, **kwargs)
+        except OSError as exc:  # HfHubHTTPError and httpx errors are OSErrors; so are file errors
+            from huggingface_hub.errors import HfHubHTTPError
+
+            from ..client.settings import get_settings, scrub_secrets, strip_userinfo
+
+            if not isinstance(exc, HfHubHTTPError) and type(exc).__module__.split(".")[0] != "httpx2":
+                raise
+            endpoint = get_settings(endpoint=kwargs.get("endpoint")).endpoint
+            token = kwargs.get("token") or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+            message = scrub_secrets(str(exc), urls=[endpoint], token=token).strip().replace("\n\n", "\n")
+            raise PublishError(
+                f"pushing to {strip_userinfo(endpoint)} failed: {message}",
+                hint="check the token (HF_TOKEN / --token) has write access to the repo's namespace",
+            ) from None
+
+    return wrapper
+
+
+@_hub_errors_as_publish_errors
 def push_directory(
     path: str | os.PathLike[str],
     *,
@@ -287,13 +318,13 @@ def push_directory(
 
         from huggingface_hub import HfApi
 
-        from ..client.settings import get_settings
+        from ..client.settings import get_settings, strip_userinfo
         from .register import check_index_conflict
 
         check_index_conflict(index_dir, name, version, repo_id)
 
         api = HfApi(endpoint=get_settings(endpoint=endpoint).endpoint, token=token)
-        say(f"creating {repo_id} on {api.endpoint} (if needed)")
+        say(f"creating {repo_id} on {strip_userinfo(api.endpoint)} (if needed)")
         api.create_repo(repo_id, private=private, exist_ok=True)
         existing = _existing_tag_commit(api, repo_id, tag)
         if existing is not None:

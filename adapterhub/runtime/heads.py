@@ -77,8 +77,21 @@ def check_head(spec: dict[str, Any], model: Any) -> None:
             f"{_where(spec)}: hidden_size is {spec['hidden_size']} but the model's hidden size is {hidden}",
             hint="the head was trained on another base model",
         )
-    expected = {k: tuple(v.shape) for k, v in _layers(hidden, config, 0.0).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in (spec.get("state_dict") or {}).items()}
+    layers = config.get("layers", 2)
+    act = str(config.get("activation_function") or "tanh").lower()
+    # A downloaded head_config.json must not make us build a huge head just to compare shapes:
+    # every layer needs a tensor in the file, and the comparison runs on the meta device.
+    if not isinstance(layers, int) or not 1 <= layers <= max(len(got), 1):
+        raise IncompatibleBaseModelError(f"{_where(spec)}: config.layers={layers!r} does not match the head weights")
+    from transformers.activations import ACT2FN
+
+    if layers > 1 and act not in ACT2FN:
+        raise UnsupportedOperationError(f"{_where(spec)}: config.activation_function {act!r} is not supported")
+    import torch
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in _layers(hidden, config, 0.0).state_dict().items()}
     if expected != got:
         raise IncompatibleBaseModelError(
             f"{_where(spec)}: the head weights {sorted(got.items())[:4]} do not match the head its config "

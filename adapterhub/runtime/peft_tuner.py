@@ -224,6 +224,11 @@ class PeftTunerMethod(AdapterMethod):
         return getattr(module, "original_module", module)
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
+        if adapter.format == "adapters" and adapter.extras.get("static_head"):
+            from ..formats import adapters as adapters_format
+
+            # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
+            adapters_format.check_static_head(model, adapter)
         problems: list[str] = []
         for key, tensor in adapter.state_dict.items():
             problem = self.check_tensor(model, adapter, key, tuple(tensor.shape))
@@ -272,8 +277,11 @@ class PeftTunerMethod(AdapterMethod):
     ) -> None:
         from peft import inject_adapter_in_model, set_peft_model_state_dict
 
-        peft_config = self.peft_config(config, inference_mode=inference_mode)
+        from .config_guard import check_untrusted_config
+
         where = source or "adapter"
+        check_untrusted_config(config, where, loading=state_dict is not None)
+        peft_config = self.peft_config(config, inference_mode=inference_mode)
         forget_structure(model)
         try:
             with warnings.catch_warnings():

@@ -41,7 +41,7 @@ def install(source: str, revision: str | None) -> Path:
         if not _looks_like_path(source):
             tried.append(
                 f"a registry name in the index ({settings.index or 'bundled index'}) and a Hub repo at "
-                f"{settings.endpoint}{' (offline)' if settings.offline else ''}: {exc.message}"
+                f"{settings.public_endpoint}{' (offline)' if settings.offline else ''}: {exc.message}"
             )
         raise type(exc)(
             f"cannot load adapter {source!r}; tried\n" + "\n".join(f"  - {t}" for t in tried),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.errors import CompositionError, UnsupportedOperationError
+from adapterhub.errors import AdapterFormatError, CompositionError, UnsupportedOperationError
 from adapterhub.methods import AdapterFiles
 from adapterhub.runtime.peft_tuner import PeftTunerMethod
 
@@ -28,6 +28,25 @@ class LoraMethod(PeftTunerMethod):
         return (config.get("config") or {}).get("composition_mode", "add") != "scale" if "peft_type" not in config else True
 
     # -- checking ----------------------------------------------------------------------------
+
+    def check(self, model: Any, adapter: AdapterFiles) -> None:
+        super().check(model, adapter)
+        # PEFT allocates every targeted layer at the config's rank before loading the weights:
+        # a config claiming a rank the weights do not have could allocate unbounded memory.
+        ranks = [int(t.shape[0]) for k, t in adapter.state_dict.items()
+                 if k.endswith((".lora_A.weight", ".lora_embedding_A")) and len(t.shape) >= 1]
+        if not ranks:
+            return
+        declared = {"r": adapter.config.get("r", 8)}
+        for key, value in (adapter.config.get("rank_pattern") or {}).items():
+            declared[f"rank_pattern[{key!r}]"] = value
+        for field, value in declared.items():
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= max(ranks):
+                raise AdapterFormatError(
+                    f"{adapter.source or 'adapter'}: adapter_config.json {field}={value!r} does not match the "
+                    f"weights (their largest rank is {max(ranks)})",
+                    hint="the config and the weights of this adapter disagree; re-save it with PEFT",
+                )
 
     def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
         for suffix, kind in (
