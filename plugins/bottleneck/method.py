@@ -133,7 +133,12 @@ class BottleneckMethod(AdapterMethod):
         ah_format.check_static_head(model, adapter)
         config = normalise_config(adapter.config)
         adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
-        built = self._build(model, adapter)
+        import torch
+
+        # Built on the meta device: only shapes are compared, and a hostile config (a tiny
+        # reduction_factor) cannot make the check itself allocate huge tensors.
+        with torch.device("meta"):
+            built = self._build(model, adapter)
         expected = {f"{p}.adapters.{k}": v.shape for p, m in built.items() for k, v in m.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in adapter.state_dict.items()}
         missing = sorted(set(expected) - set(got))

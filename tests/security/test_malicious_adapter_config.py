@@ -155,3 +155,31 @@ def test_head_config_cannot_make_us_build_a_huge_head(tmp_path, changes):
         model.load_adapter(path, name="emotion")
     assert time.monotonic() - started < 30
     assert all(torch.equal(before[k], v) for k, v in model.model.state_dict().items())
+
+
+def test_bottleneck_reduction_factor_cannot_make_the_check_allocate(tmp_path):
+    """A tiny reduction_factor asks for an enormous bottleneck; the shape check must refuse it
+    without building it (it builds on the meta device)."""
+    import shutil
+    from pathlib import Path
+
+    from transformers import BertModel
+
+    from adapterhub import AdapterModel
+    from adapterhub.errors import IncompatibleBaseModelError
+
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    adapter = tmp_path / "huge"
+    shutil.copytree(fixtures / "adapters-1.3.0" / "seq_bn_safetensors", adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["config"]["reduction_factor"] = 1e-9  # 64 / 1e-9: a 64e9-wide bottleneck, terabytes
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+
+    model = BertModel.from_pretrained(fixtures / "base" / "tiny-bert")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    started = time.monotonic()
+    with pytest.raises(IncompatibleBaseModelError, match="shape"):
+        AdapterModel(model).load_adapter(adapter)
+    assert time.monotonic() - started < 10
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
