@@ -35,7 +35,8 @@ def hub() -> None:
     "users",
     multiple=True,
     metavar="NAME:TOKEN",
-    help="A user allowed to write to its own namespace (repeatable; or set ADAPTERHUB_HUB_USERS=a:t1,b:t2).",
+    help="A user allowed to write to its own namespace (repeatable). A token on the command line is "
+    "visible to `ps` and shell history: outside demos, set ADAPTERHUB_HUB_USERS=a:t1,b:t2 instead.",
 )
 @click.option(
     "--lfs-threshold",

@@ -165,6 +165,27 @@ def publishable_files(path: Path) -> tuple[list[str], list[str]]:
     return keep, skipped
 
 
+def _inside(target: Path, folder: Path) -> bool:
+    return target == folder or folder in target.parents
+
+
+def links_leaving(path: Path, files: list[str]) -> list[str]:
+    """Problems for files that are links to somewhere outside ``path``: publishing copies the bytes a
+    link points at, so a stray link (to a token file, say) would be uploaded. A Hugging Face cache
+    snapshot (``models--x--y/snapshots/<commit>/``) is the one legitimate case: its files link to
+    ``models--x--y/blobs/``."""
+    root = path.resolve()
+    cache_blobs = root.parent.parent / "blobs" if root.parent.name == "snapshots" else None
+    problems = []
+    for rel in files:
+        target = (path / rel).resolve()
+        if _inside(target, root) or (cache_blobs is not None and _inside(target, cache_blobs)):
+            continue
+        problems.append(f"{path / rel}: a link to {target}, outside the adapter folder; "
+                        "copy the file in if it belongs to the adapter, or remove the link")
+    return problems
+
+
 def dummy_inputs(model: Any) -> dict[str, Any]:
     """A small batch of token ids valid for ``model``'s vocabulary (padding in row 1)."""
     import torch
@@ -218,6 +239,7 @@ def validate_adapter_dir(
 
     problems: list[str] = []
     files, skipped = publishable_files(path)
+    problems.extend(links_leaving(path, files))
     pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
     for name in pickles:
         problems.append(f"{path / name}: pickled weights cannot be published (unsafe to load); "

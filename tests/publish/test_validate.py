@@ -144,3 +144,25 @@ def test_parse_metrics():
     assert parse_metrics(["accuracy=0.91", "n=3", "split=test"]) == {"accuracy": 0.91, "n": 3, "split": "test"}
     with pytest.raises(PublishError):
         parse_metrics(["accuracy"])
+
+
+def test_a_link_out_of_the_adapter_folder_is_refused_but_a_hub_cache_snapshot_is_fine(tmp_path):
+    secret = tmp_path / "token.txt"
+    secret.write_text("hf_not_for_upload")
+    adapter = copy_fixture("seq_bn_safetensors", tmp_path / "plain")
+    (adapter / "notes.txt").symlink_to(secret)
+    with pytest.raises(PublishError) as info:
+        validate_adapter_dir(adapter, base_model="org/base", check=False)
+    assert any("notes.txt" in p and "outside the adapter folder" in p for p in info.value.problems)
+
+    # The Hugging Face cache layout: snapshot files link into the repo's blobs/ folder.
+    repo = tmp_path / "hub" / "models--org--adapter"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in copy_fixture("seq_bn_safetensors", tmp_path / "src").iterdir():
+        blob = repo / "blobs" / file.name
+        blob.write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(blob)
+    validated = validate_adapter_dir(snapshot, base_model="org/base", check=False)
+    assert "adapter.safetensors" in validated.files
