@@ -7,7 +7,9 @@ of the three methods and what each method has active. Hooks:
   P-tuning) to ``inputs_embeds`` and ones to ``attention_mask`` (zeros to ``token_type_ids``, -100 to
   token-level ``labels``), the way PEFT's ``PeftModel.forward`` does; and for PEFT-style prefix
   tuning passes the prefix as ``past_key_values`` (a ``DynamicCache``; the real tokens then get
-  positions after the prefix, as in PEFT);
+  positions after the prefix, as in PEFT). When the call brings a cache that already holds tokens
+  (``generate``'s decoding steps), the virtual tokens are in it: nothing is injected again, only the
+  mask is widened and the position ids handled the way PEFT's ``generate`` does;
 * for AdapterHub-format prompt tuning, a forward hook on the embeddings module appends the prompt
   *after* the embedding layer (tokens keep positions 0..n-1, as in ``adapters``);
 * for AdapterHub-format prefix tuning on BERT-like encoders, a pre-hook on every self-attention
@@ -124,6 +126,27 @@ def _batched(blocks, batch: int) -> torch.Tensor | None:
     return torch.cat(parts, 1)
 
 
+def _virtual_length(blocks) -> int:
+    """How many virtual tokens the active blocks put in front of each row."""
+    lengths = []
+    for combine, entries, _ in blocks:
+        modules = [e["module"] for e in entries if e is not None]
+        if combine == "batch_split":
+            lengths.append(int(modules[0]().shape[0]))  # every slice has the same length (set_active checks)
+        else:
+            lengths.extend(int(m().shape[0]) for m in modules)
+    return sum(lengths)
+
+
+def _cache_length(past: Any) -> int:
+    """Tokens a ``past_key_values`` already holds (0 for none or an empty cache)."""
+    if past is None:
+        return 0
+    if hasattr(past, "get_seq_length"):
+        return int(past.get_seq_length())
+    return int(past[0][0].shape[-2])  # legacy tuple of (key, value) per layer
+
+
 def _prefix_mask(mask: torch.Tensor, n: int) -> torch.Tensor:
     ones = torch.ones(mask.shape[0], n, dtype=mask.dtype, device=mask.device)
     return torch.cat([ones, mask], 1)
@@ -146,24 +169,32 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
     input_ids = kwargs.get("input_ids")
     embeds = kwargs.get("inputs_embeds")
     batch = (input_ids if input_ids is not None else embeds).shape[0]
+    length = (input_ids if input_ids is not None else embeds).shape[1]
     mask = kwargs.get("attention_mask")
-    added = 0
+    past = kwargs.get("past_key_values")
+    past_len = _cache_length(past)
+    # A cache that already holds tokens holds the virtual tokens / prefix too (a decoding step of
+    # generate, or a caller's own loop): inject nothing again, as PEFT's generate does.
+    cached = past is not None and past_len != 0
+    virtual = 0  # virtual positions in front of the real tokens, for the attention mask
     if input_blocks:
-        prompts = _batched(input_blocks, batch)
-        if embeds is None:
-            embeds = model.get_input_embeddings()(input_ids)
-        n = prompts.shape[1]
-        kwargs["inputs_embeds"] = torch.cat([prompts.to(embeds.dtype), embeds], 1)
-        kwargs["input_ids"] = None
-        added += n
+        n = _virtual_length(input_blocks)
+        virtual += n
         if kwargs.get("position_ids") is not None:
             kwargs["position_ids"] = None  # PEFT drops them: positions now cover the prompt too
-        tti = kwargs.get("token_type_ids")
-        if tti is not None:
-            kwargs["token_type_ids"] = torch.cat([torch.zeros_like(tti[:, :1]).expand(-1, n), tti], 1)
-        labels = kwargs.get("labels")
-        if labels is not None and labels.dim() == 2 and labels.shape[1] == embeds.shape[1]:
-            kwargs["labels"] = torch.cat([torch.full_like(labels[:, :1], -100).expand(-1, n), labels], 1)
+        if not cached:
+            prompts = _batched(input_blocks, batch)
+            if embeds is None:
+                embeds = model.get_input_embeddings()(input_ids)
+            kwargs["inputs_embeds"] = torch.cat([prompts.to(embeds.dtype), embeds], 1)
+            kwargs["input_ids"] = None
+            tti = kwargs.get("token_type_ids")
+            if tti is not None:
+                kwargs["token_type_ids"] = torch.cat([torch.zeros_like(tti[:, :1]).expand(-1, n), tti], 1)
+            labels = kwargs.get("labels")
+            if labels is not None and labels.dim() == 2 and labels.shape[1] == embeds.shape[1]:
+                kwargs["labels"] = torch.cat([torch.full_like(labels[:, :1], -100).expand(-1, n), labels], 1)
+            length += n
     after_emb_n = 0
     if after_emb:
         after_emb_n = sum(e["module"]().shape[0] for _, es, _ in after_emb for e in es if e is not None)
@@ -171,15 +202,20 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
             mask = _prefix_mask(mask, after_emb_n)
         # adapters inserts after the embedding layer: token type ids keep the real length
         model.__dict__["_adapterhub_after_emb"] = (after_emb, batch)
-    if added and mask is not None:
-        mask = _prefix_mask(mask, added)
+        length += after_emb_n
     if prefix_blocks:
-        past = kwargs.get("past_key_values")
-        if past is None or (hasattr(past, "get_seq_length") and past.get_seq_length() == 0):
-            cache, n = _prefix_cache(model, prefix_blocks, batch)
-            kwargs["past_key_values"] = cache
-            if mask is not None:
-                mask = _prefix_mask(mask, n)
+        n = _virtual_length(prefix_blocks)
+        virtual += n
+        if not cached:
+            kwargs["past_key_values"], _ = _prefix_cache(model, prefix_blocks, batch)
+            past_len = n
+        if kwargs.get("position_ids") is not None:
+            # the real tokens sit after the prefix in every layer's keys (PEFT offsets them likewise)
+            kwargs["position_ids"] = kwargs["position_ids"] + n
+    if virtual and mask is not None and mask.dim() == 2 and mask.shape[1] + virtual == past_len + length:
+        # the caller's mask covers the real tokens only (generate's always does): the virtual
+        # tokens are attended by every row, padded or not, as in PEFT
+        mask = _prefix_mask(mask, virtual)
     if enc_prefix:
         model.__dict__["_adapterhub_enc_prefix"] = (enc_prefix, batch)
     if after_emb_n and mask is not None and mask.dim() == 2 and not prefix_blocks and _is_encoder(model):
