@@ -68,7 +68,7 @@ def test_ia3_round_trip_is_lossless(tmp_path):
 
 
 def test_lora_fixture_through_lora_method(bert):
-    """adapters-1.3.0/lora(+_safetensors) reproduced through the LoRA method (runtime engineer's plugin)."""
+    """adapters-1.3.0/lora(+_safetensors) reproduced through the LoRA method."""
     from adapterhub import AdapterModel
 
     try:
