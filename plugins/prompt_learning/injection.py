@@ -33,6 +33,7 @@ class PromptState:
         self.active: dict[str, tuple[str, tuple, tuple | None]] = {}  # method -> (combine, names, batch_sizes)
         self.handles: list[Any] = []
         self.container: nn.ModuleDict | None = None
+        self.embeddings_hooked = False  # AdapterHub-format prompts can only be inserted when True
 
 
 def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
@@ -43,12 +44,20 @@ def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
         model.adapterhub_prompts = nn.ModuleDict()
         state.container = model.adapterhub_prompts
         state.handles.append(model.register_forward_pre_hook(_model_pre_hook, with_kwargs=True))
-        embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
-        if isinstance(embeddings, nn.Module):
+        embeddings = embeddings_module(model)
+        if embeddings is not None:
+            state.embeddings_hooked = True
             state.handles.append(embeddings.register_forward_hook(_make_embeddings_hook(model)))
         for idx, attn in enumerate(encoder_self_attentions(model)):
             state.handles.append(attn.register_forward_pre_hook(_make_attention_hook(model, idx), with_kwargs=True))
     return state
+
+
+def embeddings_module(model: nn.Module) -> nn.Module | None:
+    """The module after which AdapterHub-format prompts are inserted (BERT-like ``embeddings``), or None
+    (GPT-2's ``wte``/``wpe`` and Llama's ``embed_tokens`` are no such module)."""
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    return embeddings if isinstance(embeddings, nn.Module) else None
 
 
 def drop_state(model: nn.Module) -> None:
@@ -197,6 +206,9 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
             length += n
     after_emb_n = 0
     if after_emb:
+        if not state.embeddings_hooked:
+            # check() refuses this when loading; never widen the mask for a prompt nobody inserts
+            raise RuntimeError("AdapterHub-format prompt tuning is active on a model without an embeddings module")
         after_emb_n = sum(e["module"]().shape[0] for _, es, _ in after_emb for e in es if e is not None)
         if mask is not None:
             mask = _prefix_mask(mask, after_emb_n)

@@ -28,6 +28,28 @@ from adapterhub.methods import AdapterFiles, AdapterMethod, read_adapter_config
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 PEFT_VERSION = "0.21.2"
 
+# Model types on which the ``adapters`` library (1.3.0) builds no prompt-tuning layer (its model
+# mixins set ``support_prompt_tuning = False``; ``add_adapter``/``load_adapter`` raise). AdapterHub-format
+# prompt tuning means "insert after the embedding layer", which adapterhub only does on a model whose
+# base has an ``embeddings`` module (BERT-like encoders) -- the same models the library accepts.
+ADAPTERS_PROMPT_TUNING_REFUSED = frozenset({
+    "gpt2", "gptj", "llama", "mistral", "bart", "mbart", "plbart", "t5", "mt5", "whisper", "clip",
+    "encoder-decoder"})
+
+
+def adapters_prompt_tuning_refusal(model_type: str, has_embeddings_module: bool) -> str | None:
+    """Why AdapterHub-format prompt tuning cannot run on this model, or None when it can."""
+    if model_type in ADAPTERS_PROMPT_TUNING_REFUSED:
+        return (f"AdapterHub-format prompt tuning is not supported on {model_type!r} models: the adapters "
+                "library refuses it there too (support_prompt_tuning = False)")
+    if not has_embeddings_module:
+        return (f"AdapterHub-format prompt tuning inserts the prompt after the model's 'embeddings' module, "
+                f"and this {model_type or 'model'} has none")
+    return None
+
+_ADAPTERS_PROMPT_HINT = ("use a BERT-like encoder, or train a PEFT-format prompt tuning adapter for this decoder "
+                         "(PEFT prepends the virtual tokens to the input, which decoders support)")
+
 
 class _PromptLearningMethod(AdapterMethod):
     peft_type: ClassVar[str]
@@ -71,6 +93,13 @@ class _PromptLearningMethod(AdapterMethod):
             if self.adapters_arch is None:
                 raise UnsupportedOperationError(
                     f"{self.name} has no AdapterHub-format equivalent", hint="save with format='peft'")
+            if self.name == "prompt_tuning":
+                model_type = str((adapter.extras.get("adapters_meta") or {}).get("model_type") or "")
+                if model_type in ADAPTERS_PROMPT_TUNING_REFUSED:
+                    raise UnsupportedOperationError(
+                        f"{path}: cannot save prompt tuning for a {model_type!r} model in the AdapterHub format: "
+                        "the adapters library refuses prompt tuning on that model type, so the files could "
+                        "not be loaded", hint="save with format='peft'")
             return ah_format.write_adapters_prompt(adapter, path)
         if format != "peft":
             raise UnsupportedOperationError(f"unknown format {format!r}", hint="use 'peft' or 'adapters'")
@@ -103,6 +132,14 @@ class _PromptLearningMethod(AdapterMethod):
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
         if adapter.format == "adapters":
+            if self.name == "prompt_tuning":
+                from . import injection
+
+                why = adapters_prompt_tuning_refusal(str(getattr(model.config, "model_type", "") or ""),
+                                                     injection.embeddings_module(model) is not None)
+                if why is not None:
+                    raise IncompatibleBaseModelError(f"{adapter.source or 'adapter'}: {why}",
+                                                     hint=_ADAPTERS_PROMPT_HINT)
             # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
             ah_format.check_static_head(model, adapter)
         config = self._fill(model, adapter.config)

@@ -4,7 +4,8 @@ library itself computed (``reference.safetensors`` ``expected``).
 
 Cases: double_seq_bn, par_bn, seq_bn with non-default knobs, gated seq_bn, Average, Parallel,
 BatchSplit (bottleneck compositions), IA3 and prompt tuning in the adapters format, and
-bottlenecks on GPT-2 and Llama.
+bottlenecks on GPT-2 and Llama. Prompt tuning on GPT-2 / Llama is refused by the library (the
+cases record its refusal); adapterhub refuses the same combination.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ GENERATED = [
     "llama_seq_bn",
     "llama_par_bn",
 ]
+
+# Cases where the library refuses the combination (case.json "outcome": "refused").
+REFUSED_PROMPT_TUNING = ["gpt2_prompt_tuning", "llama_prompt_tuning"]
 
 _BASES: dict[str, dict] = {}
 
@@ -175,3 +179,57 @@ def test_saved_bottleneck_reloads_identically(tmp_path):
     with torch.no_grad():
         out = again(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
     assert torch.allclose(out, ref["expected"], atol=spec["tolerance"]["atol"], rtol=0)
+
+
+@pytest.mark.parametrize("case_name", REFUSED_PROMPT_TUNING)
+def test_decoder_prompt_tuning_refused_like_adapters_library(case_name):
+    """adapters 1.3.0 refuses prompt tuning on GPT-2 / Llama (add_adapter and load_adapter raise
+    ValueError); adapterhub refuses loading the same files, leaving the model as it was."""
+    from adapterhub.errors import IncompatibleBaseModelError
+
+    case_dir = ADAPTERS / case_name
+    spec = case(case_dir)
+    assert spec["library"] == "adapters" and spec["library_version"] == "1.3.0"
+    assert spec["outcome"] == "refused" and spec["library_supports_adapter_prompt_tuning"] is False
+    for call in ("add_adapter", "load_adapter"):
+        assert spec["refusals"][call]["error"].startswith("ValueError:")
+        assert "is not supported by this model" in spec["refusals"][call]["error"]
+    model = _fresh_base(spec)
+    model_type = model.config.model_type
+    ids = torch.tensor([[1, 5, 9, 2, 7], [1, 3, 4, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        base_out = model(input_ids=ids, attention_mask=mask).logits
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    am = AdapterModel(model)
+    with pytest.raises(IncompatibleBaseModelError, match=f"not supported on '{model_type}' models") as info:
+        am.load_adapter(case_dir, name="prompt")
+    assert "PEFT-format prompt tuning" in info.value.hint
+    assert not am.adapters and "adapterhub_prompts" not in model._modules
+    after = model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+    with torch.no_grad():  # no hook left behind: same output, mask not widened
+        assert torch.equal(am(input_ids=ids, attention_mask=mask).logits, base_out)
+
+
+def test_bert_prompt_tuning_file_refused_on_gpt2():
+    """The library's own BERT prompt-tuning save (hidden 64, as tiny-gpt2) is refused on GPT-2 too."""
+    from adapterhub.errors import IncompatibleBaseModelError
+
+    am = AdapterModel(_fresh_base(case(ADAPTERS / "gpt2_seq_bn")))
+    with pytest.raises(IncompatibleBaseModelError, match="prompt tuning"):
+        am.load_adapter(ADAPTERS / "prompt_tuning", name="prompt")
+    assert not am.adapters
+
+
+def test_decoder_prompt_tuning_not_saved_in_adapters_format(tmp_path):
+    """A PEFT-style prompt made on GPT-2 saves as PEFT, but not as AdapterHub files the library refuses."""
+    from adapterhub.errors import UnsupportedOperationError
+
+    am = AdapterModel(_fresh_base(case(ADAPTERS / "gpt2_seq_bn")))
+    am.add_adapter("prompt", "prompt_tuning", num_virtual_tokens=3)
+    with pytest.raises(UnsupportedOperationError, match="'gpt2' model in the AdapterHub format"):
+        am.save_adapter("prompt", tmp_path / "ah", format="adapters")
+    assert not (tmp_path / "ah" / "adapter_config.json").exists()
+    am.save_adapter("prompt", tmp_path / "peft", format="peft")
+    assert (tmp_path / "peft" / "adapter_model.safetensors").is_file()
