@@ -17,9 +17,11 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime.model import AdapterModel
+    from .runtime.quantize import quantize_4bit
 
 _LAZY = {
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
+    "quantize_4bit": ("adapterhub.runtime.quantize", "quantize_4bit"),
 }
 
 __all__ = sorted(
@@ -38,6 +40,7 @@ __all__ = sorted(
         "get_method",
         "get_methods",
         "hookimpl",
+        "quantize_4bit",
     ]
 )
 
