@@ -67,7 +67,9 @@ class AdapterModel:
 
     def __init__(self, model: Any) -> None:
         from .quantize import disable_cpu_bf16_kernel
+        from .structure import forget_structure
 
+        forget_structure(model)  # whatever was cached about this model before it was handed to us is stale
         self.model = model
         self._infos: dict[str, AdapterInfo] = {}
         self._active: Block | None = None
@@ -143,7 +145,6 @@ class AdapterModel:
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
         self._apply_transactionally(method, name, files)
-        self._structure_changed()
         if head is not None:
             self._heads.attach(name, head)
             self._match_training_mode()
@@ -208,6 +209,7 @@ class AdapterModel:
         before = _fingerprint(self.model)
         try:
             method.apply(self.model, name, files)
+            self._structure_changed()
             self._match_training_mode()
         except BaseException as exc:
             self._structure_changed()
@@ -220,8 +222,19 @@ class AdapterModel:
 
     def _match_training_mode(self) -> None:
         """New modules are created in training mode; put them in the model's mode, so a model in
-        eval mode never runs adapter dropout (what PEFT's from_pretrained does with ``.eval()``)."""
-        self.model.train(self.model.training)
+        eval mode never runs adapter dropout (what PEFT's from_pretrained does with ``.eval()``).
+
+        Ends like ``model.train(model.training)`` (every module in the model's mode) but only calls
+        ``train`` where a module differs. Call it after modules were added: the walk it makes is
+        cached and serves the dispatch that follows a load.
+        """
+        from .structure import all_modules, forget_structure
+
+        forget_structure(self.model)
+        mode = self.model.training
+        for module in all_modules(self.model):
+            if module.training != mode:
+                module.train(mode)
 
     def add_adapter(self, name: str, method: str, **config: Any) -> AdapterFiles:
         """Create a fresh trainable adapter; afterwards exactly the trainable adapters' parameters need grad."""
@@ -232,13 +245,13 @@ class AdapterModel:
         before = _fingerprint(self.model)
         try:
             files = impl.create(self.model, name, dict(config))
+            self._structure_changed()
             self._match_training_mode()
         except BaseException as exc:
             self._structure_changed()
             if _fingerprint(self.model) != before:
                 raise AdapterHubError(f"method {method!r} failed to create {name!r} and left the model modified") from exc
             raise
-        self._structure_changed()
         params = impl.parameters(self.model, name)
         self._infos[name] = AdapterInfo(
             name=name,
@@ -310,7 +323,7 @@ class AdapterModel:
 
     def _structure_changed(self) -> None:
         """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
-        from .peft_tuner import forget_structure
+        from .structure import forget_structure
 
         forget_structure(self.model)
         self._dispatched.clear()
@@ -438,11 +451,11 @@ class AdapterModel:
         return self.model
 
     def _forget_all(self) -> None:
+        self._heads.clear()  # heads and their hooks go: the model is the base again
         self._structure_changed()
         self._infos.clear()
         self._merged.clear()
         self._active = None
-        self._heads.clear()  # heads and their hooks go: the model is the base again
         self._trainable_heads.clear()
         for n, p in self.model.named_parameters():
             if n in self._base_requires_grad:
@@ -555,9 +568,18 @@ class AdapterModel:
 
 
 def _fingerprint(model: Any) -> tuple:
-    """Module structure, parameter identities and shapes: what a failed apply must leave unchanged."""
-    return (
-        tuple((n, type(m).__name__) for n, m in model.named_modules()),
-        tuple((n, id(p), tuple(p.shape)) for n, p in model.named_parameters()),
-        tuple(sorted(getattr(model, "peft_config", {}) or {})),
-    )
+    """Module structure, parameter identities and shapes: what a failed apply must leave unchanged.
+
+    One walk over the modules (O(modules + parameters), never tensor data); each module's own
+    parameters are read from ``_parameters`` instead of a second walk by ``named_parameters``.
+    """
+    from .structure import walk_modules
+
+    modules: list[tuple[str, type]] = []
+    params: list[tuple[str, str, int, Any]] = []
+    for module_name, module in walk_modules(model):
+        modules.append((module_name, type(module)))
+        for param_name, param in module._parameters.items():
+            if param is not None:
+                params.append((module_name, param_name, id(param), param.shape))  # torch.Size: an immutable tuple
+    return modules, params, sorted(getattr(model, "peft_config", {}) or {})

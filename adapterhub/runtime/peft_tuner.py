@@ -25,6 +25,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from ..methods import AdapterFiles, AdapterMethod, read_adapter_config
+from .structure import all_modules, forget_structure, modules_of_type  # noqa: F401 - used and re-exported
 from .weights import find_weights, load_tensors, save_tensors, write_json
 
 #: The prefix PEFT's files put on every key (PeftModel -> tuner -> transformers model).
@@ -45,35 +46,6 @@ class _ModelState:
     # layer -> {param name: the original Parameter object}; restoring them makes unmerge exact
     originals: dict[Any, dict[str, Any]] = field(default_factory=dict)
     hooks: list[Any] = field(default_factory=list)
-
-
-#: model -> {"token": ..., class -> [modules]}: the method's layers, so that switching adapters does
-#: not walk the whole model. Shared by every PEFT tuner method because they can share layer classes.
-_STRUCTURE_CACHE: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
-
-
-def forget_structure(model: Any) -> None:
-    """Drop the cached module lists of ``model``; call after anything adds, removes or replaces modules."""
-    _STRUCTURE_CACHE.pop(model, None)
-
-
-def _structure_token(model: Any) -> tuple[str, ...]:
-    # every PEFT injection or removal changes the adapter names in peft_config: a cheap second guard
-    # next to the explicit forget_structure() calls
-    configs = model.__dict__.get("peft_config")
-    return tuple(configs) if isinstance(configs, dict) else ()
-
-
-def modules_of_type(model: Any, cls: type) -> list[Any]:
-    """Every submodule of ``model`` that is a ``cls``, in ``model.modules()`` order (cached)."""
-    token = _structure_token(model)
-    entry = _STRUCTURE_CACHE.get(model)
-    if entry is None or entry["token"] != token:
-        entry = _STRUCTURE_CACHE[model] = {"token": token}
-    found = entry.get(cls)
-    if found is None:
-        found = entry[cls] = [m for m in model.modules() if isinstance(m, cls)]
-    return found
 
 
 def strip_peft_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -213,15 +185,21 @@ class PeftTunerMethod(AdapterMethod):
                 raise AdapterFormatError(f"invalid {self.peft_type} config: {exc}") from None
 
     def base_module(self, model: Any, path: str) -> Any:
-        """The module at ``path``, looking through layers injected by earlier adapters."""
-        try:
-            module = model.get_submodule(path)
-        except AttributeError:
-            return None
-        base = getattr(module, "base_layer", None)
+        """The module at ``path``, looking through layers injected by earlier adapters.
+
+        Walks the registered submodules (``_modules``) directly: what ``get_submodule`` finds for a
+        state-dict key, without its attribute lookups (``check`` asks this for every tensor).
+        """
+        module = model
+        for part in path.split(".") if path else ():
+            module = module._modules.get(part)
+            if module is None:
+                return None
+        base = module._modules.get("base_layer")
         while base is not None:
-            module, base = base, getattr(base, "base_layer", None)
-        return getattr(module, "original_module", module)
+            module, base = base, base._modules.get("base_layer")
+        original = module._modules.get("original_module")  # PEFT's modules_to_save wrapper
+        return module if original is None else original
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
         if adapter.format == "adapters" and adapter.extras.get("static_head"):

@@ -13,8 +13,12 @@ def is_4bit_layer(module: Any) -> bool:
 
 
 def has_4bit_layers(model: Any) -> bool:
-    """Cheap test that needs no bitsandbytes import: any ``Linear4bit`` module in ``model``."""
-    return any(is_4bit_layer(m) for m in model.modules())
+    """Cheap test that needs no bitsandbytes import: any ``Linear4bit`` module in ``model``.
+
+    Uses the runtime's cached module list (method detection asks this on every load)."""
+    from .structure import all_modules
+
+    return any(is_4bit_layer(m) for m in all_modules(model))
 
 
 def disable_cpu_bf16_kernel(model: Any) -> None:
@@ -24,7 +28,9 @@ def disable_cpu_bf16_kernel(model: Any) -> None:
     off, machine dependent) and repacks its weight into a CPU-only layout. Setting the flag before the
     first forward keeps results equal to an fp32 model with the dequantised weights.
     """
-    for module in model.modules():
+    from .structure import all_modules
+
+    for module in all_modules(model):
         if is_4bit_layer(module):
             module.support_avx512bf16_for_cpu = False
 
@@ -66,4 +72,7 @@ def quantize_4bit(
         layer.support_avx512bf16_for_cpu = False
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+    from .structure import forget_structure
+
+    forget_structure(model)  # modules were replaced: cached module lists are stale
     return model
