@@ -225,24 +225,47 @@ def read_static_head(path: str | Path, allow_pickle: bool) -> dict | None:
     return {"state_dict": state, "model_class": head_config.get("model_class"), "source": str(path)}
 
 
+def _own_tensor(model: Any, key: str) -> Any:
+    """The tensor ``model.state_dict()[key]`` would hold, looked up alone (None where that key is absent).
+
+    Building the whole state dict copies every key of a large model on each load just to read one or
+    two heads. ``state_dict`` lists, per module, its non-None parameters and its non-None persistent
+    buffers under the module's own path; a tied weight (GPT-2 ``lm_head.weight`` is ``wte.weight``)
+    is listed under every module holding it, so resolving the owning module by path finds it too.
+    """
+    module_path, _, leaf = key.rpartition(".")
+    try:
+        module = model.get_submodule(module_path)
+    except AttributeError:
+        return None
+    parameter = module._parameters.get(leaf)
+    if parameter is not None:
+        return parameter.detach()
+    buffer = module._buffers.get(leaf)
+    if buffer is not None and leaf not in module._non_persistent_buffers_set:
+        return buffer.detach()
+    return None
+
+
 def check_static_head(model: Any, adapter: AdapterFiles) -> None:
     """Accept a static head only if it equals the model's own weights (the usual case: it was saved
     along untouched). A changed static head would replace base weights (tied embeddings too), which
-    adapterhub does not do: refuse it by name."""
+    adapterhub does not do: refuse it by name. Keys are relative to ``model`` itself (as its
+    ``state_dict`` names them), looked up one at a time."""
     static = adapter.extras.get("static_head")
     if not static:
         return
     import torch
 
-    own = model.state_dict()
     where = Path(static["source"]) / HEAD_SAFETENSORS
     for key, value in static["state_dict"].items():
-        if key not in own:
+        own = _own_tensor(model, key)
+        if own is None:
             raise UnsupportedOperationError(
                 f"{where}: static head tensor {key!r} has no counterpart in {type(model).__name__}",
                 hint=f"the adapter was saved from {static.get('model_class') or 'another model class'}; load it "
                 "on that class, or delete head_config.json and the head weights to use the adapter alone")
-        if own[key].shape != value.shape or not torch.equal(own[key].detach().cpu().to(value.dtype), value):
+        if own.shape != value.shape or not torch.equal(own.cpu().to(value.dtype), value):
             raise UnsupportedOperationError(
                 f"{where}: static head tensor {key!r} differs from the model's own weights; adapterhub does not "
                 "overwrite base weights", hint="delete head_config.json and the head weights to use the adapter "
@@ -494,7 +517,8 @@ def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = Fa
             h = get_activation(str(inner.get("non_linearity", "tanh")).lower())(h)
             flat = torch.nn.functional.linear(h, parts["control_trans.2.weight"], parts["control_trans.2.bias"])
     if hidden <= 0 or flat.shape[1] % (2 * hidden):
-        raise AdapterFormatError(f"{path / CONFIG_FILE}: hidden_size {hidden} does not fit prefix width {flat.shape[1]}")
+        raise AdapterFormatError(
+            f"{path / CONFIG_FILE}: hidden_size {hidden} does not fit prefix width {flat.shape[1]}")
     peft_config = {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": length, "token_dim": hidden,
                    "num_layers": int(flat.shape[1] // (2 * hidden)), "num_transformer_submodules": 1,
                    "prefix_projection": False, "encoder_hidden_size": hidden, "task_type": None}

@@ -167,3 +167,50 @@ def test_adapters_format_static_head_checked_by_every_method(tmp_path, case_name
     same = _with_static_head(case_name, tmp_path / "same", model, 0.0)
     assert am.load_adapter(same, name="b") == "b"
     assert am.adapters
+
+
+def test_gpt2_static_head_checked_by_key_lookup_not_state_dict(gpt2, tmp_path, monkeypatch):
+    """adapters 1.3.0 saved GPT2LMHeadModel's lm_head (tied to wte) beside gpt2_seq_bn. The check finds
+    it by name (as ``state_dict`` names it), never building the whole state dict."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from adapterhub import AdapterModel
+    from adapterhub.errors import UnsupportedOperationError
+
+    assert gpt2.lm_head.weight is gpt2.transformer.wte.weight  # the tied case the lookup must handle
+    # The lookup agrees with state_dict on every key (same storage) and on absent ones.
+    own = gpt2.state_dict()
+    assert all(fmt._own_tensor(gpt2, k).data_ptr() == v.data_ptr() for k, v in own.items())
+    assert fmt._own_tensor(gpt2, "lm_head.bias") is None
+    assert fmt._own_tensor(gpt2, "transformer.h.9.ln_1.weight") is None
+
+    def no_state_dict(*_args, **_kwargs):
+        raise AssertionError("check_static_head must not build model.state_dict()")
+
+    monkeypatch.setattr(gpt2, "state_dict", no_state_dict)
+    case_dir = ADAPTERS / "gpt2_seq_bn"
+    same = fmt.read_adapters_bottleneck(case_dir, read_adapter_config(case_dir))
+    assert set(same.extras["static_head"]["state_dict"]) == {"lm_head.weight"}
+    fmt.check_static_head(gpt2, same)  # the model's own head: accepted
+    am = AdapterModel(gpt2)
+    assert am.load_adapter(case_dir, name="same") == "same"
+    am.unload()
+
+    changed_dir = tmp_path / "changed"
+    shutil.copytree(case_dir, changed_dir)
+    head = load_file(str(changed_dir / "model_head.safetensors"))["lm_head.weight"]
+    head[0, 0] += 1.0  # one element off is enough
+    save_file({"lm_head.weight": head}, str(changed_dir / "model_head.safetensors"))
+    changed = fmt.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
+    with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.weight' differs") as info:
+        fmt.check_static_head(gpt2, changed)
+    assert str(changed_dir / "model_head.safetensors") in str(info.value)
+    with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.weight' differs"):
+        am.load_adapter(changed_dir, name="changed")
+    # A head tensor the model does not have is refused by name too.
+    save_file({"lm_head.bias": head[0]}, str(changed_dir / "model_head.safetensors"))
+    missing = fmt.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
+    with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.bias' has no counterpart in GPT2LMHeadModel"):
+        fmt.check_static_head(gpt2, missing)
