@@ -34,12 +34,21 @@ def validate_cmd(directory: str | None, as_json: bool) -> None:
     root = Path(directory) if directory else _default_dir()
     entries, problems = validate_index_dir(root)
     if as_json:
-        emit_json({"ok": not problems, "entries": sorted(entries),
+        emit_json({"ok": bool(entries) and not problems, "entries": sorted(entries),
                    "problems": [{"file": p.file, "path": p.path, "message": p.message} for p in problems]})
     if problems:
         raise RegistryIndexError(
             f"{root}: {len(problems)} problem(s) in the index\n" + "\n".join(f"  {p}" for p in problems),
             hint="fix each field listed (file: JSON path: problem), then run `adapterhub index validate` again",
+        )
+    if not entries:
+        # An empty folder is almost always the wrong folder: "OK: 0 entries" would hide that.
+        compiled = " (it has an index.json, but validate checks the entry files it is built from)" \
+            if (root / "index.json").is_file() else ""
+        raise RegistryIndexError(
+            f"{root}: no index entries found (looked for entry files {root}/<namespace>/<name>.json){compiled}",
+            hint="give the registry index directory (e.g. registry_index/), or add an entry with "
+            "`adapterhub index add ENTRY.json --dir DIR`",
         )
     if not as_json:
         info(f"OK: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {root}")

@@ -92,7 +92,9 @@ def search_cmd(query: str, task: str | None, method: str | None, base_model: str
     from ..client.index import load_index
     from ..client.resolve import select_version
 
-    found = load_index(settings).search(query, task=task, method=method, base_model=base_model)
+    index = load_index(settings)
+    found = index.search(query, task=task, method=method, base_model=base_model)
+    suggestions = [] if found else index.suggest(query)
     rows = []
     for entry in found:
         try:
@@ -102,10 +104,14 @@ def search_cmd(query: str, task: str | None, method: str | None, base_model: str
         rows.append({"name": entry["name"], "latest": latest, "task": entry["task"], "method": entry["method"],
                      "base_model": entry["base_model"]["repo_id"], "description": entry.get("description")})
     if as_json:
-        emit_json({"results": rows})
+        emit_json({"results": rows, "suggestions": suggestions})
         return
     if not rows:
-        info("No matching adapters.")
+        filters = ", ".join(f"{k} {v}" for k, v in (("task", task), ("method", method), ("base model", base_model)) if v)
+        wanted = " ".join(x for x in (repr(query) if query else "", f"({filters})" if filters else "") if x)
+        info(f"No adapters found for {wanted or 'an empty query'} in {index.source}.")
+        if suggestions:
+            info("Close names: " + ", ".join(suggestions) + " (`adapterhub info NAME` shows one)")
     for row in rows:
         click.echo(f"{row['name']} {row['latest'] or '(all yanked)'}  [{row['method']}, {row['task']}]  "
                    f"{row['base_model']}  {row['description'] or ''}".rstrip())

@@ -85,8 +85,21 @@ def _translate(exc: Exception, what: str, settings: Settings) -> Exception:
         )
     if isinstance(exc, hf_errors.EntryNotFoundError):
         return DownloadError(f"{what}: file not found on {settings.public_endpoint}")
+    if isinstance(exc, hf_errors.HfHubHTTPError) and _status(exc) == 404:
+        # A real Hub tags its 404s (X-Error-Code: RepoNotFound, ...), which the branches above
+        # handle; an untagged 404 on an API route means the endpoint is some other web server.
+        return DownloadError(
+            f"{settings.public_endpoint} answered HTTP 404 for {what}; is it a Hugging Face Hub endpoint?",
+            hint="point --endpoint / HF_ENDPOINT at a Hub (the default is https://huggingface.co; "
+            "`adapterhub hub serve` runs a local one)",
+        )
     return DownloadError(f"{what}: {type(exc).__name__}: {settings.scrub(str(exc))}",
                          hint=f"is {settings.public_endpoint} reachable?")
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
 
 
 def _hub_errors() -> tuple[type[Exception], ...]:

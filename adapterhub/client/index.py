@@ -22,6 +22,8 @@ from .schema import json_path, schema_errors
 from .settings import Settings
 
 INDEX_FILENAME = "index.json"
+# An index is small: a server that has not answered in this long is not going to.
+_URL_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,23 @@ class Index:
                 found.append(entry)
         return found
 
+    def suggest(self, query: str, limit: int = 5) -> list[str]:
+        """Registry names close to ``query`` (typos): the whole name, or its namespace or short name."""
+        import difflib
+
+        wanted = query.strip().lower()
+        if not wanted:
+            return []
+        names = self.names()
+        found = set(difflib.get_close_matches(wanted, [n.lower() for n in names], n=limit, cutoff=0.6))
+        found = {n for n in names if n.lower() in found}
+        for word in wanted.split():
+            for name in names:
+                parts = [part.lower() for part in name.split("/")]
+                if difflib.get_close_matches(word, parts, n=1, cutoff=0.75):
+                    found.add(name)
+        return sorted(found)[:limit]
+
 
 def bundled_index_path() -> Path | None:
     try:
@@ -266,25 +285,52 @@ def _load_file(path: Path, settings: Settings | None = None) -> Index:
 
 
 def _fetch_url(url: str, settings: Settings) -> Path:
-    """Fetch an http(s) index into ``<home>/index-v1/``; offline (or unreachable) uses that copy."""
-    import http.client
-    import urllib.request
+    """Download an http(s) index on every command into ``<home>/index-v1/`` (no ETag revalidation).
 
+    Offline mode uses that last downloaded copy. Online, a failure is an error, never a silent
+    fall back to a stale copy. ``https://user:password@host/...`` is sent as HTTP Basic auth; the
+    credentials never appear in messages or in the lock file.
+    """
+    import base64
+    import http.client
+    import urllib.error
+    import urllib.request
+    from urllib.parse import unquote, urlsplit
+
+    from .settings import scrub_secrets, strip_userinfo
+
+    public = _public_url(url)
     cached = settings.home / "index-v1" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".json")
     if settings.offline:
         if cached.is_file():
             return cached
-        raise OfflineError(f"index {_public_url(url)} is not cached and offline mode is on",
+        raise OfflineError(f"index {public} is not cached and offline mode is on",
                            hint="run once online, or pass --index PATH")
+    parts = urlsplit(url)
+    request = urllib.request.Request(strip_userinfo(url), headers={"Accept": "application/json"})
+    if parts.username is not None:
+        user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(user_pass.encode()).decode())
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - http(s) checked by caller
+        with urllib.request.urlopen(request, timeout=_URL_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
             body = response.read()
+    except urllib.error.HTTPError as exc:
+        hint = ("check the URL (a Hub file is served at <endpoint>/<repo>/resolve/<revision>/index.json)"
+                if exc.code == 404 else "check the URL and its credentials")
+        raise DownloadError(f"could not fetch index {public}: the server answered HTTP {exc.code}"
+                            + (f" {exc.reason}" if exc.reason else ""), hint=hint) from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        from .settings import scrub_secrets
-
         # Messages name the URL without its credentials (``https://user:token@host/index.json``).
-        raise DownloadError(f"could not fetch index {_public_url(url)}: {scrub_secrets(str(exc), urls=[url])}") from None
-    atomic_write_text(cached, body.decode("utf-8"), fsync=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"could not fetch index {public}: {scrub_secrets(str(reason), urls=[url])}",
+                            hint="check that the server is running and reachable (--offline uses the last "
+                            "downloaded copy)") from None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RegistryIndexError(f"index {public}: the answer is not UTF-8 JSON",
+                                 hint="point --index at a compiled index.json") from None
+    atomic_write_text(cached, text, fsync=True)
     return cached
 
 
