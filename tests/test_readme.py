@@ -156,3 +156,18 @@ def test_readme_snippets_run(tmp_path):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
     assert ran >= 5, f"only {ran} README snippets ran"
+
+
+def test_accuracy_table_matches_the_training_scripts_metrics():
+    """The README's accuracy table is copied from what examples/train_demo_adapters.py measured."""
+    import json
+
+    metrics = json.loads((ROOT / "adapterhub" / "demo" / "adapters" / "metrics.json").read_text())["tasks"]
+    text = README.read_text(encoding="utf-8")
+    for task in metrics.values():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{task['name']}` |")), None)
+        assert row is not None, f"no README table row for {task['name']}"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        shown = [float(c.rstrip("%")) for c in cells[-3:]]
+        measured = [100 * task[k] for k in ("accuracy", "base_untrained_head_accuracy", "chance_accuracy")]
+        assert shown == pytest.approx(measured, abs=0.051), (task["name"], shown, measured)
