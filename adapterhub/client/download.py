@@ -353,9 +353,20 @@ def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = Tr
 
 
 def fetch_file(settings: Settings, repo_id: str, filename: str, revision: str | None) -> Path:
-    """One file through the huggingface_hub cache (ETag-cached; offline serves the cached copy)."""
+    """One file through the huggingface_hub cache (offline serves the cached copy).
+
+    Online, the Hub is first asked whether this token may read the repo: hf_hub_download alone
+    answers a "repository not found" (a private repo read without the right token) with a stale
+    cached copy, which would keep serving a private index after access was lost. (The download
+    keeps the revision name, not the commit, so that huggingface_hub records the ref for offline use.)
+    """
     from huggingface_hub import hf_hub_download
 
+    if not settings.offline:
+        try:
+            _api(settings).model_info(repo_id, revision=revision, timeout=_timeout())
+        except _hub_errors() as exc:
+            raise _translate(exc, f"hf://{repo_id}/{filename}", settings) from None
     try:
         return Path(hf_hub_download(
             repo_id, filename, revision=revision, endpoint=settings.endpoint, token=settings.token or False,
