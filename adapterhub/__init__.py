@@ -24,25 +24,23 @@ _LAZY = {
     "quantize_4bit": ("adapterhub.runtime.quantize", "quantize_4bit"),
 }
 
-__all__ = sorted(
-    [
-        "AdapterFiles",
-        "AdapterHubError",
-        "AdapterMethod",
-        "AdapterModel",
-        "Average",
-        "BatchSplit",
-        "ExitCode",
-        "Parallel",
-        "Stack",
-        "__version__",
-        "detect_method",
-        "get_method",
-        "get_methods",
-        "hookimpl",
-        "quantize_4bit",
-    ]
-)
+__all__ = [
+    "AdapterFiles",
+    "AdapterHubError",
+    "AdapterMethod",
+    "AdapterModel",
+    "Average",
+    "BatchSplit",
+    "ExitCode",
+    "Parallel",
+    "Stack",
+    "__version__",
+    "detect_method",
+    "get_method",
+    "get_methods",
+    "hookimpl",
+    "quantize_4bit",
+]
 
 
 def __getattr__(name: str) -> Any:
