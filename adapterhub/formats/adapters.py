@@ -82,6 +82,10 @@ BN_PRESETS: dict[str, dict[str, Any]] = {
     "par_bn": {"original_ln_before": False, "is_parallel": True, "reduction_factor": 2,
                "scaling": 4.0, "init_weights": "mam_adapter"},
 }
+# Compacter (PHM layers): CompacterConfig is double_seq_bn, CompacterPlusPlusConfig seq_bn, both with these.
+BN_PRESETS["compacter"] = {**BN_PRESETS["double_seq_bn"], "phm_layer": True, "reduction_factor": 32,
+                           "non_linearity": "gelu"}
+BN_PRESETS["compacter++"] = {"phm_layer": True, "reduction_factor": 32, "non_linearity": "gelu"}
 BN_PRESETS["pfeiffer"] = BN_PRESETS["seq_bn"]
 BN_PRESETS["houlsby"] = BN_PRESETS["double_seq_bn"]
 BN_PRESETS["parallel"] = BN_PRESETS["par_bn"]
@@ -323,6 +327,8 @@ def _adapter_name(adapter: AdapterFiles) -> str:
 # --- bottleneck ----------------------------------------------------------------------------------
 
 _BN_KEY = re.compile(r"^(?P<module>.+)\.adapters\.(?P<name>[^.]+)\.(?P<param>.+)$")
+# Compacter's per-adapter shared PHM parameters (phm_rule, shared W): canonical "shared_parameters.<param>".
+_BN_SHARED_KEY = re.compile(r"^shared_parameters\.(?P<name>[^.]+)\.(?P<param>[^.]+)$")
 
 
 def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
@@ -331,11 +337,15 @@ def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool 
     inner = {**BN_DEFAULTS, **(config.get("config") or {})}
     canonical: dict[str, Any] = {}
     for key, value in state.items():
+        shared = _BN_SHARED_KEY.match(key)
+        if shared:
+            canonical[f"shared_parameters.{shared['param']}"] = value
+            continue
         m = _BN_KEY.match(key)
         if not m:
             raise AdapterFormatError(
                 f"{Path(path) / WEIGHTS_SAFETENSORS}: unexpected key {key!r} for a bottleneck adapter",
-                hint="invertible adapters, Compacter/PHM and AdapterFusion are not supported",
+                hint="invertible adapters and AdapterFusion are not supported",
             )
         canonical[f"{m['module']}.adapters.{m['param']}"] = value
     return AdapterFiles(
@@ -348,7 +358,8 @@ def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool 
 def write_adapters_bottleneck(adapter: AdapterFiles, path: str | Path, model_type: str | None = None) -> list[Path]:
     name = _adapter_name(adapter)
     inner = {**BN_DEFAULTS, **{k: v for k, v in adapter.config.items() if k in BN_DEFAULTS}}
-    tensors = {k.replace(".adapters.", f".adapters.{name}.", 1): v for k, v in adapter.state_dict.items()}
+    tensors = {k.replace("shared_parameters.", f"shared_parameters.{name}.", 1) if k.startswith("shared_parameters.")
+               else k.replace(".adapters.", f".adapters.{name}.", 1): v for k, v in adapter.state_dict.items()}
     return _write(path, _full_config(inner, adapter, name, model_type), tensors, adapter)
 
 

@@ -121,18 +121,20 @@ class Activation(nn.Module):
 class Bottleneck(nn.Module):
     """One bottleneck adapter at one location; parameter names follow ``adapters`` 1.3.0."""
 
-    def __init__(self, hidden: int, down: int, config: dict) -> None:
+    def __init__(self, hidden: int, down: int, config: dict, shared: nn.Module | None = None) -> None:
         super().__init__()
+        from .phm import PHMLinear
         self.config = config
         self.is_parallel = bool(config["is_parallel"])
         seq: list[nn.Module] = []
         if config["ln_before"]:
             self.adapter_norm_before = nn.LayerNorm(hidden)
             seq.append(self.adapter_norm_before)
-        seq.append(nn.Linear(hidden, down))
+        phm = bool(config["phm_layer"])  # Compacter: PHM layers instead of the two Linear maps
+        seq.append(PHMLinear(hidden, down, "down", config, shared) if phm else nn.Linear(hidden, down))
         seq.append(Activation(config["non_linearity"]))
         self.adapter_down = nn.Sequential(*seq)
-        self.adapter_up = nn.Linear(down, hidden)
+        self.adapter_up = PHMLinear(down, hidden, "up", config, shared) if phm else nn.Linear(down, hidden)
         scaling = config["scaling"]
         if scaling == "learned":
             self.scaling = nn.Parameter(torch.ones(1))
@@ -150,8 +152,11 @@ class Bottleneck(nn.Module):
         """Fresh weights for training, per ``init_weights`` (bert / mam_adapter / houlsby)."""
         kind = self.config["init_weights"]
         linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        for module in self.modules():
+            if hasattr(module, "weight_blocks"):  # PHM layers initialise by their own config
+                module.init_weights()
         with torch.no_grad():
-            if kind == "mam_adapter":
+            if kind == "mam_adapter" and not self.config["phm_layer"]:
                 down = self.adapter_down[-2]
                 nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
                 nn.init.zeros_(down.bias)

@@ -25,6 +25,12 @@ from adapterhub.formats import adapters as ah_format
 from adapterhub.methods import AdapterFiles, AdapterMethod
 
 STATE_ATTR = "_adapterhub_bottleneck"
+#: Pseudo-location of a Compacter adapter's shared PHM parameters (keys ``shared_parameters.<param>``).
+SHARED_KEY = "shared_parameters"
+
+
+def _state_key(path: str, param: str) -> str:
+    return f"{SHARED_KEY}.{param}" if path == SHARED_KEY else f"{path}.adapters.{param}"
 
 
 def _state(model: Any) -> dict:
@@ -50,8 +56,8 @@ def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
             f"unknown bottleneck config keys {sorted(unknown)}",
             hint=f"known keys: {', '.join(sorted(ah_format.BN_DEFAULTS))}")
     full = {**ah_format.BN_DEFAULTS, **ah_format.BN_PRESETS[preset], **config}
-    if full["phm_layer"] or full["inv_adapter"]:
-        raise UnsupportedOperationError("Compacter (phm_layer) and invertible adapters are not supported")
+    if full["inv_adapter"]:
+        raise UnsupportedOperationError("invertible adapters (inv_adapter) are not supported")
     if full["cross_adapter"]:
         raise UnsupportedOperationError("cross_adapter (encoder-decoder cross attention) is not supported")
     return full
@@ -125,8 +131,22 @@ class BottleneckMethod(AdapterMethod):
         from . import layers
 
         built = {}
-        for path, _module, hidden, down in self._plan(model, adapter.config):
-            built[path] = layers.Bottleneck(hidden, down, adapter.config)
+        plan = self._plan(model, adapter.config)
+        shared = None
+        if adapter.config["phm_layer"]:
+            from . import phm
+
+            why = phm.check_phm_config(adapter.config, [s for _p, _l, h, d in plan for s in (h, d)])
+            if why:
+                raise IncompatibleBaseModelError(
+                    f"{adapter.source or 'adapter'}: Compacter (phm_layer) adapter cannot be built: {why}",
+                    hint="phm_dim must divide the hidden size and hidden_size // reduction_factor")
+            hidden = plan[0][2] if plan else 0
+            shared = phm.SharedPHM(adapter.config, hidden)
+        for path, _module, hidden, down in plan:
+            built[path] = layers.Bottleneck(hidden, down, adapter.config, shared)
+        if shared is not None and len(shared.state_dict()):
+            built[SHARED_KEY] = shared
         return built
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
@@ -139,7 +159,7 @@ class BottleneckMethod(AdapterMethod):
         # reduction_factor) cannot make the check itself allocate huge tensors.
         with torch.device("meta"):
             built = self._build(model, adapter)
-        expected = {f"{p}.adapters.{k}": v.shape for p, m in built.items() for k, v in m.state_dict().items()}
+        expected = {_state_key(p, k): v.shape for p, m in built.items() for k, v in m.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in adapter.state_dict.items()}
         missing = sorted(set(expected) - set(got))
         extra = sorted(set(got) - set(expected))
@@ -165,10 +185,21 @@ class BottleneckMethod(AdapterMethod):
             raise AdapterExistsError(f"bottleneck adapter {name!r} is already loaded on this model")
         locations = self._locations(model)
         ref = next(model.parameters())
+        built = dict(built)
+        shared = built.pop(SHARED_KEY, None)
+        if shared is not None:
+            # A child of the base model (as adapters keeps it: base_model.shared_parameters[<name>]) so
+            # that model.parameters(), .to() and optimizers see it; the PHM layers read it from there.
+            import torch
+
+            base = getattr(model, "base_model", model)
+            if not isinstance(base._modules.get(SHARED_KEY), torch.nn.ModuleDict):
+                base.add_module(SHARED_KEY, torch.nn.ModuleDict())
+            base._modules[SHARED_KEY][name] = shared.to(device=ref.device, dtype=ref.dtype)
         for path, adapter_module in built.items():
             target = layers.install(locations[path])
             target.adapters[name] = adapter_module.to(device=ref.device, dtype=ref.dtype)
-        state["adapters"][name] = {"config": config, "paths": list(built), "meta": None}
+        state["adapters"][name] = {"config": config, "paths": list(built), "meta": None, "shared": shared}
         model.train(model.training)  # new modules follow the model's train/eval mode
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
@@ -177,7 +208,7 @@ class BottleneckMethod(AdapterMethod):
         self.check(model, adapter)
         built = self._build(model, adapter)
         for path, module in built.items():
-            prefix = f"{path}.adapters."
+            prefix = _state_key(path, "")
             module.load_state_dict({k[len(prefix):]: v for k, v in adapter.state_dict.items() if k.startswith(prefix)})
         self._attach(model, name, config, built)
         _state(model)["adapters"][name]["meta"] = adapter.extras.get("adapters_meta")
@@ -192,7 +223,7 @@ class BottleneckMethod(AdapterMethod):
         files = AdapterFiles("bottleneck", config, {}, format="adapters")
         built = self._build(model, files)
         for module in built.values():
-            module.init_weights()
+            module.init_weights()  # Bottleneck re-inits its PHM layers; SharedPHM its own
         self._attach(model, name, config, built)
         # Training an adapter means a frozen base (the runtime re-enables other trainable adapters).
         model.requires_grad_(False)
@@ -204,11 +235,17 @@ class BottleneckMethod(AdapterMethod):
         if name not in state["adapters"]:
             raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
         locations = self._locations(model)
-        return {p: locations[p].container().adapters[name] for p in state["adapters"][name]["paths"]}
+        modules = {p: locations[p].container().adapters[name] for p in state["adapters"][name]["paths"]}
+        if state["adapters"][name].get("shared") is not None:
+            modules[SHARED_KEY] = state["adapters"][name]["shared"]
+        return modules
 
     def _set_requires_grad(self, model: Any, name: str, flag: bool) -> None:
-        for p in self.parameters(model, name):
-            p.requires_grad_(flag)
+        frozen_rule = not _state(model)["adapters"][name]["config"].get("learn_phm", True)
+        for module in self._modules_of(model, name).values():
+            for key, p in module.named_parameters():
+                # learn_phm=false: Compacter's phm_rule stays fixed while the adapter trains
+                p.requires_grad_(flag and not (frozen_rule and key.rsplit(".", 1)[-1].startswith("phm_rule")))
 
     def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
                    weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
@@ -259,13 +296,19 @@ class BottleneckMethod(AdapterMethod):
                                                          tuple(weights[i] for i in keep) if weights else None, None))
             if len(target.adapters) == 0:
                 layers.uninstall(locations[path])
+        base = getattr(model, "base_model", model)
+        shared_dict = base._modules.get(SHARED_KEY)
+        if info.get("shared") is not None and shared_dict is not None:
+            del shared_dict[name]
+            if len(shared_dict) == 0:
+                delattr(base, SHARED_KEY)
         if not state["adapters"]:
             model.__dict__.pop(STATE_ATTR, None)
 
     def export(self, model: Any, name: str) -> AdapterFiles:
         info = _state(model)["adapters"].get(name)
         modules = self._modules_of(model, name)
-        sd = {f"{p}.adapters.{k}": v.detach().clone() for p, m in modules.items() for k, v in m.state_dict().items()}
+        sd = {_state_key(p, k): v.detach().clone() for p, m in modules.items() for k, v in m.state_dict().items()}
         meta = dict(info.get("meta") or {})
         meta.setdefault("hidden_size", int(getattr(model.config, "hidden_size", 0)) or None)
         meta.setdefault("model_type", getattr(model.config, "model_type", ""))
