@@ -110,10 +110,11 @@ def _hub_errors() -> tuple[type[Exception], ...]:
             httpx2.HTTPError, OSError, ValueError)
 
 
-def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> str:
-    """The 40-hex commit a revision (branch, tag, sha, None = default branch) points to.
+def _model_info_at(settings: Settings, repo_id: str, revision: str | None, files_metadata: bool = False) -> Any:
+    """The Hub's ``model_info`` for ``repo_id`` at ``revision``, its ``sha`` checked to be a 40-hex commit.
 
-    An unknown revision is an error that lists the repo's branches and tags.
+    Offline mode, an unknown revision (listing the repo's branches and tags) and any other Hub failure
+    become adapterhub errors.
     """
     from huggingface_hub import errors as hf_errors
 
@@ -121,7 +122,7 @@ def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> st
         raise OfflineError(f"{repo_id}@{revision or 'main'}: resolving a revision needs the network")
     api = _api(settings)
     try:
-        sha = api.model_info(repo_id, revision=revision, timeout=_timeout()).sha
+        info = api.model_info(repo_id, revision=revision, files_metadata=files_metadata, timeout=_timeout())
     except hf_errors.RevisionNotFoundError:
         refs = list_refs(settings, repo_id)
         raise ResolutionError(
@@ -130,9 +131,17 @@ def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> st
         ) from None
     except _hub_errors() as exc:
         raise _translate(exc, repo_id, settings) from None
-    if not is_commit(sha):
-        raise DownloadError(f"{repo_id}@{revision}: the Hub answered commit {sha!r}, not a 40-hex id")
-    return sha
+    if not is_commit(info.sha):
+        raise DownloadError(f"{repo_id}@{revision}: the Hub answered commit {info.sha!r}, not a 40-hex id")
+    return info
+
+
+def resolve_commit(settings: Settings, repo_id: str, revision: str | None) -> str:
+    """The 40-hex commit a revision (branch, tag, sha, None = default branch) points to.
+
+    An unknown revision is an error that lists the repo's branches and tags.
+    """
+    return _model_info_at(settings, repo_id, revision).sha
 
 
 def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> tuple[str, list[RemoteFile]]:
@@ -140,23 +149,8 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
 
     Falls back to a tree listing only if the server's answer lacks per-file metadata.
     """
-    from huggingface_hub import errors as hf_errors
-
-    if settings.offline:
-        raise OfflineError(f"{repo_id}@{revision or 'main'}: resolving a revision needs the network")
-    try:
-        info = _api(settings).model_info(repo_id, revision=revision, files_metadata=True, timeout=_timeout())
-    except hf_errors.RevisionNotFoundError:
-        refs = list_refs(settings, repo_id)
-        raise ResolutionError(
-            f"{repo_id}: no revision {revision!r} on {settings.public_endpoint}",
-            hint="available: " + (", ".join(refs) or "(no branches or tags)"),
-        ) from None
-    except _hub_errors() as exc:
-        raise _translate(exc, repo_id, settings) from None
+    info = _model_info_at(settings, repo_id, revision, files_metadata=True)
     sha = info.sha
-    if not is_commit(sha):
-        raise DownloadError(f"{repo_id}@{revision}: the Hub answered commit {sha!r}, not a 40-hex id")
     siblings = info.siblings or []
     if not siblings or any(s.size is None or (s.lfs is None and not s.blob_id) for s in siblings):
         return sha, list_files(settings, repo_id, sha)

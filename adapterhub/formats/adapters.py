@@ -187,17 +187,24 @@ def _meta(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "config"}
 
 
-def read_head(path: str | Path, allow_pickle: bool) -> dict | None:
-    """A prediction head saved beside the adapter: {"config", "state_dict" (keys from the head's
-    Sequential: ``1.weight``...), "name"}; None if there is none."""
-    path = Path(path)
+def _read_head_config(path: Path) -> dict | None:
+    """The parsed ``head_config.json`` in the adapter folder ``path``; None if there is none."""
     head_config_path = path / HEAD_CONFIG_FILE
     if not head_config_path.is_file():
         return None
     try:
-        head_config = json.loads(head_config_path.read_text(encoding="utf-8"))
+        return json.loads(head_config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AdapterFormatError(f"{head_config_path}: not valid JSON ({exc})") from None
+
+
+def read_head(path: str | Path, allow_pickle: bool) -> dict | None:
+    """A prediction head saved beside the adapter: {"config", "state_dict" (keys from the head's
+    Sequential: ``1.weight``...), "name"}; None if there is none."""
+    path = Path(path)
+    head_config = _read_head_config(path)
+    if head_config is None:
+        return None
     if head_config.get("config") is None:
         return None  # a static head (the model class's own, e.g. lm_head): see read_static_head
     state = _load_tensors(path, HEAD_SAFETENSORS, HEAD_PICKLE, allow_pickle)
@@ -216,13 +223,9 @@ def read_static_head(path: str | Path, allow_pickle: bool) -> dict | None:
     Returns {"state_dict", "model_class", "source"} or None.
     """
     path = Path(path)
-    head_config_path = path / HEAD_CONFIG_FILE
-    if not head_config_path.is_file():
+    head_config = _read_head_config(path)
+    if head_config is None:
         return None
-    try:
-        head_config = json.loads(head_config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterFormatError(f"{head_config_path}: not valid JSON ({exc})") from None
     if head_config.get("config") is not None:
         return None
     state = _load_tensors(path, HEAD_SAFETENSORS, HEAD_PICKLE, allow_pickle)
