@@ -1,10 +1,13 @@
 """Helpers for plugin authors and adapterhub's own tests: tiny random models, PEFT-saved adapters,
-and a fresh plugin manager. torch, transformers and peft are imported inside the functions."""
+a fresh plugin manager, and the CLI run in-process. torch, transformers and peft are imported inside
+the functions."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +136,36 @@ def fresh_plugins(**env: str) -> Iterator[Any]:
                 os.environ[k] = v
         plugins.reset_for_tests()
         methods._registry_cache = None
+
+
+@dataclass
+class CliResult:
+    """What one ``adapterhub`` invocation printed and returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run the real ``adapterhub`` entry point in-process, with ``env`` overrides.
+
+    It goes through :func:`adapterhub.cli.main`, so library errors become ``error: ...`` on stderr
+    and the exit code is the one a user's shell would see.
+    """
+    import click
+    from click.testing import CliRunner
+
+    from .cli import main
+
+    @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                     "help_option_names": []})
+    @click.pass_context
+    def entry(ctx: click.Context) -> None:
+        main(list(ctx.args))
+
+    result = CliRunner().invoke(entry, list(args), env=env, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)

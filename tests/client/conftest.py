@@ -12,9 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
+
+from adapterhub.testing import CliResult, run_cli  # noqa: F401 (test modules import them from here)
 
 TOKEN = "tok-alice"
 
@@ -120,30 +120,6 @@ def client_env(seeded, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("ADAPTERHUB_OFFLINE", raising=False)
     return seeded
-
-
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
-@click.pass_context
-def _entry(ctx: click.Context) -> None:
-    from adapterhub.cli import main
-
-    main(list(ctx.args))
-
-
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    def json(self):
-        return json.loads(self.stdout)
-
-
-def run_cli(*args: str, env: dict | None = None) -> CliResult:
-    """The real `adapterhub` entry point (error mapping included), in-process."""
-    result = CliRunner().invoke(_entry, list(args), env=env, catch_exceptions=False)
-    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 def run_subprocess(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
