@@ -6,7 +6,8 @@ of the three methods and what each method has active. Hooks:
 * a forward pre-hook (with kwargs) on the model: prepends the active input prompts (prompt tuning,
   P-tuning) to ``inputs_embeds`` and ones to ``attention_mask`` (zeros to ``token_type_ids``, -100 to
   token-level ``labels``), the way PEFT's ``PeftModel.forward`` does; and for PEFT-style prefix
-  tuning passes the prefix as ``past_key_values`` (a ``DynamicCache``; the real tokens then get
+  tuning passes the prefix as the key/value cache (a ``DynamicCache``, under the argument name the
+  model takes: see ``adapterhub.toolkit.transformers_compat``; the real tokens then get
   positions after the prefix, as in PEFT). When the call brings a cache that already holds tokens
   (``generate``'s decoding steps), the virtual tokens are in it: nothing is injected again, only the
   mask is widened and the position ids handled the way PEFT's ``generate`` does;
@@ -23,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from adapterhub.toolkit import transformers_compat as compat
 
 STATE_ATTR = "_adapterhub_prompts"
 
@@ -147,15 +150,6 @@ def _virtual_length(blocks) -> int:
     return sum(lengths)
 
 
-def _cache_length(past: Any) -> int:
-    """Tokens a ``past_key_values`` already holds (0 for none or an empty cache)."""
-    if past is None:
-        return 0
-    if hasattr(past, "get_seq_length"):
-        return int(past.get_seq_length())
-    return int(past[0][0].shape[-2])  # legacy tuple of (key, value) per layer
-
-
 def _prefix_mask(mask: torch.Tensor, n: int) -> torch.Tensor:
     ones = torch.ones(mask.shape[0], n, dtype=mask.dtype, device=mask.device)
     return torch.cat([ones, mask], 1)
@@ -180,8 +174,8 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
     batch = (input_ids if input_ids is not None else embeds).shape[0]
     length = (input_ids if input_ids is not None else embeds).shape[1]
     mask = kwargs.get("attention_mask")
-    past = kwargs.get("past_key_values")
-    past_len = _cache_length(past)
+    past = compat.get_cache(kwargs)
+    past_len = compat.cache_length(past)
     # A cache that already holds tokens holds the virtual tokens / prefix too (a decoding step of
     # generate, or a caller's own loop): inject nothing again, as PEFT's generate does.
     cached = past is not None and past_len != 0
@@ -219,7 +213,7 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         n = _virtual_length(prefix_blocks)
         virtual += n
         if not cached:
-            kwargs["past_key_values"], _ = _prefix_cache(model, prefix_blocks, batch)
+            compat.set_cache(model, kwargs, _prefix_cache(model, prefix_blocks, batch))
             past_len = n
         if kwargs.get("position_ids") is not None:
             # the real tokens sit after the prefix in every layer's keys (PEFT offsets them likewise)
@@ -283,12 +277,10 @@ def _prefix_tensor(model: nn.Module, blocks, batch: int) -> tuple[torch.Tensor, 
 
 
 def _prefix_cache(model: nn.Module, blocks, batch: int):
-    from transformers import DynamicCache
-
+    """A key/value cache that already holds the active prefixes, one (key, value) pair per layer."""
     past, n, layers, _ = _prefix_tensor(model, blocks, batch)
     dtype = next(model.parameters()).dtype
-    pairs = [(past[2 * i].to(dtype), past[2 * i + 1].to(dtype)) for i in range(layers)]
-    return DynamicCache(pairs), n
+    return compat.dynamic_cache([(past[2 * i].to(dtype), past[2 * i + 1].to(dtype)) for i in range(layers)])
 
 
 def _make_embeddings_hook(model: nn.Module):
@@ -325,7 +317,7 @@ def _make_attention_hook(model: nn.Module, layer: int):
         if layer == layers - 1 or layer == len(encoder_self_attentions(model)) - 1:
             model.__dict__.pop("_adapterhub_enc_prefix", None)
         kwargs = dict(kwargs)
-        kwargs["past_key_values"] = _LayerPrefix(past[2 * layer], past[2 * layer + 1])
+        compat.set_cache(module, kwargs, _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
         mask = kwargs.get("attention_mask")
         if mask is not None:
             if mask.dtype == torch.bool:
