@@ -11,6 +11,8 @@ How the README's fenced blocks are treated:
   terminal"): it starts in the background, the test waits for its ``Serving on`` line, and it is
   stopped at the end.
 * A block right after ``<!-- readme: file PATH -->`` is written to PATH instead of being run.
+* A block right after ``<!-- readme: compat -->`` builds virtualenvs (minutes each), so it is not
+  run; every line must call ``.ci/compat`` with options its ``--help`` documents, and CI runs it.
 
 Two substitutions keep the run isolated, and nothing else is changed: the README's fixed ports
 (8765, 8080) become free ports, and ``pip install -e DIR`` (installing the example plugin) installs
@@ -114,6 +116,8 @@ def test_readme_snippets_run(tmp_path):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(body)
                 continue
+            if block.directive == "compat":
+                continue  # checked by test_compat_commands_are_real
             if block.lang not in ("bash", "python"):
                 continue
             if block.lang == "python":
@@ -171,3 +175,17 @@ def test_accuracy_table_matches_the_training_scripts_metrics():
         shown = [float(c.rstrip("%")) for c in cells[-3:]]
         measured = [100 * task[k] for k in ("accuracy", "base_untrained_head_accuracy", "chance_accuracy")]
         assert shown == pytest.approx(measured, abs=0.051), (task["name"], shown, measured)
+
+
+def test_compat_commands_are_real():
+    blocks = [b for b in readme_blocks() if b.directive == "compat"]
+    assert blocks, "the README shows how to run the compatibility check"
+    usage = subprocess.run([sys.executable, str(ROOT / ".ci" / "compat"), "--help"], capture_output=True,
+                           text=True, check=True).stdout
+    for block in blocks:
+        for line in block.body.strip().splitlines():
+            words = shlex.split(line.split("#")[0])
+            assert words[:2] == ["python3", ".ci/compat"], line
+            for word in words[2:]:
+                if word.startswith("--"):
+                    assert word in usage, f"README.md line {block.line}: {word} is not a .ci/compat option"

@@ -17,6 +17,9 @@ from methods_support import ADAPTERS, FIXTURES, case, load_reference
 
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 GENERATED = [
     "double_seq_bn",
     "par_bn",

@@ -11,6 +11,9 @@ from adapterhub.methods import get_method
 
 from methods_support import ADAPTERS, load_reference, state_hash
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 
 

@@ -20,6 +20,9 @@ from safetensors.torch import load_file
 from adapterhub import AdapterModel
 from adapterhub.errors import AdapterHubError
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 CASES = ["compacter", "compacter_plus_plus", "compacter_knobs", "compacter_unshared"]
 
 

@@ -17,6 +17,9 @@ from safetensors.torch import load_file
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 from adapterhub.errors import CompositionError, UnsupportedOperationError
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 LORA_A = ADAPTERS / "lora_safetensors"  # adapters 1.3.0: r=4, alpha=8 on query/value
 BN_A = ADAPTERS / "seq_bn_safetensors"

@@ -10,6 +10,9 @@ from safetensors.torch import load_file
 from adapterhub import AdapterModel
 from adapterhub.methods import read_adapter_config
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 
 

@@ -12,6 +12,9 @@ from adapterhub.errors import NoMethodClaimsError, PickleRefusedError
 from adapterhub.formats import adapters as fmt
 from adapterhub.methods import AdapterFiles, detect_method, read_adapter_config
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 
 def test_detection_and_architecture():
     assert fmt.is_adapters_format(read_adapter_config(ADAPTERS / "seq_bn"))

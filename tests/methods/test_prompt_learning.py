@@ -11,6 +11,9 @@ from adapterhub import AdapterModel, BatchSplit, Stack
 from adapterhub.errors import CompositionError, UnsupportedOperationError
 from adapterhub.methods import get_method
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 
 

@@ -14,6 +14,9 @@ from adapterhub import AdapterModel
 
 from runtime_support import SHARED_FIXTURES, load_base, load_case
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 PROMPT = torch.tensor([[5, 17, 42, 9], [3, 3, 71, 100]])
 #: row 0 left-padded by two (pad id 0), row 1 full: what a tokenizer with padding_side="left" gives
 PADDED = torch.tensor([[0, 0, 42, 9], [3, 3, 71, 100]])

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 torch = pytest.importorskip("torch")
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapterhub" / "demo" / "adapters"

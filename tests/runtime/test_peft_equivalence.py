@@ -12,6 +12,9 @@ from runtime_support import load_base, load_case, logits
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 from adapterhub.testing import save_peft_adapter, state_dict_copy, state_dicts_equal
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 
 

@@ -23,6 +23,9 @@ from adapterhub.errors import (
 )
 from adapterhub.testing import save_peft_adapter, state_dict_copy, state_dicts_equal, tiny_llama
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 
 def _broken_copy(tmp_path, case, mutate):
     from safetensors.torch import load_file, save_file

@@ -13,6 +13,9 @@ from adapterhub import AdapterModel, Average, BatchSplit, Stack
 from adapterhub.errors import UnsupportedOperationError
 from adapterhub.testing import save_peft_adapter, state_dict_copy, state_dicts_equal
 
+#: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
 ATOL = 1e-5
 
 
