@@ -1,5 +1,9 @@
 """adapterhub: a package manager and runtime for PEFT adapters.
 
+This namespace is the user API: :class:`AdapterModel` and the composition blocks, the client
+(install, verify, lock), publishing, and the errors. Plugin authors import
+:mod:`adapterhub.plugin` (and :mod:`adapterhub.toolkit`); the command line is :mod:`adapterhub.cli`.
+
 ``import adapterhub`` stays light: torch, transformers and peft are imported only when a model
 is touched (the runtime names below are resolved lazily).
 """
@@ -9,36 +13,61 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .composition import Average, BatchSplit, Parallel, Stack
-from .errors import AdapterHubError, ExitCode
-from .hookspecs import hookimpl
-from .methods import AdapterFiles, AdapterMethod, detect_method, get_method, get_methods
+from .errors import (
+    AdapterExistsError,
+    AdapterFormatError,
+    AdapterHubError,
+    AdapterNotLoadedError,
+    CompositionError,
+    DownloadError,
+    IncompatibleBaseModelError,
+    IntegrityError,
+    OfflineError,
+    PickleRefusedError,
+    PublishError,
+    ResolutionError,
+    UnsupportedOperationError,
+    UsageError,
+)
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .client import ensure_installed
+    from .publish import push_adapter
     from .runtime.model import AdapterModel
-    from .runtime.quantize import quantize_4bit
+    from .toolkit.quantize import quantize_4bit
 
 _LAZY = {
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
-    "quantize_4bit": ("adapterhub.runtime.quantize", "quantize_4bit"),
+    "quantize_4bit": ("adapterhub.toolkit.quantize", "quantize_4bit"),
+    "ensure_installed": ("adapterhub.client", "ensure_installed"),
+    "push_adapter": ("adapterhub.publish", "push_adapter"),
 }
 
 __all__ = [
-    "AdapterFiles",
+    "AdapterExistsError",
+    "AdapterFormatError",
     "AdapterHubError",
-    "AdapterMethod",
     "AdapterModel",
+    "AdapterNotLoadedError",
     "Average",
     "BatchSplit",
-    "ExitCode",
+    "CompositionError",
+    "DownloadError",
+    "IncompatibleBaseModelError",
+    "IntegrityError",
+    "OfflineError",
     "Parallel",
+    "PickleRefusedError",
+    "PublishError",
+    "ResolutionError",
     "Stack",
+    "UnsupportedOperationError",
+    "UsageError",
     "__version__",
-    "detect_method",
-    "get_method",
-    "get_methods",
-    "hookimpl",
+    "ensure_installed",
+    "push_adapter",
     "quantize_4bit",
 ]
 

@@ -121,21 +121,20 @@ def fresh_plugins(**env: str) -> Iterator[Any]:
     (e.g. ``ADAPTERHUB_LOAD_PLUGINS``), yield the plugin manager, then restore everything."""
     import os
 
-    from . import methods, plugins
+    from .plugin import manager, registry
 
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    plugins.reset_for_tests()
+    registry.reset()
     try:
-        yield plugins.pm
+        yield manager.pm
     finally:
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        plugins.reset_for_tests()
-        methods._registry_cache = None
+        registry.reset()
 
 
 @dataclass

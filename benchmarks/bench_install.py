@@ -156,7 +156,7 @@ def main() -> None:
         _BYTECODE["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         subprocess.run([sys.executable, "-c", "import adapterhub.cli, adapterhub.client.install, adapterhub.client.download, "
                         "adapterhub.methods, huggingface_hub.utils, huggingface_hub._snapshot_download, jsonschema, "
-                        "tqdm.auto; from adapterhub.methods import get_methods; get_methods()"], env=_env(), check=True)
+                        "tqdm.auto; from adapterhub.plugin import get_methods; get_methods()"], env=_env(), check=True)
     mode = "without bytecode cache" if args.no_bytecode_cache else "with a bytecode cache (PYTHONPYCACHEPREFIX)"
     print(f"both sides run as subprocesses {mode}", flush=True)
     try:

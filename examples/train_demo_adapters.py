@@ -268,7 +268,7 @@ def train_task(task: DemoTask, train: list[Example], test: list[Example], out: P
     # Saved next to the target, then swapped in: a failed run leaves the old adapter whole.
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    am.save_adapter(task.key, staging, format=RECIPES[task.key].save_format)
+    am.save_adapter(staging, task.key, format=RECIPES[task.key].save_format)
     (staging / "README.md").unlink(missing_ok=True)  # a generic card, if any; ours is written below
     result["staging"] = staging
     return result

@@ -55,7 +55,7 @@ class LazyGroup(click.Group):
         if self._plugins_added:
             return
         self._plugins_added = True
-        from ..plugins import load_plugins, pm
+        from ..plugin.manager import load_plugins, pm
 
         load_plugins()
         pm.hook.register_commands(cli=self)

@@ -11,8 +11,8 @@ from .output import emit_json, json_option
 @json_option
 def methods_command(as_json: bool) -> None:
     """List the adapter methods and the plugin that provides each."""
-    from ..methods import registered_methods
-    from ..plugins import plugin_distribution
+    from ..plugin.manager import plugin_distribution
+    from ..plugin.registry import registered_methods
 
     rows = []
     for name, reg in sorted(registered_methods().items()):
@@ -42,7 +42,7 @@ def methods_command(as_json: bool) -> None:
 @json_option
 def plugins_command(show_all: bool, as_json: bool) -> None:
     """List installed plugins (third-party by default), and any that failed to load."""
-    from ..plugins import failed_plugins, load_plugins, plugin_distribution, pm
+    from ..plugin.manager import failed_plugins, load_plugins, plugin_distribution, pm
 
     load_plugins()
     rows = []

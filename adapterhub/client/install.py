@@ -104,8 +104,8 @@ class InstallResult:
 def method_info(path: Path) -> tuple[dict[str, str], str | None]:
     """(lock ``method`` table, note) for the adapter in ``path``; "unknown" when no plugin claims it."""
     from ..errors import AdapterFormatError, NoMethodClaimsError
-    from ..methods import detect_method, registered_methods
-    from ..plugins import pm
+    from ..plugin.manager import pm
+    from ..plugin.registry import detect_method, registered_methods
 
     try:
         method = detect_method(path)

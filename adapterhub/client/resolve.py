@@ -211,7 +211,7 @@ def _check_looks_like_adapter(raw: str, root: Path) -> None:
     if (root / "adapter_config.json").is_file():
         return
     from ..errors import AdapterFormatError, NoMethodClaimsError
-    from ..methods import detect_method
+    from ..plugin.registry import detect_method
 
     try:
         detect_method(root)

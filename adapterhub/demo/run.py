@@ -141,7 +141,7 @@ def run_adapters(texts: list[str], say: Say) -> tuple[Any, dict[str, Any], dict[
         head = (f"its {info.head['num_labels']}-label AdapterHub head" if info.head
                 else "its trained classifier (PEFT modules_to_save)")
         say(f"  load_adapter({task.name!r}, name={task.key!r}): {info.method}, {info.format} format, "
-            f"{info.params:,} parameters with {head}")
+            f"{info.num_parameters:,} parameters with {head}")
 
     sentences = [t for task in DEMO_TASKS for t, _ in task.examples] + list(texts)
     single: dict[str, Any] = {}

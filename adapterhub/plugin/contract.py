@@ -1,9 +1,17 @@
-"""The method contract (:class:`AdapterMethod`) and the registry of methods that plugins register.
+"""The method contract: :class:`AdapterMethod` (what a method plugin implements) and
+:class:`AdapterFiles` (an adapter in its method's canonical form).
 
-A method plugin implements one hook, ``register_methods(register)``, and registers one object per
-PEFT method. That object owns everything method-specific: recognising its files, reading them,
-checking a model, injecting modules, (de)activating, merging and saving. The runtime
-(:class:`adapterhub.AdapterModel`) never looks inside a method; it only calls these methods.
+A method plugin registers one ``AdapterMethod`` object per PEFT method. That object owns everything
+method-specific: recognising its files, reading them, checking a model, injecting modules,
+activating, merging and saving. The runtime (``adapterhub.AdapterModel``) never looks inside a
+method; it only calls the methods below.
+
+Activation is a template method (as ``llm``'s ``EmbeddingModel.embed`` calls ``embed_batch``): the
+concrete :meth:`AdapterMethod.set_active` checks the names, the combine mode, the capability flags
+and the weights or batch sizes, then calls :meth:`~AdapterMethod.activate_stack`,
+:meth:`~AdapterMethod.activate_average` or :meth:`~AdapterMethod.activate_batch_split`. So a
+capability flag is true by construction: a method that declares ``supports_average = False`` is
+never asked to average.
 
 This module must not import torch: type hints name torch objects as strings.
 """
@@ -13,17 +21,11 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import (
-    AdapterFormatError,
-    NoMethodClaimsError,
-    PluginError,
-    UnknownMethodError,
-    UnsupportedOperationError,
-)
+from ..errors import AdapterFormatError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -37,15 +39,33 @@ class AdapterFiles:
 
     ``config`` and ``state_dict`` are method-defined. The built-ins keep PEFT's config keys and
     PEFT's key naming without the ``base_model.model.`` prefix (module path relative to the model
-    handed to ``apply``), so a method's ``read`` converts other formats into that form.
+    handed to ``apply``), so a method's ``read`` converts other formats into that form. Everything
+    after ``state_dict`` is keyword-only.
+
+    The typed fields are the ones the runtime reads or fills in:
+
+    * ``head``: the adapter's own prediction head (``head_config.json``'s config plus its tensors
+      under ``"state_dict"``), built and routed by the runtime; None when it has none;
+    * ``static_head``: a head the adapter saved that must equal the model's own (``adapters``
+      saves GPT-2's ``lm_head``); the method checks it, nothing is loaded from it;
+    * ``name``, ``model_type``, ``hidden_size``: what a format that records them (AdapterHub's)
+      writes; the runtime fills them in before ``save``.
+
+    ``extras`` is for method-private data that travels from ``read`` to ``apply`` or ``save``.
     """
 
     method: str
     config: dict[str, Any]
     state_dict: dict[str, Any]  # name -> torch.Tensor
+    _: KW_ONLY
     format: str = "peft"  # the on-disk format it came from: "peft" or "adapters"
     source: str | None = None  # where it came from, for messages
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. a prediction head
+    head: dict[str, Any] | None = None
+    static_head: dict[str, Any] | None = None
+    name: str | None = None
+    model_type: str | None = None
+    hidden_size: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class AdapterMethod(ABC):
@@ -54,6 +74,12 @@ class AdapterMethod(ABC):
     Capabilities are class attributes so that ``adapterhub methods`` can show them without a model.
     Operations a method cannot do raise :class:`~adapterhub.errors.UnsupportedOperationError`
     (the defaults below do), never a bare ``NotImplementedError`` and never a silent no-op.
+
+    Required: :meth:`detect`, :meth:`read`, :meth:`save`, :meth:`apply`, :meth:`loaded_names`,
+    :meth:`activate_stack`, :meth:`remove`, :meth:`export`. Optional, by capability:
+    :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
+    (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
+    :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`.
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -62,7 +88,7 @@ class AdapterMethod(ABC):
     description: ClassVar[str] = ""
     #: PEFT ``peft_type`` values this method reads and writes, if any.
     peft_types: ClassVar[tuple[str, ...]] = ()
-    #: On-disk formats this method can read and write ("peft", "adapters").
+    #: On-disk formats this method can read and write ("peft", "adapters"); the first is its native one.
     formats: ClassVar[tuple[str, ...]] = ("peft",)
     #: Can be folded into the base weights (merge/unmerge/merge_and_unload).
     mergeable: ClassVar[bool] = False
@@ -90,12 +116,15 @@ class AdapterMethod(ABC):
         """Read an adapter directory this method detected, converting it to canonical form.
 
         Pickle weights must raise :class:`~adapterhub.errors.PickleRefusedError` unless
-        ``allow_pickle``; even then they are loaded with ``torch.load(weights_only=True)``.
+        ``allow_pickle``; even then they are loaded with ``torch.load(weights_only=True)``
+        (``adapterhub.toolkit.weights.load_tensors`` does both).
         """
 
     @abstractmethod
-    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "peft") -> list[Path]:
-        """Write ``adapter`` to directory ``path`` in ``format``; return the files written."""
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        """Write ``adapter`` to directory ``path`` in ``format`` (None: the method's native format,
+        ``formats[0]``); return the files written. A format that cannot hold the adapter exactly is
+        refused before anything is written."""
 
     # -- model ------------------------------------------------------------------------------
 
@@ -116,6 +145,11 @@ class AdapterMethod(ABC):
         raise UnsupportedOperationError(f"method {self.name!r} cannot create new adapters")
 
     @abstractmethod
+    def loaded_names(self, model: Any) -> set[str]:
+        """Names of this method's adapters currently on ``model``."""
+
+    # -- activation (template method) ------------------------------------------------------------
+
     def set_active(
         self,
         model: Any,
@@ -128,14 +162,64 @@ class AdapterMethod(ABC):
         """Make exactly ``names`` (adapters of this method) active and every other one inactive.
 
         * ``combine="stack"``: all of ``names`` act together, in order (an empty list disables
-          every adapter of this method).
-        * ``combine="average"``: ``weights[i]`` (already normalised to sum 1) scales adapter i.
+          every adapter of this method);
+        * ``combine="average"``: ``weights[i]`` (already normalised to sum 1) scales adapter i;
         * ``combine="batch_split"``: rows are split into consecutive slices of ``batch_sizes``;
           slice i uses ``names[i]``, or none of this method's adapters when ``names[i]`` is None.
 
-        Raise :class:`~adapterhub.errors.CompositionError` naming the method and the block when
-        the method cannot do that combination.
+        Checks everything a method would otherwise check itself, then calls the ``activate_*``
+        method for the mode. Plugins override those, not this.
         """
+        names = list(names)
+        if combine not in COMBINE_MODES:
+            raise CompositionError(f"unknown combine mode {combine!r} for method {self.name!r}")
+        loaded = self.loaded_names(model)
+        for n in names:
+            if n is None and combine == "batch_split":
+                continue
+            if n not in loaded:
+                raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
+        if combine == "stack":
+            self.reset_activation(model)
+            self.activate_stack(model, names)
+        elif combine == "average":
+            if not self.supports_average:
+                raise CompositionError(f"Average: method {self.name!r} cannot average adapters",
+                                       hint="use Stack, or average adapters of a method that supports it")
+            weights = [float(w) for w in weights] if weights is not None else [1.0 / len(names)] * len(names)
+            if len(weights) != len(names):
+                raise CompositionError(f"Average: {len(names)} {self.name} adapters but {len(weights)} weights")
+            self.reset_activation(model)
+            self.activate_average(model, names, weights)
+        else:
+            if not self.supports_mixed_batch:
+                raise CompositionError(
+                    f"BatchSplit/Parallel: method {self.name!r} cannot serve different adapters to rows of one batch",
+                    hint="use a method that supports mixed batches (`adapterhub methods`), or Stack these adapters",
+                )
+            sizes = [int(s) for s in batch_sizes or ()]
+            if len(sizes) != len(names) or any(s < 0 for s in sizes):
+                raise CompositionError(f"BatchSplit: {len(names)} slices for {self.name} but batch_sizes {sizes}")
+            self.reset_activation(model)
+            self.activate_batch_split(model, names, sizes)
+
+    def reset_activation(self, model: Any) -> None:
+        """Called before every activation: undo what the previous one left behind (hooks, scales)."""
+
+    @abstractmethod
+    def activate_stack(self, model: Any, names: list[str]) -> None:
+        """Exactly ``names`` act together, in order; ``[]`` disables every adapter of this method."""
+
+    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+        """``weights[i]`` (summing to 1) scales adapter ``names[i]``; only when ``supports_average``."""
+        raise CompositionError(f"Average: method {self.name!r} cannot average adapters")
+
+    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+        """Rows ``sum(batch_sizes[:i])`` .. get ``names[i]`` (None: no adapter of this method);
+        only when ``supports_mixed_batch``."""
+        raise CompositionError(f"BatchSplit: method {self.name!r} cannot serve rows separately")
+
+    # -- merging and removal ------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
         """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly."""
@@ -165,9 +249,15 @@ class AdapterMethod(ABC):
         for name in list(names):
             self.remove(model, name)
 
+    # -- export -------------------------------------------------------------------------------
+
     @abstractmethod
     def export(self, model: Any, name: str) -> AdapterFiles:
-        """The current config and weights of adapter ``name`` (after training), in canonical form."""
+        """The current config and weights of adapter ``name`` (after training), in canonical form.
+
+        The state dict must not depend on what else is on the model: another method's layers
+        wrapping the same module never appear in its keys.
+        """
 
     def parameters(self, model: Any, name: str) -> list[Any]:
         """The trainable ``torch.nn.Parameter`` objects of adapter ``name``."""
@@ -180,65 +270,6 @@ class AdapterMethod(ABC):
             "supports_average": self.supports_average,
             "trainable": self.trainable,
         }
-
-
-# --- the registry ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegisteredMethod:
-    method: AdapterMethod
-    plugin: str  # the pluggy plugin name that registered it
-
-
-_registry_cache: dict[str, RegisteredMethod] | None = None
-
-
-def registered_methods() -> dict[str, RegisteredMethod]:
-    """name -> RegisteredMethod, loading plugins on first use."""
-    global _registry_cache
-    if _registry_cache is not None:
-        return _registry_cache
-    from .plugins import load_plugins, pm
-
-    load_plugins()
-    found: dict[str, RegisteredMethod] = {}
-    # Call each plugin's hook on its own so every method is attributed to the plugin that made it.
-    for plugin_name, plugin in pm.list_name_plugin():
-        impl = getattr(plugin, "register_methods", None)
-        if impl is None:
-            continue
-
-        def register(method: AdapterMethod, _plugin: str = plugin_name) -> None:
-            if not isinstance(method, AdapterMethod):
-                raise PluginError(
-                    f"plugin {_plugin!r} registered {method!r}, which is not an AdapterMethod"
-                )
-            if method.name in found:
-                raise PluginError(
-                    f"method {method.name!r} is registered by both {found[method.name].plugin!r} "
-                    f"and {_plugin!r}",
-                    hint="uninstall one of them, or exclude one with ADAPTERHUB_LOAD_PLUGINS",
-                )
-            found[method.name] = RegisteredMethod(method, _plugin)
-
-        impl(register=register)
-    _registry_cache = found
-    return found
-
-
-def get_methods() -> dict[str, AdapterMethod]:
-    return {name: reg.method for name, reg in registered_methods().items()}
-
-
-def get_method(name: str) -> AdapterMethod:
-    methods = registered_methods()
-    if name not in methods:
-        raise UnknownMethodError(
-            f"unknown adapter method {name!r}",
-            hint=f"known methods: {', '.join(sorted(methods)) or '(none)'}",
-        )
-    return methods[name].method
 
 
 def read_adapter_config(path: str | Path) -> dict[str, Any]:
@@ -259,26 +290,3 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
     return config
-
-
-def list_adapter_files(path: str | Path) -> set[str]:
-    """Relative POSIX paths of every regular file under ``path``."""
-    root = Path(path)
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-
-
-def detect_method(path: str | Path, model: Any = None) -> AdapterMethod:
-    """The method that owns the adapter in ``path`` (highest priority among claimants)."""
-    config = read_adapter_config(path)
-    files = list_adapter_files(path)
-    claimants = [
-        m for m in get_methods().values() if m.detect(config, files, model) is True
-    ]
-    if not claimants:
-        kind = config.get("peft_type") or (config.get("config") or {}).get("architecture")
-        raise NoMethodClaimsError(
-            f"{Path(path) / CONFIG_NAME}: no installed method plugin recognises this adapter"
-            + (f" (type {kind!r})" if kind else ""),
-            hint="`adapterhub methods` lists the installed methods; a plugin for this type may exist",
-        )
-    return max(claimants, key=lambda m: m.priority)

@@ -1,4 +1,4 @@
-"""The hooks a plugin can implement. Built-in methods use exactly these, nothing private."""
+"""The hooks a plugin can implement. The built-in plugins use exactly these, nothing private."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ hookimpl = HookimplMarker("adapterhub")
 
 @hookspec
 def register_methods(register):
-    """Register :class:`adapterhub.AdapterMethod` instances: call ``register(method)`` once per method.
+    """Register :class:`adapterhub.plugin.AdapterMethod` instances: call ``register(method)`` once per method.
 
     :param register: callable taking one ``AdapterMethod``; the host records which plugin registered it.
     """

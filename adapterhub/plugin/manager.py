@@ -1,5 +1,8 @@
 """The plugin manager: built-in method plugins plus third-party ones from the ``adapterhub`` entry-point group.
 
+It owns pluggy's ``PluginManager`` and the loading lifecycle; which methods the loaded plugins
+registered is :mod:`adapterhub.plugin.registry`'s business (it calls :func:`load_plugins`).
+
 Environment switches:
 
 * ``ADAPTERHUB_LOAD_PLUGINS``: unset loads every entry point; ``""`` loads none; a comma list of
@@ -12,18 +15,17 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-import sys
 import warnings
 
 import pluggy
 
+from ..errors import PluginError
 from . import hookspecs
 
 ENTRY_POINT_GROUP = "adapterhub"
 
 DEFAULT_PLUGINS = (
     "adapterhub.default_plugins.lora",
-    "adapterhub.default_plugins.qlora",
     "adapterhub.default_plugins.ia3",
     "adapterhub.default_plugins.bottleneck",
     "adapterhub.default_plugins.bitfit",
@@ -60,13 +62,15 @@ def _wanted(ep: importlib.metadata.EntryPoint) -> bool:
 def _skip(name: str, exc: BaseException) -> None:
     failed_plugins[name] = f"{type(exc).__name__}: {exc}"
     if _strict():
-        raise exc
+        raise PluginError(
+            f"adapterhub plugin {name!r} failed to load ({type(exc).__name__}: {exc})",
+            hint="uninstall it, fix it, or unset ADAPTERHUB_STRICT_PLUGINS to skip it with a warning",
+        ) from exc
     message = (
         f"adapterhub plugin {name!r} failed to load and was skipped ({type(exc).__name__}: {exc}); "
         f"uninstall it, or set ADAPTERHUB_LOAD_PLUGINS to the plugins you want"
     )
     warnings.warn(message, PluginLoadWarning, stacklevel=3)
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
@@ -99,16 +103,14 @@ def load_plugins() -> None:
             load_entry_point(ep)
 
 
-def reset_for_tests() -> None:
-    """Forget every registered plugin so the next :func:`load_plugins` starts again."""
+def unload_plugins() -> None:
+    """Forget every registered plugin so the next :func:`load_plugins` starts again
+    (:func:`adapterhub.plugin.registry.reset` also forgets the methods they registered)."""
     global _loaded
     for name, _plugin in list(pm.list_name_plugin()):
         pm.unregister(name=name)
     failed_plugins.clear()
     _loaded = False
-    from . import methods
-
-    methods._registry_cache = None
 
 
 def plugin_distribution(plugin_name: str) -> tuple[str, str]:
@@ -118,6 +120,11 @@ def plugin_distribution(plugin_name: str) -> tuple[str, str]:
     for plugin, dist in pm.list_plugin_distinfo():
         if pm.get_name(plugin) == plugin_name:
             return dist.metadata["name"], dist.version
-    from . import __version__
+    return "adapterhub", _own_version()
 
-    return "adapterhub", __version__
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version("adapterhub")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"

@@ -34,7 +34,7 @@ def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -
     """
     import torch
 
-    from ..formats.adapters import write_tensors
+    from ..toolkit.weights import save_tensors
 
     source = Path(path)
     if not source.is_dir():
@@ -63,8 +63,8 @@ def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -
             raise AdapterFormatError(f"{pickle_path}: cannot be read as a tensor dict ({exc})") from None
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise AdapterFormatError(f"{pickle_path}: does not hold a flat dict of tensors")
-        # write_tensors copies every tensor: some libraries save one tensor under several names.
-        write_tensors(destination, state)
+        # save_tensors copies tensors apart: some libraries save one tensor under several names.
+        save_tensors(state, destination)
         pickle_path.unlink()
         converted.append((pickle_path, destination))
     return converted

@@ -389,7 +389,7 @@ def _read_published_manifest(api: Any, repo_id: str, commit: str, tmp: Path) -> 
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def push_adapter(model: Any, name: str, repo: str, /, version: str, **kwargs: Any) -> PushResult:
+def push_adapter(model: Any, name: str, repo: str, /, *, version: str, **kwargs: Any) -> PushResult:
     """Save adapter ``name`` of an :class:`~adapterhub.AdapterModel` (only that one) and push it.
 
     The three leading arguments are positional-only, so ``name=`` in ``kwargs`` is the registry
@@ -398,11 +398,17 @@ def push_adapter(model: Any, name: str, repo: str, /, version: str, **kwargs: An
     ``format`` ("peft" or "adapters") defaults to PEFT when the method can write it. Other keyword
     arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...).
     """
-    from ..methods import get_method
+    from ..plugin.registry import get_method
 
-    formats = get_method(model.adapters[name].method).formats
+    info = model.adapters.get(name)
+    if info is None:
+        from ..errors import AdapterNotLoadedError
+
+        raise AdapterNotLoadedError(f"adapter {name!r} is not loaded",
+                                    hint=f"loaded: {', '.join(model.adapters) or '(none)'}")
+    formats = get_method(info.method).formats
     save_format = kwargs.pop("format", None) or ("peft" if "peft" in formats else formats[0])
     with tempfile.TemporaryDirectory(prefix="adapterhub-save-") as tmp:
         folder = Path(tmp) / name
-        model.save_adapter(name, folder, format=save_format)
+        model.save_adapter(folder, name, format=save_format)
         return push_directory(folder, repo_id=repo, version=version, **kwargs)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterHubError, PublishError
-from ..methods import AdapterMethod, detect_method, read_adapter_config, registered_methods
+from ..plugin.contract import AdapterMethod, read_adapter_config
+from ..plugin.registry import detect_method, registered_methods
 from .manifest import MANIFEST_NAME
 
 #: Extensions of pickled weight files (torch.save / pickle): never published.
@@ -145,7 +146,7 @@ def detect_format(config: dict[str, Any]) -> str:
 
 def plugin_info(method: AdapterMethod) -> dict[str, str]:
     """name/distribution/version of the plugin that registered ``method``."""
-    from ..plugins import plugin_distribution
+    from ..plugin.manager import plugin_distribution
 
     plugin_name = registered_methods()[method.name].plugin
     distribution, version = plugin_distribution(plugin_name)

@@ -1,4 +1,5 @@
-"""Turning a composition block into one ``set_active`` call per method (pure Python, no torch).
+"""Turning a composition block into one ``set_active`` call per method, and replicating the inputs
+of a Parallel block (pure Python, no torch).
 
 Each method gets one request: a Stack of its adapters, an Average, or a batch split. A block that
 would ask one method for two different combinations at once raises CompositionError naming both.
@@ -101,3 +102,32 @@ def find_parallel(block: Block | None) -> Parallel | None:
     if len(found) > 1:
         raise CompositionError(f"{block!r}: only one Parallel block per setup is supported")
     return found[0] if found else None
+
+
+#: Model inputs whose first dimension is the batch (replicated for Parallel).
+BATCHED_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "inputs_embeds",
+    "labels",
+    "token_type_ids",
+    "position_ids",
+    "pixel_values",
+    "decoder_input_ids",
+    "decoder_attention_mask",
+)
+
+
+def replicate_for_parallel(kwargs: dict, parallel: Parallel) -> tuple[dict, int]:
+    """The inputs repeated once per Parallel child (rows: [copy 1; copy 2; ...]) and the rows per copy."""
+    copies = len(parallel.children)
+    rows = None
+    out = dict(kwargs)
+    for key in BATCHED_INPUTS:
+        value = out.get(key)
+        if value is not None and hasattr(value, "repeat"):
+            rows = int(value.shape[0])
+            out[key] = value.repeat(copies, *([1] * (value.dim() - 1)))
+    if rows is None:
+        raise CompositionError(f"{parallel!r}: Parallel needs batched keyword inputs (input_ids=...)")
+    return out, rows

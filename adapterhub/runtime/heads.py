@@ -1,6 +1,6 @@
 """Prediction heads carried by adapters: a runtime feature, independent of the adapter's method.
 
-A method's ``read`` puts a head spec into ``AdapterFiles.extras["head"]`` (the AdapterHub reader
+A method's ``read`` puts a head spec into ``AdapterFiles.head`` (the AdapterHub reader
 does so for ``head_config.json`` + ``model_head.safetensors``, whatever the method)::
 
     {"config": {"head_type", "num_labels", "layers", "activation_function", "dropout_prob",

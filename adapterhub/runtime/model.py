@@ -1,48 +1,34 @@
 """``AdapterModel``: load, compose, merge, train and save adapters on a transformers model, in place.
 
 The runtime never looks inside a method: it detects, reads, checks and applies through the
-:class:`~adapterhub.methods.AdapterMethod` contract, and turns composition blocks into one
-``set_active`` call per method (see :mod:`adapterhub.runtime.dispatch`). Prediction heads that
-adapters carry are built and routed by the runtime, whatever the method (see
-:mod:`adapterhub.runtime.heads`). Where an adapter comes from is :mod:`adapterhub.runtime.sources`;
-what a merge may fold in is checked by :mod:`adapterhub.runtime.merging`.
+:class:`~adapterhub.plugin.AdapterMethod` contract, and turns composition blocks into one
+``set_active`` call per method (:mod:`.dispatch`). Prediction heads that adapters carry are built
+and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
+:mod:`.sources`; what a merge may fold in, :mod:`.merging`; failed changes leave the model as it
+was (:mod:`.transaction`); whole compositions are saved by :mod:`.setup_file`.
+
+The names follow PEFT's ``PeftModel`` where both have the operation (``load_adapter``,
+``set_adapter``, ``merge_adapter``, ``disable_adapter``, ``get_nb_trainable_parameters``, ...) and
+``adapters``' argument order for ``save_adapter(save_directory, adapter_name)``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..composition import Block, as_block, block_from_dict
-from ..errors import (
-    AdapterExistsError,
-    AdapterHubError,
-    AdapterNotLoadedError,
-    CompositionError,
-    UnsupportedOperationError,
-    UsageError,
-)
-from ..methods import AdapterFiles, AdapterMethod, detect_method, get_method
-from . import dispatch, heads, merging, sources
+from ..composition import Block, as_block
+from ..errors import AdapterExistsError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError, UsageError
+from ..plugin.contract import AdapterFiles, AdapterMethod
+from ..plugin.registry import detect_method, get_method, get_methods
+from ..toolkit.quantize import disable_cpu_bf16_kernel
+from ..toolkit.structure import forget_structure
+from . import dispatch, heads, merging, setup_file, sources, transaction
 
-SETUP_VERSION = 1
-#: Model inputs whose first dimension is the batch (replicated for Parallel).
-BATCHED_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "inputs_embeds",
-    "labels",
-    "token_type_ids",
-    "position_ids",
-    "pixel_values",
-    "decoder_input_ids",
-    "decoder_attention_mask",
-)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -54,7 +40,7 @@ class AdapterInfo:
     method: str
     source: str | None
     format: str
-    params: int
+    num_parameters: int
     mergeable: bool
     trainable: bool = False
     config: dict[str, Any] = field(default_factory=dict)
@@ -63,12 +49,9 @@ class AdapterInfo:
 
 
 class AdapterModel:
-    """Wraps ``model`` in place. ``am.model`` is the (mutated) base model."""
+    """Wraps ``model`` in place. ``am.model`` (also ``am.get_base_model()``) is the mutated base model."""
 
     def __init__(self, model: Any) -> None:
-        from .quantize import disable_cpu_bf16_kernel
-        from .structure import forget_structure
-
         forget_structure(model)  # whatever was cached about this model before it was handed to us is stale
         self.model = model
         self._infos: dict[str, AdapterInfo] = {}
@@ -90,12 +73,22 @@ class AdapterModel:
         return dict(self._infos)
 
     @property
-    def active(self) -> Block | None:
+    def active_setup(self) -> Block | None:
+        """The active composition block (a Stack, Parallel, ...), or None."""
         return self._active
+
+    @property
+    def active_adapters(self) -> list[str]:
+        """Names of the active adapters, in the order of the active setup (PEFT's ``active_adapters``)."""
+        return [] if self._active is None else list(self._active.names())
 
     @property
     def merged(self) -> dict[str, float]:
         return dict(self._merged)
+
+    def get_base_model(self) -> Any:
+        """The wrapped transformers model (adapters live inside it)."""
+        return self.model
 
     def __repr__(self) -> str:
         return f"AdapterModel({type(self.model).__name__}, adapters={list(self._infos)}, active={self._active!r})"
@@ -124,9 +117,9 @@ class AdapterModel:
 
         ``source``: an existing adapter directory (loaded as is), a registry name (``ns/name@spec``)
         or a Hub repo id (``org/repo``, ``org/repo@rev``, ``hf://org/repo``). Registry names and repo
-        ids go through :func:`adapterhub.client.ensure_installed` (resolve, download, verify every
-        file) and are loaded from the verified store directory; PEFT and transformers only ever see
-        local files, so they never reach the network themselves. ``revision``: a Hub revision.
+        ids go through the client (resolve, download, verify every file) and are loaded from the
+        verified store directory; PEFT and transformers only ever see local files, so they never
+        reach the network themselves. ``revision``: a Hub revision.
         """
         path = sources.local_adapter_dir(source, revision)
         if path is None:
@@ -137,23 +130,25 @@ class AdapterModel:
         files = method.read(path, allow_pickle=allow_pickle)
         files.source = files.source or str(path)
         method.check(self.model, files)  # before any mutation
-        head_spec = files.extras.get("head")
         head = None
-        if head_spec:
-            head_spec = {**head_spec, "source": files.source}
+        if files.head:
+            head_spec = {**files.head, "source": files.source}
             heads.check_head(head_spec, self.model)
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
-        self._apply_transactionally(method, name, files)
+        transaction.run_transactionally(
+            self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
+            self._structure_changed)
+        transaction.match_training_mode(self.model)
         if head is not None:
             self._heads.attach(name, head)
-            self._match_training_mode()
+            transaction.match_training_mode(self.model)
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
             source=str(source),
             format=files.format,
-            params=sum(int(t.numel()) for t in files.state_dict.values())
+            num_parameters=sum(int(t.numel()) for t in files.state_dict.values())
             + sum(int(p.numel()) for p in self._heads.parameters(name)),
             mergeable=method.mergeable,
             config=dict(files.config),
@@ -161,6 +156,53 @@ class AdapterModel:
         )
         self._dispatch()
         return name
+
+    def add_adapter(self, name: str, method: Any, **config: Any) -> AdapterFiles:
+        """Create a fresh trainable adapter. ``method`` is a method name (``"lora"``) with its options
+        as keywords, or a PEFT config object (``LoraConfig(...)``), whose ``peft_type`` picks the method.
+        Afterwards exactly the trainable adapters' parameters need grad."""
+        self._check_new_name(name)
+        impl, config = self._method_for_new(method, config)
+        if not impl.trainable:
+            raise UnsupportedOperationError(f"method {impl.name!r} cannot create trainable adapters")
+        files = transaction.run_transactionally(
+            self.model, lambda: impl.create(self.model, name, dict(config)), f"method {impl.name!r} creating {name!r}",
+            self._structure_changed)
+        transaction.match_training_mode(self.model)
+        params = impl.parameters(self.model, name)
+        self._infos[name] = AdapterInfo(
+            name=name,
+            method=impl.name,
+            source=None,
+            format="peft",
+            num_parameters=sum(int(p.numel()) for p in params),
+            mergeable=impl.mergeable,
+            trainable=True,
+            config=dict(files.config),
+        )
+        if self._active is None:
+            self._active = as_block(name)
+        self._dispatch()
+        return files
+
+    def _method_for_new(self, method: Any, config: dict[str, Any]) -> tuple[AdapterMethod, dict[str, Any]]:
+        if isinstance(method, str):
+            return get_method(method), config
+        to_dict = getattr(method, "to_dict", None)
+        peft_type = getattr(method, "peft_type", None)
+        if to_dict is None or peft_type is None:
+            raise UsageError(f"add_adapter: method must be a method name or a PEFT config, got {method!r}",
+                             hint="`adapterhub methods` lists the method names")
+        from ..toolkit.peft import jsonable_config
+
+        as_dict = {**jsonable_config(to_dict()), **config}
+        kind = str(getattr(peft_type, "value", peft_type)).upper()
+        claimants = [m for m in get_methods().values() if kind in m.peft_types and m.detect(as_dict, set(), self.model)]
+        if not claimants:
+            raise UnsupportedOperationError(f"no installed method creates PEFT type {kind!r}",
+                                            hint="`adapterhub methods` lists the installed methods")
+        impl = max(claimants, key=lambda m: m.priority)
+        return impl, {k: v for k, v in as_dict.items() if k != "peft_type"}
 
     def add_head(
         self,
@@ -178,8 +220,8 @@ class AdapterModel:
         """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's classification layout).
 
         The head reads the encoder's first token; it answers whenever ``name`` does (see
-        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by
-        ``save_adapter(name, path, format="adapters")``.
+        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by ``save_adapter``
+        in the AdapterHub format.
         """
         self._method(name)
         if name in self._heads:
@@ -189,11 +231,11 @@ class AdapterModel:
             labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, seed=seed,
         )
         self._heads.attach(name, heads.build_head(spec, self.model))
-        self._match_training_mode()
+        transaction.match_training_mode(self.model)
         self._trainable_heads.add(name)
         info = self._infos[name]
         info.head = self._heads.config(name)
-        info.params += sum(int(p.numel()) for p in self._heads.parameters(name))
+        info.num_parameters += sum(int(p.numel()) for p in self._heads.parameters(name))
         self._dispatch()
         self._apply_trainable()
 
@@ -204,69 +246,6 @@ class AdapterModel:
         if self._infos[name].config.get("modules_to_save"):
             return "model"  # a PEFT copy of the model's own classifier answers through the model's head
         return False
-
-    def _apply_transactionally(self, method: AdapterMethod, name: str, files: Any) -> None:
-        before = _fingerprint(self.model)
-        try:
-            method.apply(self.model, name, files)
-            self._structure_changed()
-            self._match_training_mode()
-        except BaseException as exc:
-            self._structure_changed()
-            if _fingerprint(self.model) != before:
-                raise AdapterHubError(
-                    f"method {method.name!r} failed to apply {name!r} ({exc}) and did not restore the model",
-                    hint="reload the base model; report this to the plugin's authors",
-                ) from exc
-            raise
-
-    def _match_training_mode(self) -> None:
-        """New modules are created in training mode; put them in the model's mode, so a model in
-        eval mode never runs adapter dropout (what PEFT's from_pretrained does with ``.eval()``).
-
-        Ends like ``model.train(model.training)`` (every module in the model's mode) but only calls
-        ``train`` where a module differs. Call it after modules were added: the walk it makes is
-        cached and serves the dispatch that follows a load.
-        """
-        from .structure import all_modules, forget_structure
-
-        forget_structure(self.model)
-        mode = self.model.training
-        for module in all_modules(self.model):
-            if module.training != mode:
-                module.train(mode)
-
-    def add_adapter(self, name: str, method: str, **config: Any) -> AdapterFiles:
-        """Create a fresh trainable adapter; afterwards exactly the trainable adapters' parameters need grad."""
-        self._check_new_name(name)
-        impl = get_method(method)
-        if not impl.trainable:
-            raise UnsupportedOperationError(f"method {method!r} cannot create trainable adapters")
-        before = _fingerprint(self.model)
-        try:
-            files = impl.create(self.model, name, dict(config))
-            self._structure_changed()
-            self._match_training_mode()
-        except BaseException as exc:
-            self._structure_changed()
-            if _fingerprint(self.model) != before:
-                raise AdapterHubError(f"method {method!r} failed to create {name!r} and left the model modified") from exc
-            raise
-        params = impl.parameters(self.model, name)
-        self._infos[name] = AdapterInfo(
-            name=name,
-            method=method,
-            source=None,
-            format="peft",
-            params=sum(int(p.numel()) for p in params),
-            mergeable=impl.mergeable,
-            trainable=True,
-            config=dict(files.config),
-        )
-        if self._active is None:
-            self._active = as_block(name)
-        self._dispatch()
-        return files
 
     def _check_new_name(self, name: str) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("__"):
@@ -280,7 +259,7 @@ class AdapterModel:
         """Activate a name, a list (= Stack) or any Block; None deactivates everything."""
         if self._merged:
             raise UnsupportedOperationError(
-                "adapters are merged into the base weights", hint="call unmerge() before switching adapters"
+                "adapters are merged into the base weights", hint="call unmerge_adapter() before switching adapters"
             )
         block = as_block(setup)
         if block is not None:
@@ -308,13 +287,8 @@ class AdapterModel:
             if request is None:
                 method.set_active(self.model, [])
             else:
-                method.set_active(
-                    self.model,
-                    request.names,
-                    combine=request.combine,
-                    weights=request.weights,
-                    batch_sizes=request.batch_sizes,
-                )
+                method.set_active(self.model, request.names, combine=request.combine, weights=request.weights,
+                                  batch_sizes=request.batch_sizes)
             self._dispatched[method_name] = request
             changed = True
         if changed:
@@ -323,8 +297,6 @@ class AdapterModel:
 
     def _structure_changed(self) -> None:
         """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
-        from .structure import forget_structure
-
         forget_structure(self.model)
         self._dispatched.clear()
 
@@ -343,16 +315,7 @@ class AdapterModel:
         parallel = dispatch.find_parallel(self._active)
         if parallel is None:
             return kwargs
-        copies = len(parallel.children)
-        rows = None
-        out = dict(kwargs)
-        for key in BATCHED_INPUTS:
-            value = out.get(key)
-            if value is not None and hasattr(value, "repeat"):
-                rows = int(value.shape[0])
-                out[key] = value.repeat(copies, *([1] * (value.dim() - 1)))
-        if rows is None:
-            raise CompositionError(f"{self._active!r}: Parallel needs batched keyword inputs (input_ids=...)")
+        out, rows = dispatch.replicate_for_parallel(kwargs, parallel)
         self._dispatch(parallel_rows=rows)
         return out
 
@@ -381,11 +344,11 @@ class AdapterModel:
         return getattr(self.model, item)
 
     @contextlib.contextmanager
-    def disabled(self) -> Iterator[None]:
+    def disable_adapter(self) -> Iterator[None]:
         """Run the plain base model inside the block; merges and the active setup come back afterwards."""
         merged = dict(self._merged)
         active = self._active
-        self.unmerge()
+        self.unmerge_adapter()
         self._active = None
         self._dispatch()
         try:
@@ -394,13 +357,13 @@ class AdapterModel:
             self._active = active
             self._dispatch()
             if merged:
-                self.merge(list(merged), list(merged.values()))
+                self.merge_adapter(list(merged), list(merged.values()))
 
     # -- merging ---------------------------------------------------------------------------
 
-    def merge(self, names: Sequence[str] | None = None, weights: Sequence[float] | None = None) -> None:
-        """Fold the active (or named) adapters into the base weights, reversibly (see :meth:`unmerge`)."""
-        names, weights = merging.plan_merge(self, names, weights)
+    def merge_adapter(self, adapter_names: Sequence[str] | None = None, weights: Sequence[float] | None = None) -> None:
+        """Fold the active (or named) adapters into the base weights, reversibly (see :meth:`unmerge_adapter`)."""
+        names, weights = merging.plan_merge(self._infos, self._merged, self._active, adapter_names, weights)
         self._structure_changed()
         done: list[str] = []
         try:
@@ -414,8 +377,8 @@ class AdapterModel:
                 self._merged.pop(n, None)
             raise
 
-    def unmerge(self) -> None:
-        """Restore the exact base weights from before :meth:`merge`."""
+    def unmerge_adapter(self) -> None:
+        """Restore the exact base weights from before :meth:`merge_adapter`."""
         if self._merged:
             self._structure_changed()
         for n in reversed(list(self._merged)):
@@ -425,24 +388,21 @@ class AdapterModel:
     def merge_and_unload(self) -> Any:
         """Merge the active adapters for good and return the plain model (no adapter modules left)."""
         if not self._merged:
-            self.merge()
-        by_method = merging.names_by_method(self._infos)
-        for method_name, names in by_method.items():
-            method = get_method(method_name)
+            self.merge_adapter()
+        for method_name, names in merging.names_by_method(self._infos).items():
             keep = any(n in self._merged for n in names)
-            method.unload(self.model, names, keep_merged=keep)
+            get_method(method_name).unload(self.model, names, keep_merged=keep)
         self._forget_all()
         return self.model
 
     def unload(self) -> Any:
         """Remove every adapter and return the model with its pristine base weights."""
-        self.unmerge()
+        self.unmerge_adapter()
         self._active = None
         if self._infos:
             self._dispatch()
-        by_method = merging.names_by_method(self._infos)
         try:
-            for method_name, names in by_method.items():
+            for method_name, names in merging.names_by_method(self._infos).items():
                 get_method(method_name).unload(self.model, names)
         except BaseException:
             self._structure_changed()
@@ -464,7 +424,7 @@ class AdapterModel:
     def delete_adapter(self, name: str) -> None:
         method = self._method(name)
         if name in self._merged:
-            raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() first")
+            raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge_adapter() first")
         if self._active is not None and name in self._active.names():
             self._active = None
         try:
@@ -481,79 +441,46 @@ class AdapterModel:
 
     # -- saving ----------------------------------------------------------------------------
 
-    def save_adapter(self, name: str, path: str | Path, format: str = "peft") -> list[Path]:
-        method = self._method(name)
-        if name in self._merged:
-            raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge() before saving it")
-        files = method.export(self.model, name)
+    def save_adapter(self, save_directory: str | Path, adapter_name: str, *, format: str | None = None) -> list[Path]:
+        """Write adapter ``adapter_name`` to ``save_directory`` (``adapters``' argument order).
+
+        ``format``: ``"peft"`` or ``"adapters"``; None writes the method's native format (PEFT's for
+        LoRA, IA3, prompt methods and BitFit; AdapterHub's for bottleneck adapters), or AdapterHub's
+        when the adapter carries a prediction head, which only that format holds.
+        """
+        method = self._method(adapter_name)
+        if adapter_name in self._merged:
+            raise UnsupportedOperationError(f"adapter {adapter_name!r} is merged",
+                                            hint="call unmerge_adapter() before saving it")
+        files = method.export(self.model, adapter_name)
         # the runtime owns heads: whatever the method exported, the saved head is the one on the model
-        files.extras["head"] = self._heads.export(name)
-        if files.extras["head"] is not None and format != "adapters":
+        files.head = self._heads.export(adapter_name)
+        if format is None:
+            format = "adapters" if files.head is not None and "adapters" in method.formats else method.formats[0]
+        if files.head is not None and format != "adapters":
             raise UnsupportedOperationError(
-                f"adapter {name!r} carries a prediction head, which the {format!r} format cannot hold",
+                f"adapter {adapter_name!r} carries a prediction head, which the {format!r} format cannot hold",
                 hint="save it with format='adapters' (head_config.json + model_head.safetensors)",
             )
-        files.extras.setdefault("model_type", getattr(getattr(self.model, "config", None), "model_type", None))
+        config = getattr(self.model, "config", None)
+        files.model_type = files.model_type or getattr(config, "model_type", None)
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
-        files.extras.setdefault("name", name)
-        files.extras.setdefault("hidden_size", getattr(getattr(self.model, "config", None), "hidden_size", None))
-        return method.save(files, Path(path), format=format)
+        files.name = files.name or adapter_name
+        files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
+        return method.save(files, Path(save_directory), format=format)
 
     def save_setup(self, path: str | Path) -> Path:
         """Write the composition and where each adapter comes from; trained adapters are saved next to it."""
-        from .weights import write_json
-
-        path = Path(path)
-        adapters = {}
-        for name, info in self._infos.items():
-            source = info.source
-            if source is None or info.trainable:
-                target = path.parent / f"{path.stem}.adapters" / name
-                formats = get_method(info.method).formats  # e.g. bottleneck: AdapterHub format only
-                # only the AdapterHub format holds an adapter's own head
-                wanted = "adapters" if name in self._heads else "peft"
-                self.save_adapter(name, target, format=wanted if wanted in formats else formats[0])
-                source = str(target)
-            adapters[name] = {"method": info.method, "source": source, "format": info.format}
-        data = {
-            "version": SETUP_VERSION,
-            "adapters": adapters,
-            "active": None if self._active is None else self._active.to_dict(),
-            "merged": self._merged,
-        }
-        return write_json(path, data, sort_keys=False)
+        return setup_file.save_setup(self, path)
 
     def load_setup(self, path: str | Path, *, allow_pickle: bool = False) -> None:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            adapters = data["adapters"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{path}: not an adapterhub setup file ({exc})") from None
-        for name, entry in adapters.items():
-            if name not in self._infos:
-                self.load_adapter(entry["source"], name=name, allow_pickle=allow_pickle)
-        active = data.get("active")
-        self.set_adapter(None if active is None else block_from_dict(active))
-        if data.get("merged"):
-            self.merge(list(data["merged"]), list(data["merged"].values()))
-
-    # -- publishing ------------------------------------------------------------------------
-
-    def push_adapter(self, name: str, repo: str, /, version: str, **kwargs: Any) -> Any:
-        """Publish adapter ``name`` (only that one) to Hub repo ``repo`` as release ``version``.
-
-        Keyword arguments are those of :func:`adapterhub.publish.push_adapter` (``task``,
-        ``license``, ``token``, and ``name=`` for the registry name, ...).
-        """
-        self._method(name)  # a clear error for an unknown name before anything is written
-        from ..publish import push_adapter
-
-        return push_adapter(self, name, repo, version, **kwargs)
+        """Load the adapters a setup file names and restore its composition and merges."""
+        setup_file.load_setup(self, path, allow_pickle=allow_pickle)
 
     # -- reporting -------------------------------------------------------------------------
 
-    def trainable_parameters(self) -> tuple[int, int]:
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """(trainable parameters, all parameters), as PEFT's method of the same name."""
         trainable = total = 0
         for p in self.model.parameters():
             total += p.numel()
@@ -562,24 +489,6 @@ class AdapterModel:
         return trainable, total
 
     def print_trainable_parameters(self) -> None:
-        trainable, total = self.trainable_parameters()
+        trainable, total = self.get_nb_trainable_parameters()
         share = 100 * trainable / total if total else 0.0
         print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
-
-
-def _fingerprint(model: Any) -> tuple:
-    """Module structure, parameter identities and shapes: what a failed apply must leave unchanged.
-
-    One walk over the modules (O(modules + parameters), never tensor data); each module's own
-    parameters are read from ``_parameters`` instead of a second walk by ``named_parameters``.
-    """
-    from .structure import walk_modules
-
-    modules: list[tuple[str, type]] = []
-    params: list[tuple[str, str, int, Any]] = []
-    for module_name, module in walk_modules(model):
-        modules.append((module_name, type(module)))
-        for param_name, param in module._parameters.items():
-            if param is not None:
-                params.append((module_name, param_name, id(param), param.shape))  # torch.Size: an immutable tuple
-    return modules, params, sorted(getattr(model, "peft_config", {}) or {})

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 DEFAULT_SKIP = ("lm_head", "score", "classifier", "qa_outputs")
+
+
+class _OptionalBf16KernelNotice(logging.Filter):
+    """Drop bitsandbytes' notice that its optional AVX512-BF16 CPU kernel could not be fetched.
+
+    bitsandbytes logs it at import on CPUs with AVX512-BF16 when the ``kernels`` package (which would
+    download the kernel from a Hub) is absent. adapterhub never uses that kernel: it keeps every 4-bit
+    layer on the portable fp32 path (:func:`disable_cpu_bf16_kernel`), whose results do not depend
+    on the machine. Every other bitsandbytes message still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalBf16KernelNotice())
 
 
 def is_4bit_layer(module: Any) -> bool:

@@ -1,4 +1,15 @@
-"""Reading and writing adapter weight files safely (safetensors by default, pickle only on request)."""
+"""Tensor files, safely: the one pickle policy, and the one safetensors and JSON writer of adapter files.
+
+* :func:`load_tensors` reads safetensors; a pickle file (``.bin``, ``.pt``, ... see
+  :data:`adapterhub.layout.PICKLE_SUFFIXES`) raises :class:`~adapterhub.errors.PickleRefusedError`
+  unless ``allow_pickle``, and is then read with ``torch.load(weights_only=True)``. Every malformed
+  file is an :class:`~adapterhub.errors.AdapterFormatError` naming the file.
+* :func:`save_tensors` writes safetensors atomically (aliased tensors get their own copy, which
+  safetensors requires); :func:`write_json` writes a config the way PEFT and ``adapters`` do
+  (indent 2, sorted keys, no trailing newline), atomically.
+
+No torch at import time.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +19,7 @@ from typing import Any
 
 from ..errors import AdapterFormatError, PickleRefusedError
 from ..fileio import atomic_write_bytes
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+from ..layout import PICKLE_SUFFIXES
 
 
 def load_tensors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
@@ -26,16 +36,18 @@ def load_tensors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
         if not allow_pickle:
             raise PickleRefusedError(
                 f"{path}: pickled weights refused (pickle files can run code when loaded)",
-                hint="convert the adapter to safetensors, or pass allow_pickle=True if you trust its source",
+                hint="convert the adapter to safetensors (`adapterhub convert DIR --to-safetensors`), or pass "
+                "allow_pickle=True if you trust its source; it is then read with torch.load(weights_only=True)",
             )
         import torch
 
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error
             raise AdapterFormatError(f"{path}: cannot be read with torch.load(weights_only=True) ({exc})") from None
-        if not isinstance(data, dict):
-            raise AdapterFormatError(f"{path}: expected a dict of tensors, got {type(data).__name__}")
+        if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                 for k, v in data.items()):
+            raise AdapterFormatError(f"{path}: expected a dict of named tensors, got {type(data).__name__}")
         return data
     raise AdapterFormatError(f"{path}: unknown weights file type {path.suffix!r}")
 
@@ -53,13 +65,21 @@ def find_weights(directory: Path, names: tuple[str, ...]) -> Path:
 
 
 def save_tensors(state_dict: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``state_dict`` as safetensors (atomically)."""
+    """Write ``state_dict`` as safetensors (atomically). Tensors sharing storage are copied apart."""
     from safetensors.torch import save
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    return atomic_write_bytes(path, save(tensors, metadata=metadata))
+    tensors: dict[str, Any] = {}
+    seen: set[int] = set()
+    for key, value in state_dict.items():
+        value = value.detach().to("cpu").contiguous()
+        pointer = value.untyped_storage().data_ptr()
+        if pointer in seen and value.numel():
+            value = value.clone()
+        seen.add(pointer)
+        tensors[key] = value
+    return atomic_write_bytes(path, save(tensors, metadata=metadata or {"format": "pt"}))
 
 
 def write_json(path: Path, data: Any, *, sort_keys: bool = True) -> Path:
-    """Write JSON like PEFT does (indent 2, sorted keys), atomically."""
+    """Write a config as PEFT and ``adapters`` do (indent 2, sorted keys), atomically."""
     return atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=sort_keys).encode("utf-8"))

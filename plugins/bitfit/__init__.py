@@ -1,6 +1,6 @@
 """Built-in BitFit plugin: train only the bias terms."""
 
-from adapterhub.hookspecs import hookimpl
+from adapterhub.plugin import hookimpl
 
 
 @hookimpl

@@ -13,29 +13,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapterhub.errors import (
+from adapterhub.plugin import (
     AdapterExistsError,
+    AdapterFiles,
     AdapterFormatError,
+    AdapterMethod,
     AdapterNotLoadedError,
-    CompositionError,
     IncompatibleBaseModelError,
     UnsupportedOperationError,
 )
-from adapterhub.methods import AdapterFiles, AdapterMethod, read_adapter_config
+from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
+from adapterhub.toolkit.model_state import PerModel
 
-STATE_ATTR = "_adapterhub_bitfit"
-WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 #: Parameters of injected adapter modules are never BitFit targets.
 _ADAPTER_MARKERS = ("adapters.", "adapterhub_", "lora_", "ia3_", "base_layer.")
 
 
-def _state(model: Any) -> dict:
-    state = model.__dict__.get(STATE_ATTR)
-    if state is None:
-        # original: pristine base biases; deltas: name -> {param: delta}; merged: name -> weight
-        state = {"original": {}, "deltas": {}, "merged": {}, "active": ("stack", (), None), "trainable": None}
-        model.__dict__[STATE_ATTR] = state
-    return state
+def _new_state() -> dict:
+    # original: pristine base biases; deltas: name -> {param: delta}; merged: name -> weight
+    return {"original": {}, "deltas": {}, "merged": {}, "active": ("stack", (), None), "trainable": None,
+            "configs": {}}
+
+
+_states: PerModel[dict] = PerModel(_new_state)
+_state = _states
 
 
 def bias_names(model: Any, patterns: Sequence[str] | None = None) -> list[str]:
@@ -59,27 +60,19 @@ class BitFitMethod(AdapterMethod):
         return config.get("adapterhub_method") == "bitfit"
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
-        from adapterhub.runtime.weights import find_weights, load_tensors
-
         path = Path(path)
-        config = read_adapter_config(path)
-        state = load_tensors(find_weights(path, WEIGHTS), allow_pickle=allow_pickle)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
         bad = [k for k in state if not k.endswith("bias")]
         if bad:
             raise AdapterFormatError(f"{path}: a BitFit adapter holds only biases, found {bad[:3]}")
         return AdapterFiles("bitfit", config, dict(state), format="peft", source=str(path))
 
-    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "peft") -> list[Path]:
-        from adapterhub.runtime.weights import save_tensors, write_json
-
-        if format != "peft":
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        if format not in (None, "peft"):
             raise UnsupportedOperationError(
                 f"BitFit adapters cannot be saved in the {format!r} format", hint="use format='peft'")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         config = {**adapter.config, "adapterhub_method": "bitfit", "target_biases": sorted(adapter.state_dict)}
-        return [save_tensors(adapter.state_dict, path / "adapter_model.safetensors", metadata={"format": "pt"}),
-                write_json(path / "adapter_config.json", config)]
+        return write_adapter_dir(path, config, adapter.state_dict)
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -147,7 +140,7 @@ class BitFitMethod(AdapterMethod):
         params = dict(model.named_parameters())
         ref = {k: state["original"][k] for k in adapter.state_dict}
         state["deltas"][name] = {k: v.to(params[k].device, params[k].dtype) - ref[k] for k, v in adapter.state_dict.items()}
-        state.setdefault("configs", {})[name] = dict(adapter.config)
+        state["configs"][name] = dict(adapter.config)
         self._write(model)
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
@@ -160,7 +153,7 @@ class BitFitMethod(AdapterMethod):
         self._sync_trainable(model)
         self._remember(model, keys)
         state["deltas"][name] = {k: state["original"][k].new_zeros(state["original"][k].shape) for k in keys}
-        state.setdefault("configs", {})[name] = {
+        state["configs"][name] = {
             "adapterhub_method": "bitfit", "target_modules": config.get("target_modules"),
             "base_model_name_or_path": getattr(model.config, "_name_or_path", None) or None}
         state["trainable"] = name
@@ -168,28 +161,20 @@ class BitFitMethod(AdapterMethod):
             p.requires_grad_(n in keys)
         return self.export(model, name)
 
-    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
-                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
-        state = _state(model)
-        if combine == "batch_split":
-            raise CompositionError(
-                "BatchSplit/Parallel: method 'bitfit' cannot serve different adapters to rows of one batch "
-                "(biases are shared by every row)",
-                hint="use LoRA or bottleneck adapters for mixed batches, or Stack/Average BitFit adapters")
-        for n in names:
-            if n is None or n not in state["deltas"]:
-                raise AdapterNotLoadedError(f"BitFit adapter {n!r} is not loaded on this model")
-        if combine == "average":
-            if weights is None or len(weights) != len(names):
-                raise CompositionError("bitfit: Average needs one weight per adapter")
-            active = ("average", tuple(names), tuple(float(w) for w in weights))
-        elif combine == "stack":
-            active = ("stack", tuple(names), None)
-        else:
-            raise CompositionError(f"bitfit: unknown combine mode {combine!r}")
+    def loaded_names(self, model: Any) -> set[str]:
+        state = _states.get(model)
+        return set(state["deltas"]) if state is not None else set()
+
+    def _activate(self, model: Any, active: tuple) -> None:
         self._sync_trainable(model)
-        state["active"] = active
+        _state(model)["active"] = active
         self._write(model)
+
+    def activate_stack(self, model: Any, names: list[str]) -> None:
+        self._activate(model, ("stack", tuple(names), None))
+
+    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+        self._activate(model, ("average", tuple(names), tuple(weights)))
 
     def _check_loaded(self, model: Any, name: str) -> dict:
         state = _state(model)
@@ -231,7 +216,7 @@ class BitFitMethod(AdapterMethod):
             with torch.no_grad():
                 for key, value in state["original"].items():
                     params[key].copy_(value)
-            model.__dict__.pop(STATE_ATTR, None)
+            _states.drop(model)
 
     def unload(self, model: Any, names: Sequence[str], *, keep_merged: bool = False) -> None:
         state = _state(model)
@@ -244,7 +229,7 @@ class BitFitMethod(AdapterMethod):
         state = self._check_loaded(model, name)
         self._sync_trainable(model)
         sd = {k: (state["original"][k] + d).detach().clone() for k, d in state["deltas"][name].items()}
-        return AdapterFiles("bitfit", dict(state.get("configs", {}).get(name) or {"adapterhub_method": "bitfit"}),
+        return AdapterFiles("bitfit", dict(state["configs"].get(name) or {"adapterhub_method": "bitfit"}),
                             sd, format="peft")
 
     def parameters(self, model: Any, name: str) -> list[Any]:

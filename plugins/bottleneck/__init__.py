@@ -1,7 +1,7 @@
 """Built-in bottleneck plugin: sequential, double and parallel bottleneck adapters (AdapterHub format)
 on BERT-family encoders, GPT-2 and Llama-family decoders."""
 
-from adapterhub.hookspecs import hookimpl
+from adapterhub.plugin import hookimpl
 
 
 @hookimpl

@@ -1,30 +1,35 @@
 """The "bottleneck" method: sequential (Pfeiffer, ``seq_bn``), double (Houlsby, ``double_seq_bn``) and
 parallel (``par_bn``) bottleneck adapters, read and written in the AdapterHub ``adapters`` format.
 
-Canonical form (see :mod:`adapterhub.formats.adapters`): ``config`` is adapters' ``BnConfig`` dict,
+Canonical form (see :mod:`.adapters_format`): ``config`` is adapters' ``BnConfig`` dict (:mod:`.config`),
 keys are ``<module>.adapters.<param>`` relative to ``model.base_model``. A prediction head saved with
-the adapter (``head_config.json``) travels in ``extras["head"]`` as the AdapterHub reader fills it;
+the adapter (``head_config.json``) travels in ``AdapterFiles.head`` as the AdapterHub reader fills it;
 the runtime builds, routes and saves heads (:mod:`adapterhub.runtime.heads`), so this method only
 ever touches the bottleneck modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adapterhub.errors import (
+from adapterhub.plugin import (
     AdapterExistsError,
+    AdapterFiles,
+    AdapterMethod,
     AdapterNotLoadedError,
-    CompositionError,
     IncompatibleBaseModelError,
     UnsupportedOperationError,
+    read_adapter_config,
 )
-from adapterhub.formats import adapters as ah_format
-from adapterhub.methods import AdapterFiles, AdapterMethod
+from adapterhub.toolkit.adapters_format import architecture, is_adapters_format
+from adapterhub.toolkit.adapters_format.heads import check_static_head
+from adapterhub.toolkit.model_state import PerModel
 
-STATE_ATTR = "_adapterhub_bottleneck"
+from .adapters_format import read_adapters_bottleneck, write_adapters_bottleneck
+from .config import normalise_config
+
 #: Pseudo-location of a Compacter adapter's shared PHM parameters (keys ``shared_parameters.<param>``).
 SHARED_KEY = "shared_parameters"
 
@@ -33,34 +38,8 @@ def _state_key(path: str, param: str) -> str:
     return f"{SHARED_KEY}.{param}" if path == SHARED_KEY else f"{path}.adapters.{param}"
 
 
-def _state(model: Any) -> dict:
-    state = model.__dict__.get(STATE_ATTR)
-    if state is None:
-        state = {"adapters": {}}
-        model.__dict__[STATE_ATTR] = state
-    return state
-
-
-def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill a user/preset config up to the full BnConfig key set."""
-    if isinstance(config.get("config"), dict):  # a whole adapters adapter_config.json
-        config = config["config"]
-    config = dict(config)
-    preset = config.pop("preset", None) or config.pop("type", None) or "seq_bn"
-    if preset not in ah_format.BN_PRESETS:
-        raise UnsupportedOperationError(
-            f"unknown bottleneck preset {preset!r}", hint=f"use one of {sorted(ah_format.BN_PRESETS)}")
-    unknown = set(config) - set(ah_format.BN_DEFAULTS)
-    if unknown:
-        raise UnsupportedOperationError(
-            f"unknown bottleneck config keys {sorted(unknown)}",
-            hint=f"known keys: {', '.join(sorted(ah_format.BN_DEFAULTS))}")
-    full = {**ah_format.BN_DEFAULTS, **ah_format.BN_PRESETS[preset], **config}
-    if full["inv_adapter"]:
-        raise UnsupportedOperationError("invertible adapters (inv_adapter) are not supported")
-    if full["cross_adapter"]:
-        raise UnsupportedOperationError("cross_adapter (encoder-decoder cross attention) is not supported")
-    return full
+_states: PerModel[dict] = PerModel(lambda: {"adapters": {}})
+_state = _states
 
 
 class BottleneckMethod(AdapterMethod):
@@ -75,17 +54,16 @@ class BottleneckMethod(AdapterMethod):
     # -- files ----------------------------------------------------------------------------------
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
-        return ah_format.is_adapters_format(config) and ah_format.architecture(config) == "bottleneck"
+        return is_adapters_format(config) and architecture(config) == "bottleneck"
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
-        from adapterhub.methods import read_adapter_config
-
         config = read_adapter_config(path)
-        files = ah_format.read_adapters_bottleneck(path, config, allow_pickle)
+        files = read_adapters_bottleneck(path, config, allow_pickle)
         files.config = normalise_config(files.config)
         return files
 
-    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "adapters") -> list[Path]:
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        format = format or "adapters"
         if format == "peft":
             raise UnsupportedOperationError(
                 "bottleneck adapters cannot be saved in PEFT format: PEFT has no bottleneck adapter type",
@@ -94,7 +72,7 @@ class BottleneckMethod(AdapterMethod):
             raise UnsupportedOperationError(f"unknown format {format!r} for bottleneck adapters",
                                             hint="use format='adapters'")
         model_type = (adapter.extras.get("adapters_meta") or {}).get("model_type")
-        return ah_format.write_adapters_bottleneck(adapter, path, model_type)
+        return write_adapters_bottleneck(adapter, path, model_type)
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -150,9 +128,8 @@ class BottleneckMethod(AdapterMethod):
         return built
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
-        ah_format.check_static_head(model, adapter)
-        config = normalise_config(adapter.config)
-        adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
+        check_static_head(model, adapter)
+        adapter = replace(adapter, config=normalise_config(adapter.config))
         import torch
 
         # Built on the meta device: only shapes are compared, and a hostile config (a tiny
@@ -204,7 +181,7 @@ class BottleneckMethod(AdapterMethod):
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
         config = normalise_config(adapter.config)
-        adapter = AdapterFiles(adapter.method, config, adapter.state_dict, adapter.format, adapter.source, adapter.extras)
+        adapter = replace(adapter, config=config)
         self.check(model, adapter)
         built = self._build(model, adapter)
         for path, module in built.items():
@@ -247,28 +224,22 @@ class BottleneckMethod(AdapterMethod):
                 # learn_phm=false: Compacter's phm_rule stays fixed while the adapter trains
                 p.requires_grad_(flag and not (frozen_rule and key.rsplit(".", 1)[-1].startswith("phm_rule")))
 
-    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
-                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
+    def loaded_names(self, model: Any) -> set[str]:
+        state = _states.get(model)
+        return set(state["adapters"]) if state is not None else set()
+
+    def activate_stack(self, model: Any, names: list[str]) -> None:
+        self._set_setup(model, ("stack", tuple(names), None, None))
+
+    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+        self._set_setup(model, ("average", tuple(names), tuple(weights), None))
+
+    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+        self._set_setup(model, ("batch_split", tuple(names), None, tuple(batch_sizes)))
+
+    def _set_setup(self, model: Any, setup: tuple) -> None:
         from . import layers
 
-        state = _state(model)
-        for n in names:
-            if n is not None and n not in state["adapters"]:
-                raise AdapterNotLoadedError(f"bottleneck adapter {n!r} is not loaded on this model")
-        if combine == "stack":
-            if any(n is None for n in names):
-                raise CompositionError("bottleneck: Stack children must be adapter names")
-            setup = ("stack", tuple(names), None, None)
-        elif combine == "average":
-            if weights is None or len(weights) != len(names):
-                raise CompositionError("bottleneck: Average needs one weight per adapter")
-            setup = ("average", tuple(names), tuple(float(w) for w in weights), None)
-        elif combine == "batch_split":
-            if batch_sizes is None or len(batch_sizes) != len(names):
-                raise CompositionError("bottleneck: BatchSplit needs one batch size per entry")
-            setup = ("batch_split", tuple(names), None, tuple(int(b) for b in batch_sizes))
-        else:
-            raise CompositionError(f"bottleneck: unknown combine mode {combine!r}")
         base = getattr(model, "base_model", model)
         for loc in layers.find_locations(base):
             container = loc.container()
@@ -303,7 +274,7 @@ class BottleneckMethod(AdapterMethod):
             if len(shared_dict) == 0:
                 delattr(base, SHARED_KEY)
         if not state["adapters"]:
-            model.__dict__.pop(STATE_ATTR, None)
+            _states.drop(model)
 
     def export(self, model: Any, name: str) -> AdapterFiles:
         info = _state(model)["adapters"].get(name)
@@ -316,7 +287,7 @@ class BottleneckMethod(AdapterMethod):
         meta.setdefault("model_name", getattr(model.config, "_name_or_path", "") or "")
         meta["name"] = name
         extras: dict[str, Any] = {"adapters_meta": meta, "key_root": "base_model"}
-        return AdapterFiles("bottleneck", dict(info["config"]), sd, format="adapters", extras=extras)
+        return AdapterFiles("bottleneck", dict(info["config"]), sd, format="adapters", name=name, extras=extras)
 
     def parameters(self, model: Any, name: str) -> list[Any]:
         return [p for m in self._modules_of(model, name).values() for p in m.parameters()]

@@ -1,6 +1,6 @@
 """Built-in IA3 plugin: PEFT's (IA)^3 learned rescaling vectors."""
 
-from adapterhub import hookimpl
+from adapterhub.plugin import hookimpl
 
 
 @hookimpl

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.methods import AdapterFiles
-from adapterhub.runtime.peft_tuner import PeftTunerMethod
+from adapterhub.plugin import AdapterFiles, CompositionError
+from adapterhub.toolkit.peft import PeftTunerMethod
 
 #: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
 AVERAGE_KEY = "__adapterhub_average__"
@@ -62,12 +62,10 @@ class IA3Method(PeftTunerMethod):
             if AVERAGE_KEY in layer.ia3_l:
                 del layer.ia3_l[AVERAGE_KEY]
 
-    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+    def average_adapters(self, model: Any, names: list[str], weights: list[float]) -> None:
         import torch
 
         if any(True for _ in self._aux_wrappers(model, names)):
-            from adapterhub.errors import CompositionError
-
             raise CompositionError(f"Average{tuple(names)!r}: ia3 adapters with modules_to_save cannot be averaged")
         for layer in self.layers(model):
             held = [(n, w) for n, w in zip(names, weights, strict=True) if n in layer.ia3_l]
@@ -77,7 +75,7 @@ class IA3Method(PeftTunerMethod):
             # an adapter absent from this layer counts as the identity vector
             combined = sum(w * v for (_, w), v in zip(held, vectors, strict=True)) + (1.0 - sum(w for _, w in held))
             layer.ia3_l[AVERAGE_KEY] = torch.nn.Parameter(combined, requires_grad=False)
-        self._activate(model, [*names, AVERAGE_KEY])
+        self.activate_stack(model, [*names, AVERAGE_KEY])
         for layer in self.layers(model):  # the averaged vector replaces the individual ones
             layer.set_adapter([AVERAGE_KEY] if AVERAGE_KEY in layer.ia3_l else [], inference_mode=True)
 

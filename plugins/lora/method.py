@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.errors import AdapterFormatError, CompositionError, UnsupportedOperationError
-from adapterhub.methods import AdapterFiles
-from adapterhub.runtime.peft_tuner import PeftTunerMethod
+from adapterhub.plugin import AdapterFiles, AdapterFormatError, CompositionError, UnsupportedOperationError
+from adapterhub.toolkit.peft import PeftTunerMethod
 
 
 class LoraMethod(PeftTunerMethod):
@@ -98,7 +97,7 @@ class LoraMethod(PeftTunerMethod):
         config = (getattr(model, "peft_config", None) or {}).get(name)
         return bool(getattr(config, "use_dora", False))
 
-    def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
+    def average_adapters(self, model: Any, names: list[str], weights: list[float]) -> None:
         for name in names:
             if self._dora(model, name):
                 raise CompositionError(
@@ -114,7 +113,7 @@ class LoraMethod(PeftTunerMethod):
             for name, weight in zip(names, weights, strict=True):
                 if name in layer.scaling:
                     layer.set_scale(name, weight)
-        self._activate(model, names)
+        self.activate_stack(model, names)
 
     def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
         for name in names:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.errors import UnsupportedOperationError
-from adapterhub.runtime.quantize import disable_cpu_bf16_kernel, has_4bit_layers, is_4bit_layer
+from adapterhub.plugin import UnsupportedOperationError
+from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, is_4bit_layer
 
-from ..lora.method import LoraMethod
+from .method import LoraMethod
 
 
 class QLoraMethod(LoraMethod):

@@ -1,7 +1,7 @@
 """Built-in prompt-learning plugin: prompt tuning, prefix tuning and P-tuning (PEFT format;
 AdapterHub-format prompt/prefix tuning read and written too)."""
 
-from adapterhub.hookspecs import hookimpl
+from adapterhub.plugin import hookimpl
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Torch side of prompt learning: virtual tokens and prefixes injected into a plain transformers model.
 
-One shared state per model (``model._adapterhub_prompts``) holds every loaded prompt-learning adapter
+One shared state per model (``toolkit.model_state.PerModel``) holds every loaded prompt-learning adapter
 of the three methods and what each method has active. Hooks:
 
 * a forward pre-hook (with kwargs) on the model: prepends the active input prompts (prompt tuning,
@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from adapterhub.toolkit import transformers_compat as compat
+from adapterhub.toolkit.model_state import PerModel
 
-STATE_ATTR = "_adapterhub_prompts"
 
 
 class PromptState:
@@ -37,13 +37,20 @@ class PromptState:
         self.handles: list[Any] = []
         self.container: nn.ModuleDict | None = None
         self.embeddings_hooked = False  # AdapterHub-format prompts can only be inserted when True
+        # what the model pre-hook leaves for the embeddings / attention hooks of the same call
+        self.after_emb: tuple | None = None
+        self.enc_prefix: tuple | None = None
+
+
+#: One state per model, shared by the three prompt-learning methods (one pre-hook serves them all).
+_states: PerModel[PromptState] = PerModel(PromptState)
 
 
 def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
-    state = model.__dict__.get(STATE_ATTR)
+    """The prompt-learning state of ``model``, created (with its hooks) on first use when ``create``."""
+    state = _states.get(model)
     if state is None and create:
-        state = PromptState()
-        model.__dict__[STATE_ATTR] = state
+        state = _states(model)
         model.adapterhub_prompts = nn.ModuleDict()
         state.container = model.adapterhub_prompts
         state.handles.append(model.register_forward_pre_hook(_model_pre_hook, with_kwargs=True))
@@ -64,7 +71,7 @@ def embeddings_module(model: nn.Module) -> nn.Module | None:
 
 
 def drop_state(model: nn.Module) -> None:
-    state = model.__dict__.pop(STATE_ATTR, None)
+    state = _states.drop(model)
     if state is None:
         return
     for handle in state.handles:
@@ -156,7 +163,7 @@ def _prefix_mask(mask: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
-    state = model.__dict__.get(STATE_ATTR)
+    state = _states.get(model)
     if state is None:
         return None
     input_blocks = _active(state, ("prompt_tuning", "p_tuning"), style="peft")
@@ -207,7 +214,7 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         if mask is not None:
             mask = _prefix_mask(mask, after_emb_n)
         # adapters inserts after the embedding layer: token type ids keep the real length
-        model.__dict__["_adapterhub_after_emb"] = (after_emb, batch)
+        state.after_emb = (after_emb, batch)
         length += after_emb_n
     if prefix_blocks:
         n = _virtual_length(prefix_blocks)
@@ -223,7 +230,7 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         # tokens are attended by every row, padded or not, as in PEFT
         mask = _prefix_mask(mask, virtual)
     if enc_prefix:
-        model.__dict__["_adapterhub_enc_prefix"] = (enc_prefix, batch)
+        state.enc_prefix = (enc_prefix, batch)
     if after_emb_n and mask is not None and mask.dim() == 2 and not prefix_blocks and _is_encoder(model):
         mask = _adapters_prompt_mask(mask, after_emb_n, next(model.parameters()).dtype)
     if mask is not None:
@@ -285,9 +292,11 @@ def _prefix_cache(model: nn.Module, blocks, batch: int):
 
 def _make_embeddings_hook(model: nn.Module):
     def hook(module, args, output):
-        pending = model.__dict__.pop("_adapterhub_after_emb", None)
+        state = _states.get(model)
+        pending = None if state is None else state.after_emb
         if pending is None:
             return output
+        state.after_emb = None
         blocks, batch = pending
         prompts = _batched(blocks, output.shape[0])
         return torch.cat([prompts.to(output.dtype), output], 1)
@@ -307,7 +316,8 @@ class _LayerPrefix:
 
 def _make_attention_hook(model: nn.Module, layer: int):
     def hook(module, args, kwargs):
-        pending = model.__dict__.get("_adapterhub_enc_prefix")
+        state = _states.get(model)
+        pending = None if state is None else state.enc_prefix
         if pending is None:
             return None
         blocks, batch = pending
@@ -315,7 +325,7 @@ def _make_attention_hook(model: nn.Module, layer: int):
         if layer >= layers:
             return None
         if layer == layers - 1 or layer == len(encoder_self_attentions(model)) - 1:
-            model.__dict__.pop("_adapterhub_enc_prefix", None)
+            state.enc_prefix = None
         kwargs = dict(kwargs)
         compat.set_cache(module, kwargs, _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
         mask = kwargs.get("attention_mask")

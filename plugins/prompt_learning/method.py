@@ -2,30 +2,34 @@
 
 Files are PEFT's (``adapter_config.json`` + ``adapter_model.safetensors`` holding one tensor,
 ``prompt_embeddings``); AdapterHub-format prompt/prefix tuning is read too and converted
-(:mod:`adapterhub.formats.adapters`). Canonical form = PEFT's: config keys as PEFT writes them and
+(:mod:`.adapters_format`). Canonical form = PEFT's: config keys as PEFT writes them and
 ``{"prompt_embeddings": tensor}``. Injection into the plain model is in :mod:`.injection`.
-Compositions: Stack concatenates the virtual tokens of the active adapters in order; BatchSplit
-gives each row slice its own prompt (all slices need one, of equal length); no Average; no merge.
+Compositions: Stack concatenates the virtual tokens of the active adapters in order; BatchSplit (and
+Parallel) gives each row slice its own prompt (all slices need one, of equal length); no Average;
+no merge.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapterhub.errors import (
+from adapterhub.plugin import (
     AdapterExistsError,
+    AdapterFiles,
     AdapterFormatError,
+    AdapterMethod,
     AdapterNotLoadedError,
     CompositionError,
     IncompatibleBaseModelError,
     UnsupportedOperationError,
+    read_adapter_config,
 )
-from adapterhub.formats import adapters as ah_format
-from adapterhub.methods import AdapterFiles, AdapterMethod, read_adapter_config
+from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
+from adapterhub.toolkit.adapters_format import architecture, is_adapters_format
+from adapterhub.toolkit.adapters_format.heads import check_static_head
 
-WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+from .adapters_format import read_adapters_prompt, write_adapters_prompt
 PEFT_VERSION = "0.21.2"
 
 # Model types on which the ``adapters`` library (1.3.0) builds no prompt-tuning layer (its model
@@ -56,24 +60,22 @@ class _PromptLearningMethod(AdapterMethod):
     adapters_arch: ClassVar[str | None] = None
     formats = ("peft",)
     mergeable = False
-    supports_mixed_batch = False
+    supports_mixed_batch = True
     supports_average = False
     trainable = True
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if str(config.get("peft_type", "")).upper() == self.peft_type:
             return True
-        return (self.adapters_arch is not None and ah_format.is_adapters_format(config)
-                and ah_format.architecture(config) == self.adapters_arch)
+        return (self.adapters_arch is not None and is_adapters_format(config)
+                and architecture(config) == self.adapters_arch)
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
-        from adapterhub.runtime.weights import find_weights, load_tensors
-
         path = Path(path)
         config = read_adapter_config(path)
-        if ah_format.is_adapters_format(config):
-            return ah_format.read_adapters_prompt(path, config, allow_pickle)
-        state = load_tensors(find_weights(path, WEIGHTS), allow_pickle=allow_pickle)
+        if is_adapters_format(config):
+            return read_adapters_prompt(path, config, allow_pickle)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
         if "prompt_embeddings" not in state:
             raise AdapterFormatError(
                 f"{path}: weights hold {sorted(state)[:3]}, not 'prompt_embeddings'",
@@ -85,10 +87,9 @@ class _PromptLearningMethod(AdapterMethod):
         return AdapterFiles(self.name, config, {"prompt_embeddings": state["prompt_embeddings"]},
                             format="peft", source=str(path))
 
-    def save(self, adapter: AdapterFiles, path: Path, *, format: str = "peft") -> list[Path]:
-        from adapterhub.runtime.weights import save_tensors, write_json
-
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
         path = Path(path)
+        format = format or "peft"
         if format == "adapters":
             if self.adapters_arch is None:
                 raise UnsupportedOperationError(
@@ -100,17 +101,14 @@ class _PromptLearningMethod(AdapterMethod):
                         f"{path}: cannot save prompt tuning for a {model_type!r} model in the AdapterHub format: "
                         "the adapters library refuses prompt tuning on that model type, so the files could "
                         "not be loaded", hint="save with format='peft'")
-            return ah_format.write_adapters_prompt(adapter, path)
+            return write_adapters_prompt(adapter, path)
         if format != "peft":
             raise UnsupportedOperationError(f"unknown format {format!r}", hint="use 'peft' or 'adapters'")
-        path.mkdir(parents=True, exist_ok=True)
         config = {k: v for k, v in adapter.config.items() if not k.startswith("adapterhub_")}
         config["peft_type"] = self.peft_type
         config["inference_mode"] = True
         config.setdefault("peft_version", PEFT_VERSION)
-        return [save_tensors({"prompt_embeddings": adapter.state_dict["prompt_embeddings"]},
-                             path / "adapter_model.safetensors", metadata={"format": "pt"}),
-                write_json(path / "adapter_config.json", config)]
+        return write_adapter_dir(path, config, {"prompt_embeddings": adapter.state_dict["prompt_embeddings"]})
 
     # -- model ----------------------------------------------------------------------------------
 
@@ -141,7 +139,7 @@ class _PromptLearningMethod(AdapterMethod):
                     raise IncompatibleBaseModelError(f"{adapter.source or 'adapter'}: {why}",
                                                      hint=_ADAPTERS_PROMPT_HINT)
             # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
-            ah_format.check_static_head(model, adapter)
+            check_static_head(model, adapter)
         config = self._fill(model, adapter.config)
         emb = adapter.state_dict.get("prompt_embeddings")
         n = int(config.get("num_virtual_tokens") or 0)
@@ -187,25 +185,25 @@ class _PromptLearningMethod(AdapterMethod):
             raise AdapterNotLoadedError(f"{self.name} adapter {name!r} is not loaded on this model")
         return entry
 
-    def set_active(self, model: Any, names: Sequence[str | None], *, combine: str = "stack",
-                   weights: Sequence[float] | None = None, batch_sizes: Sequence[int] | None = None) -> None:
+    def loaded_names(self, model: Any) -> set[str]:
+        return set(self._entries(model))
+
+    def activate_stack(self, model: Any, names: list[str]) -> None:
+        self._set(model, "stack", names, None)
+
+    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+        entries = self._entries(model)
+        lengths = {entries[n]["module"]().shape[0] for n in names if n is not None}
+        if any(n is None for n in names) or len(lengths) > 1:
+            raise CompositionError(
+                f"{self.name}: BatchSplit/Parallel needs a prompt for every row slice, all of the same "
+                "length (the sequence length must match across the batch)")
+        self._set(model, "batch_split", names, batch_sizes)
+
+    def _set(self, model: Any, combine: str, names: list, batch_sizes: list[int] | None) -> None:
         from . import injection
 
         entries = self._entries(model)
-        for n in names:
-            if n is not None and n not in entries:
-                raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
-        if combine == "average":
-            raise CompositionError(f"{self.name}: virtual tokens cannot be averaged (Average block)",
-                                   hint="use Stack, or average the adapters' weights offline")
-        if combine == "batch_split":
-            lengths = {entries[n]["module"]().shape[0] for n in names if n is not None}
-            if any(n is None for n in names) or len(lengths) > 1:
-                raise CompositionError(
-                    f"{self.name}: BatchSplit/Parallel needs a prompt for every row slice, all of the same "
-                    "length (the sequence length must match across the batch)")
-        elif combine != "stack":
-            raise CompositionError(f"{self.name}: unknown combine mode {combine!r}")
         styles = {entries[n]["style"] for n in names if n is not None}
         if len(styles) > 1:
             raise CompositionError(f"{self.name}: PEFT- and AdapterHub-style adapters cannot be active together")
@@ -246,7 +244,7 @@ class _PromptLearningMethod(AdapterMethod):
         meta.setdefault("model_type", getattr(model.config, "model_type", ""))
         extras["adapters_meta"] = meta
         return AdapterFiles(self.name, config, {"prompt_embeddings": emb},
-                            format="adapters" if entry["style"] == "adapters" else "peft", extras=extras)
+                            format="adapters" if entry["style"] == "adapters" else "peft", name=name, extras=extras)
 
     def parameters(self, model: Any, name: str) -> list[Any]:
         return list(self._entry(model, name)["module"].parameters())

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapterhub.demo.tasks import DEMO_TASKS, adapter_dir, metrics_path
-from adapterhub.methods import detect_method, list_adapter_files, read_adapter_config
+from adapterhub.layout import adapter_files
+from adapterhub.plugin import detect_method, read_adapter_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_adapter_clearly_beats_chance_and_the_untrained_head(task):
 @pytest.mark.parametrize("task", DEMO_TASKS, ids=lambda t: t.key)
 def test_shipped_files_are_small_safetensors_of_the_right_method(task):
     path = adapter_dir(task)
-    files = list_adapter_files(path)
+    files = set(adapter_files(path))
     assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
     assert any(f.endswith(".safetensors") for f in files)
     assert sum((path / f).stat().st_size for f in files) < 2_000_000
@@ -76,7 +77,7 @@ def test_bundled_index_lists_the_shipped_adapter_files(task):
     release = entry["versions"]["1.0.0"]
     assert release["source"]["repo_id"] == task.repo_id
     listed = {f["path"]: f["sha256"] for f in release["files"]}
-    shipped = list_adapter_files(adapter_dir(task))
+    shipped = set(adapter_files(adapter_dir(task)))
     # README.md is re-rendered by `adapterhub push` (front matter from the manifest) and
     # adapterhub.json is written by it; every other published file is a shipped file, unchanged.
     assert set(listed) == shipped | {"adapterhub.json"}

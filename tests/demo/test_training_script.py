@@ -65,7 +65,7 @@ def test_smoke_training_run_writes_loadable_adapters_and_honest_cards(script, tm
 
     from adapterhub import AdapterModel
     from adapterhub.demo.tasks import base_model_path
-    from adapterhub.methods import detect_method
+    from adapterhub.plugin import detect_method
 
     assert script.main(["--smoke", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))["tasks"]

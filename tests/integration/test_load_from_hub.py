@@ -102,8 +102,10 @@ def test_push_adapter_publishes_a_release_that_loads_back(hub_env, inputs, tmp_p
     am.set_adapter("mine")
     expected = hidden(am, inputs)
     index_dir = tmp_path / "index"
-    result = am.push_adapter(
-        "mine", "alice/pushed-lora", version="1.0.0", name="tiny/pushed-lora", task="feature-extraction",
+    import adapterhub
+
+    result = adapterhub.push_adapter(
+        am, "mine", "alice/pushed-lora", version="1.0.0", name="tiny/pushed-lora", task="feature-extraction",
         license="apache-2.0", base_model="testing/tiny-bert", token=TOKEN, endpoint=w.url, index_dir=index_dir,
         entry_out=tmp_path / "entry.json", check=False,
     )

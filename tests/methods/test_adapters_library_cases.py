@@ -175,7 +175,7 @@ def test_saved_bottleneck_reloads_identically(tmp_path):
     ref = load_reference(case_dir)
     am = AdapterModel(_fresh_base(spec))
     am.load_adapter(case_dir, name="double_seq_bn")
-    am.save_adapter("double_seq_bn", tmp_path / "out", format="adapters")
+    am.save_adapter(tmp_path / "out", "double_seq_bn", format="adapters")
     again = AdapterModel(_fresh_base(spec))
     again.load_adapter(tmp_path / "out", name="double_seq_bn")
     again.set_adapter("double_seq_bn")
@@ -232,7 +232,7 @@ def test_decoder_prompt_tuning_not_saved_in_adapters_format(tmp_path):
     am = AdapterModel(_fresh_base(case(ADAPTERS / "gpt2_seq_bn")))
     am.add_adapter("prompt", "prompt_tuning", num_virtual_tokens=3)
     with pytest.raises(UnsupportedOperationError, match="'gpt2' model in the AdapterHub format"):
-        am.save_adapter("prompt", tmp_path / "ah", format="adapters")
+        am.save_adapter(tmp_path / "ah", "prompt", format="adapters")
     assert not (tmp_path / "ah" / "adapter_config.json").exists()
-    am.save_adapter("prompt", tmp_path / "peft", format="peft")
+    am.save_adapter(tmp_path / "peft", "prompt", format="peft")
     assert (tmp_path / "peft" / "adapter_model.safetensors").is_file()

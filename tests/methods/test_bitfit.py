@@ -8,7 +8,7 @@ from methods_support import state_hash
 
 from adapterhub import AdapterModel, Average, BatchSplit
 from adapterhub.errors import CompositionError
-from adapterhub.methods import get_method
+from adapterhub.plugin import get_method
 
 
 def _train(am, model, inputs, name):
@@ -43,7 +43,7 @@ def test_bitfit_train_save_load_merge(bert, bert_inputs, tmp_path):
     assert any(not torch.equal(trained[k], base_biases[k]) for k in trained)
     with torch.no_grad():
         trained_out = am(**bert_inputs).last_hidden_state
-    am.save_adapter("bf", tmp_path / "bf")
+    am.save_adapter(tmp_path / "bf", "bf")
     am.unload()
     assert state_hash(bert) == pristine
 
@@ -62,10 +62,10 @@ def test_bitfit_train_save_load_merge(bert, bert_inputs, tmp_path):
     with torch.no_grad():
         assert torch.allclose(am(**bert_inputs).last_hidden_state, expected, atol=1e-6, rtol=0)
     am.set_adapter(None)
-    am.merge(["loaded"])
+    am.merge_adapter(["loaded"])
     with torch.no_grad():
         assert torch.allclose(am(**bert_inputs).last_hidden_state, expected, atol=1e-6, rtol=0)
-    am.unmerge()
+    am.unmerge_adapter()
     assert _biases(bert).keys() == base_biases.keys()
     assert all(torch.allclose(_biases(bert)[k], base_biases[k], atol=1e-7) for k in base_biases)
     am.unload()
@@ -75,7 +75,7 @@ def test_bitfit_train_save_load_merge(bert, bert_inputs, tmp_path):
 def test_bitfit_stack_and_average_are_bias_deltas(bert, tmp_path):
     from safetensors.torch import save_file
 
-    from adapterhub.runtime.weights import write_json
+    from adapterhub.toolkit.weights import write_json
 
     base = _biases(bert)
     key = "encoder.layer.0.output.dense.bias"

@@ -57,7 +57,7 @@ def test_compacter_save_round_trips_tensors(case_name, tmp_path):
     ref = load_reference(case_dir)
     am = AdapterModel(_bert())
     am.load_adapter(case_dir, name=spec["adapter_name"])
-    am.save_adapter(spec["adapter_name"], tmp_path / "out", format="adapters")
+    am.save_adapter(tmp_path / "out", spec["adapter_name"], format="adapters")
     original = {k.removeprefix("bert."): v for k, v in load_file(str(case_dir / "adapter.safetensors")).items()}
     saved = load_file(str(tmp_path / "out" / "adapter.safetensors"))
     assert set(saved) == set(original)

@@ -185,7 +185,7 @@ def test_impossible_combinations_name_the_method_and_block(peft_dirs):
         message = str(info.value)
         assert all(w in message for w in words), (setup, message)
         # a refused setup leaves the previous one in force
-        assert am.active == Stack("lora_a", "bn_a")
+        assert am.active_setup == Stack("lora_a", "bn_a")
         assert torch.allclose(_out(am, inputs), before, atol=0, rtol=0)
 
 
@@ -263,7 +263,7 @@ def test_mixed_setup_round_trip(peft_dirs, tmp_path):
     path = am.save_setup(tmp_path / "setup.json")
     fresh = AdapterModel(_bert())
     fresh.load_setup(path)
-    assert fresh.active == setup
+    assert fresh.active_setup == setup
     assert {n: i.method for n, i in fresh.adapters.items()} == {
         "lora_a": "lora", "bn_a": "bottleneck", "p1": "prompt_tuning", "lora_b": "lora", "bn_new": "bottleneck"}
     assert torch.allclose(_out(fresh, inputs), expected, atol=1e-6, rtol=0)
@@ -276,14 +276,14 @@ def test_merge_refusal_and_unload_restore_pristine_base(peft_dirs):
     am.add_adapter("bias", "bitfit")
     am.set_adapter(Stack("lora_a", "bn_a", "p1"))
     with pytest.raises(UnsupportedOperationError) as info:
-        am.merge()  # the bottleneck cannot be folded into weights: it must say so, not skip it
+        am.merge_adapter()  # the bottleneck cannot be folded into weights: it must say so, not skip it
     assert "bottleneck" in str(info.value) and "bn_a" in str(info.value)
     assert not am.merged
     with pytest.raises(UnsupportedOperationError) as info:
-        am.merge(["p1"])
+        am.merge_adapter(["p1"])
     assert "prompt_tuning" in str(info.value)
     before = _out(am, inputs)
-    am.merge(["lora_a"])  # the mergeable part of the stack merges; outputs unchanged
+    am.merge_adapter(["lora_a"])  # the mergeable part of the stack merges; outputs unchanged
     assert torch.allclose(_out(am, inputs), before, atol=ATOL, rtol=0)
     model = am.unload()
     assert not am.adapters

@@ -8,7 +8,7 @@ from methods_support import ADAPTERS, BASE, load_reference
 from safetensors.torch import load_file
 
 from adapterhub import AdapterModel
-from adapterhub.methods import read_adapter_config
+from adapterhub.plugin import read_adapter_config
 
 #: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
 pytestmark = pytest.mark.fidelity
@@ -48,7 +48,7 @@ def test_adapters_lora_saved_as_peft_loads_in_peft(tmp_path):
         ref = load_reference(ADAPTERS / case)
         am = AdapterModel(_bert())
         am.load_adapter(ADAPTERS / case, name="lora", allow_pickle=pickle)
-        am.save_adapter("lora", tmp_path / case, format="peft")
+        am.save_adapter(tmp_path / case, "lora", format="peft")
         config = read_adapter_config(tmp_path / case)
         assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
         out = _peft_out(tmp_path / case, {k: ref[k] for k in ("input_ids", "attention_mask")})
@@ -82,7 +82,7 @@ def test_peft_to_adapters_to_ours_to_peft_is_lossless(peft_made, tmp_path, kind)
     am, out = _ours(source, inputs)
     assert torch.allclose(out, expected, atol=ATOL, rtol=0)
 
-    am.save_adapter("x", tmp_path / "ah", format="adapters")
+    am.save_adapter(tmp_path / "ah", "x", format="adapters")
     config = read_adapter_config(tmp_path / "ah")
     inner = config["config"]
     assert inner["architecture"] == "lora"  # adapters 1.3.0 writes IA3 as lora + composition_mode scale
@@ -94,7 +94,7 @@ def test_peft_to_adapters_to_ours_to_peft_is_lossless(peft_made, tmp_path, kind)
     am2, out2 = _ours(tmp_path / "ah", inputs)
     assert torch.allclose(out2, expected, atol=ATOL, rtol=0)
 
-    am2.save_adapter("x", tmp_path / "back", format="peft")
+    am2.save_adapter(tmp_path / "back", "x", format="peft")
     original = load_file(str(source / "adapter_model.safetensors"))
     back = load_file(str(tmp_path / "back" / "adapter_model.safetensors"))
     assert set(back) == set(original)
@@ -106,10 +106,10 @@ def test_adapters_lora_to_peft_and_back_keeps_adapters_tensors(tmp_path):
     """adapters file -> ours -> PEFT dir -> ours -> adapters file: the same tensors under the same keys."""
     am = AdapterModel(_bert())
     am.load_adapter(ADAPTERS / "lora_safetensors", name="lora")
-    am.save_adapter("lora", tmp_path / "peft", format="peft")
+    am.save_adapter(tmp_path / "peft", "lora", format="peft")
     am2 = AdapterModel(_bert())
     am2.load_adapter(tmp_path / "peft", name="lora")
-    am2.save_adapter("lora", tmp_path / "ah", format="adapters")
+    am2.save_adapter(tmp_path / "ah", "lora", format="adapters")
     original = load_file(str(ADAPTERS / "lora_safetensors" / "adapter.safetensors"))
     again = load_file(str(tmp_path / "ah" / "adapter.safetensors"))
     assert set(again) == set(original) and all(torch.equal(again[k], original[k]) for k in original)

@@ -9,38 +9,41 @@ import torch
 from methods_support import ADAPTERS, FIXTURES, PEFT, load_reference
 
 from adapterhub.errors import NoMethodClaimsError, PickleRefusedError
-from adapterhub.formats import adapters as fmt
-from adapterhub.methods import AdapterFiles, detect_method, read_adapter_config
+from adapterhub.default_plugins.bottleneck import adapters_format as bottleneck_format
+from adapterhub.default_plugins.prompt_learning import adapters_format as prompt_format
+from adapterhub.toolkit.adapters_format import heads, layout
+from adapterhub.toolkit.peft import adapters_lora
+from adapterhub.plugin import AdapterFiles, detect_method, read_adapter_config
 
 #: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
 pytestmark = pytest.mark.fidelity
 
 
 def test_detection_and_architecture():
-    assert fmt.is_adapters_format(read_adapter_config(ADAPTERS / "seq_bn"))
-    assert not fmt.is_adapters_format(read_adapter_config(PEFT / "prompt_tuning"))
-    assert fmt.architecture(read_adapter_config(ADAPTERS / "seq_bn")) == "bottleneck"
-    assert fmt.architecture(read_adapter_config(ADAPTERS / "lora")) == "lora"
+    assert layout.is_adapters_format(read_adapter_config(ADAPTERS / "seq_bn"))
+    assert not layout.is_adapters_format(read_adapter_config(PEFT / "prompt_tuning"))
+    assert layout.architecture(read_adapter_config(ADAPTERS / "seq_bn")) == "bottleneck"
+    assert layout.architecture(read_adapter_config(ADAPTERS / "lora")) == "lora"
     assert detect_method(ADAPTERS / "seq_bn").name == "bottleneck"
     assert detect_method(ADAPTERS / "prefix_tuning").name == "prefix_tuning"
 
 
 def test_pickle_refused_names_file_and_fix():
     with pytest.raises(PickleRefusedError) as info:
-        fmt.read_adapters_lora(ADAPTERS / "lora", read_adapter_config(ADAPTERS / "lora"), allow_pickle=False)
+        adapters_lora.read_adapters_lora(ADAPTERS / "lora", read_adapter_config(ADAPTERS / "lora"), allow_pickle=False)
     assert "pytorch_adapter.bin" in str(info.value) and "allow_pickle" in str(info.value)
 
 
 def test_lora_pickle_and_safetensors_agree_and_round_trip(tmp_path):
     cfg = read_adapter_config(ADAPTERS / "lora")
-    a = fmt.read_adapters_lora(ADAPTERS / "lora", cfg, allow_pickle=True)
-    b = fmt.read_adapters_lora(ADAPTERS / "lora_safetensors", read_adapter_config(ADAPTERS / "lora_safetensors"))
+    a = adapters_lora.read_adapters_lora(ADAPTERS / "lora", cfg, allow_pickle=True)
+    b = adapters_lora.read_adapters_lora(ADAPTERS / "lora_safetensors", read_adapter_config(ADAPTERS / "lora_safetensors"))
     assert a.method == "lora" and a.config["peft_type"] == "LORA"
     assert a.config["r"] == 4 and a.config["lora_alpha"] == 8
     assert "encoder.layer.0.attention.self.query.lora_A.weight" in a.state_dict
     assert set(a.state_dict) == set(b.state_dict)
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    fmt.write_adapters_lora(a, tmp_path / "rt", "bert")
+    adapters_lora.write_adapters_lora(a, tmp_path / "rt", "bert")
     written = json.loads((tmp_path / "rt" / "adapter_config.json").read_text())
     assert written["config"] == cfg["config"] and written["name"] == "lora"
     raw_original = torch.load(ADAPTERS / "lora" / "pytorch_adapter.bin", weights_only=True)
@@ -49,7 +52,7 @@ def test_lora_pickle_and_safetensors_agree_and_round_trip(tmp_path):
     raw_written = load_file(str(tmp_path / "rt" / "adapter.safetensors"))
     assert set(raw_written) == set(raw_original)
     assert all(torch.equal(raw_written[k], raw_original[k]) for k in raw_original)
-    c = fmt.read_adapters_lora(tmp_path / "rt", written)
+    c = adapters_lora.read_adapters_lora(tmp_path / "rt", written)
     assert c.config == a.config and all(torch.equal(c.state_dict[k], a.state_dict[k]) for k in a.state_dict)
 
 
@@ -61,11 +64,11 @@ def test_ia3_round_trip_is_lossless(tmp_path):
     files = AdapterFiles("ia3", {"peft_type": "IA3", "target_modules": ["key", "value", "dense"],
                                  "feedforward_modules": []}, sd, extras={"adapters_meta": {"name": "ia3",
                                                                                           "hidden_size": 64}})
-    fmt.write_adapters_lora(files, tmp_path / "ia3", "bert")
+    adapters_lora.write_adapters_lora(files, tmp_path / "ia3", "bert")
     cfg = read_adapter_config(tmp_path / "ia3")
     assert cfg["config"]["composition_mode"] == "scale" and cfg["config"]["intermediate_lora"] is True
     assert sorted(cfg["config"]["attn_matrices"]) == ["k", "v"]
-    back = fmt.read_adapters_lora(tmp_path / "ia3", cfg)
+    back = adapters_lora.read_adapters_lora(tmp_path / "ia3", cfg)
     assert back.method == "ia3" and back.config["peft_type"] == "IA3"
     assert set(back.state_dict) == set(sd) and all(torch.equal(back.state_dict[k], sd[k]) for k in sd)
 
@@ -97,7 +100,7 @@ def test_prefix_tuning_adapters_round_trip(bert, tmp_path):
     ref = load_reference(ADAPTERS / "prefix_tuning")
     am = AdapterModel(bert)
     am.load_adapter(ADAPTERS / "prefix_tuning", name="prefix", allow_pickle=True)
-    am.save_adapter("prefix", tmp_path / "flat", format="adapters")
+    am.save_adapter(tmp_path / "flat", "prefix", format="adapters")
     cfg = read_adapter_config(tmp_path / "flat")
     assert cfg["config"]["flat"] is True and cfg["config"]["architecture"] == "prefix_tuning"
     am.unload()
@@ -112,9 +115,9 @@ def test_prompt_tuning_adapters_format_round_trip(tmp_path):
     emb = torch.randn(4, 64)
     files = AdapterFiles("prompt_tuning", {"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4, "token_dim": 64},
                          {"prompt_embeddings": emb}, extras={"adapters_meta": {"name": "prompt", "hidden_size": 64}})
-    fmt.write_adapters_prompt(files, tmp_path / "p", "bert")
+    prompt_format.write_adapters_prompt(files, tmp_path / "p", "bert")
     cfg = read_adapter_config(tmp_path / "p")
-    back = fmt.read_adapters_prompt(tmp_path / "p", cfg)
+    back = prompt_format.read_adapters_prompt(tmp_path / "p", cfg)
     assert back.extras["prompt_position"] == "after_embeddings"
     assert torch.equal(back.state_dict["prompt_embeddings"], emb)
 
@@ -125,8 +128,8 @@ def test_rebase_keys_for_wrapper_models():
     config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
                         vocab_size=50)
     sd = {"encoder.layer.0.attention.self.query.lora_A.weight": torch.zeros(1)}
-    assert fmt.rebase_keys(sd, BertModel(config)) == sd
-    assert list(fmt.rebase_keys(sd, BertForSequenceClassification(config))) == [
+    assert layout.rebase_keys(sd, BertModel(config)) == sd
+    assert list(layout.rebase_keys(sd, BertForSequenceClassification(config))) == [
         "bert.encoder.layer.0.attention.self.query.lora_A.weight"]
 
 
@@ -185,18 +188,18 @@ def test_gpt2_static_head_checked_by_key_lookup_not_state_dict(gpt2, tmp_path, m
     assert gpt2.lm_head.weight is gpt2.transformer.wte.weight  # the tied case the lookup must handle
     # The lookup agrees with state_dict on every key (same storage) and on absent ones.
     own = gpt2.state_dict()
-    assert all(fmt._own_tensor(gpt2, k).data_ptr() == v.data_ptr() for k, v in own.items())
-    assert fmt._own_tensor(gpt2, "lm_head.bias") is None
-    assert fmt._own_tensor(gpt2, "transformer.h.9.ln_1.weight") is None
+    assert all(heads._own_tensor(gpt2, k).data_ptr() == v.data_ptr() for k, v in own.items())
+    assert heads._own_tensor(gpt2, "lm_head.bias") is None
+    assert heads._own_tensor(gpt2, "transformer.h.9.ln_1.weight") is None
 
     def no_state_dict(*_args, **_kwargs):
         raise AssertionError("check_static_head must not build model.state_dict()")
 
     monkeypatch.setattr(gpt2, "state_dict", no_state_dict)
     case_dir = ADAPTERS / "gpt2_seq_bn"
-    same = fmt.read_adapters_bottleneck(case_dir, read_adapter_config(case_dir))
-    assert set(same.extras["static_head"]["state_dict"]) == {"lm_head.weight"}
-    fmt.check_static_head(gpt2, same)  # the model's own head: accepted
+    same = bottleneck_format.read_adapters_bottleneck(case_dir, read_adapter_config(case_dir))
+    assert set(same.static_head["state_dict"]) == {"lm_head.weight"}
+    heads.check_static_head(gpt2, same)  # the model's own head: accepted
     am = AdapterModel(gpt2)
     assert am.load_adapter(case_dir, name="same") == "same"
     am.unload()
@@ -206,14 +209,14 @@ def test_gpt2_static_head_checked_by_key_lookup_not_state_dict(gpt2, tmp_path, m
     head = load_file(str(changed_dir / "model_head.safetensors"))["lm_head.weight"]
     head[0, 0] += 1.0  # one element off is enough
     save_file({"lm_head.weight": head}, str(changed_dir / "model_head.safetensors"))
-    changed = fmt.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
+    changed = bottleneck_format.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
     with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.weight' differs") as info:
-        fmt.check_static_head(gpt2, changed)
+        heads.check_static_head(gpt2, changed)
     assert str(changed_dir / "model_head.safetensors") in str(info.value)
     with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.weight' differs"):
         am.load_adapter(changed_dir, name="changed")
     # A head tensor the model does not have is refused by name too.
     save_file({"lm_head.bias": head[0]}, str(changed_dir / "model_head.safetensors"))
-    missing = fmt.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
+    missing = bottleneck_format.read_adapters_bottleneck(changed_dir, read_adapter_config(changed_dir))
     with pytest.raises(UnsupportedOperationError, match=r"'lm_head\.bias' has no counterpart in GPT2LMHeadModel"):
-        fmt.check_static_head(gpt2, missing)
+        heads.check_static_head(gpt2, missing)

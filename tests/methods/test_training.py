@@ -8,7 +8,7 @@ from methods_support import ADAPTERS, BASE, PEFT, load_reference, state_hash
 
 from adapterhub import AdapterModel
 from adapterhub.errors import UnsupportedOperationError
-from adapterhub.methods import get_method
+from adapterhub.plugin import get_method
 
 #: parameters that belong to injected adapters, not to the base
 ADAPTER_KEYS = ("adapters.", "adapterhub_")
@@ -79,7 +79,7 @@ def test_training_changes_only_that_adapter(method, tmp_path):
 
     # what was trained is what gets saved: a fresh model reproduces the trained output
     fmt = "adapters" if method == "bottleneck" else "peft"
-    am.save_adapter("mine", tmp_path / "mine", format=fmt)
+    am.save_adapter(tmp_path / "mine", "mine", format=fmt)
     fresh = AdapterModel(_bert())
     fresh.load_adapter(tmp_path / "mine", name="mine")
     fresh.set_adapter("mine")
@@ -88,13 +88,13 @@ def test_training_changes_only_that_adapter(method, tmp_path):
 
     if method == "bitfit":
         before_merge = trained
-        am.merge()
+        am.merge_adapter()
         with torch.no_grad():
             assert torch.allclose(am(**inputs).last_hidden_state, before_merge, atol=1e-5, rtol=0)
-        am.unmerge()
+        am.unmerge_adapter()
     else:
         with pytest.raises(UnsupportedOperationError) as info:
-            am.merge()
+            am.merge_adapter()
         assert method in str(info.value) and "merge" in str(info.value)
         assert not am.merged
     am.unload()
@@ -130,7 +130,7 @@ def test_ia3_merge_through_adapter_model():
     am = AdapterModel(model)
     am.load_adapter(PEFT / "ia3", name="ia3")
     am.set_adapter("ia3")
-    am.merge()
+    am.merge_adapter()
     assert am.merged == {"ia3": 1.0}
     with torch.no_grad():
         assert torch.allclose(am(**inputs).logits, ref["expected"], atol=1e-4, rtol=0)

@@ -9,7 +9,7 @@ import re
 import pytest
 from publish_helpers import BASE_REPO, USERS, read_json, run_cli
 
-from adapterhub.methods import registered_methods
+from adapterhub.plugin.registry import registered_methods
 
 # One small trainable config per method family; families whose plugin is not installed are skipped.
 METHOD_CONFIGS = {
@@ -44,7 +44,7 @@ def _trained(base_model_dir, method: str):
     model.add_adapter("a", method, **METHOD_CONFIGS[method])
     model.set_adapter("a")
     model.train()
-    from adapterhub.methods import get_method
+    from adapterhub.plugin import get_method
 
     params = get_method(method).parameters(model.model, "a")  # only the adapter's own weights
     optimizer = torch.optim.Adam(params, lr=0.05)
@@ -83,7 +83,7 @@ def test_push_install_and_reload_each_method(method, hub, base_model_dir, tmp_pa
 
     model, expected = _trained(base_model_dir, method)
     with torch.no_grad():
-        with model.disabled():
+        with model.disable_adapter():
             base_output = model(**_inputs()).last_hidden_state
     # the trained adapter does something (prompt methods also add positions)
     assert expected.shape != base_output.shape or not torch.allclose(expected, base_output)
@@ -91,7 +91,7 @@ def test_push_install_and_reload_each_method(method, hub, base_model_dir, tmp_pa
     index_dir = tmp_path / "registry_index"
     repo = f"alice/tiny-{method}"
     result = push_adapter(
-        model, "a", repo, "1.0.0", task="sentiment-analysis", license="apache-2.0",
+        model, "a", repo, version="1.0.0", task="sentiment-analysis", license="apache-2.0",
         base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, index_dir=index_dir,
         entry_out=tmp_path / "entry.json",
     )
@@ -108,7 +108,7 @@ def test_push_install_and_reload_each_method(method, hub, base_model_dir, tmp_pa
     reloaded = _reloaded_output(base_model_dir, f"alice/tiny-{method}@1.0.0")
     # Publishing must preserve the adapter exactly: same output as reloading a local save...
     local_dir = tmp_path / "local-save"
-    model.save_adapter("a", local_dir, format=result.manifest["format"])
+    model.save_adapter(local_dir, "a", format=result.manifest["format"])
     assert torch.equal(reloaded, _reloaded_output(base_model_dir, str(local_dir)))
     # ...and the same output as the trained model in memory.
     assert torch.equal(reloaded, expected)
@@ -124,11 +124,11 @@ def test_cli_push_release_card_index_repush_and_conflict(hub, base_model_dir, tm
 
     from adapterhub.client.hashing import sha256_file
     from adapterhub.client.index import entry_problems
-    from adapterhub.methods import get_method
+    from adapterhub.plugin import get_method
 
     model, expected = _trained(base_model_dir, "lora")
     adapter_dir = tmp_path / "adapter"
-    model.save_adapter("a", adapter_dir)
+    model.save_adapter(adapter_dir, "a")
     index_dir = tmp_path / "registry_index"
     args = [
         "push", str(adapter_dir), "--repo", "alice/minilm-sst", "--version", "1.0.0", "--name", "sentiment/tiny-sst",
@@ -194,7 +194,7 @@ def test_cli_push_release_card_index_repush_and_conflict(hub, base_model_dir, tm
     with torch.no_grad():
         get_method("lora").parameters(model.model, "a")[0].add_(0.01)
     changed_dir = tmp_path / "changed"
-    model.save_adapter("a", changed_dir)
+    model.save_adapter(changed_dir, "a")
     changed = [a if a != str(adapter_dir) else str(changed_dir) for a in args]
     refused = run_cli(*changed, "--no-check", token=TOKEN, cwd=tmp_path)
     assert refused.returncode == 1
@@ -216,7 +216,7 @@ def test_push_without_token_and_private_push(hub, base_model_dir, tmp_path):
 
     model, _ = _trained(base_model_dir, "lora")
     adapter_dir = tmp_path / "adapter"
-    model.save_adapter("a", adapter_dir)
+    model.save_adapter(adapter_dir, "a")
 
     no_token = run_cli(
         "push", str(adapter_dir), "--repo", "alice/x", "--version", "1.0.0", "--task", "t",

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from adapterhub.errors import PublishError
-from adapterhub.methods import registered_methods
+from adapterhub.plugin.registry import registered_methods
 from adapterhub.publish import (
     convert_to_safetensors,
     manifest_problems,

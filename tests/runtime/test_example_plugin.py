@@ -78,7 +78,7 @@ def _broken_entry_point():
 
 
 def test_broken_plugin_warns_and_names_itself():
-    from adapterhub import plugins
+    from adapterhub.plugin import manager as plugins
 
     with fresh_plugins():
         plugins.load_plugins()
@@ -87,10 +87,12 @@ def test_broken_plugin_warns_and_names_itself():
         assert "broken_example" in plugins.failed_plugins
 
 
-def test_strict_mode_reraises():
-    from adapterhub import plugins
+def test_strict_mode_raises_a_plugin_error_naming_it():
+    from adapterhub.errors import PluginError
+    from adapterhub.plugin import manager as plugins
 
     with fresh_plugins(ADAPTERHUB_STRICT_PLUGINS="1"):
         plugins.load_plugins()
-        with pytest.raises(ModuleNotFoundError):
+        with pytest.raises(PluginError, match="broken_example") as info:
             plugins.load_entry_point(_broken_entry_point())
+        assert isinstance(info.value.__cause__, ModuleNotFoundError)

@@ -46,7 +46,7 @@ def _assert_same_generation(got, expected):
 
 
 def _assert_adapter_acts(am, got, batch):
-    with am.disabled():
+    with am.disable_adapter():
         plain = _greedy(am, batch)
     # The adapter really acts during generation (the tiny random model may keep the same argmax).
     assert (plain.scores[0] - got.scores[0]).abs().max() > 1e-3

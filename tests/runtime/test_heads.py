@@ -181,14 +181,14 @@ def test_save_reload_delete_and_unload_restore_the_base(minilm, references, tmp_
 
     am = _both(minilm)
     base_state = {k: v.clone() for k, v in minilm["seqcls"].state_dict().items()}
-    written = am.save_adapter("emotion", tmp_path / "emotion", format="adapters")
+    written = am.save_adapter(tmp_path / "emotion", "emotion", format="adapters")
     assert {p.name for p in written} >= {"head_config.json", "model_head.safetensors"}
     saved, original = (load_file(str(d / "model_head.safetensors")) for d in (tmp_path / "emotion", BOTTLENECK))
     assert set(saved) == set(original)
     assert all(torch.equal(saved[k], original[k]) for k in original)
     assert json.loads((tmp_path / "emotion" / "head_config.json").read_text())["config"]["num_labels"] == 4
     with pytest.raises(UnsupportedOperationError, match="head"):
-        am.save_adapter("emotion", tmp_path / "as_peft", format="peft")
+        am.save_adapter(tmp_path / "as_peft", "emotion", format="peft")
     reloaded = AdapterModel(copy.deepcopy(minilm["seqcls"]))
     reloaded.load_adapter(tmp_path / "emotion", name="emotion")
     reloaded.set_adapter("emotion")

@@ -31,10 +31,10 @@ def test_fixture_matches_peft_reference_and_merge_roundtrip(case):
     am.set_adapter("a")
     torch.testing.assert_close(logits(am, feed), ref["expected"], atol=ATOL, rtol=0)
     assert (base_ref - ref["expected"]).abs().max() > 1e-3
-    am.merge()
+    am.merge_adapter()
     torch.testing.assert_close(logits(am, feed), ref["expected"], atol=ATOL, rtol=0)
-    am.unmerge()
-    with am.disabled():
+    am.unmerge_adapter()
+    with am.disable_adapter():
         torch.testing.assert_close(logits(am, feed), base_ref, atol=0, rtol=0)
     torch.testing.assert_close(logits(am, feed), ref["expected"], atol=ATOL, rtol=0)
     model = am.unload()
@@ -87,15 +87,15 @@ def test_generated_lora_matches_peft_and_saves_for_peft(variant, llama_base, inp
     torch.testing.assert_close(logits(am, inputs), expected, atol=ATOL, rtol=0)
     assert (expected - logits(llama_base, inputs)).abs().max() > 1e-3
     # what we save, PEFT loads and reproduces
-    am.save_adapter("x", tmp_path / "saved")
+    am.save_adapter(tmp_path / "saved", "x")
     reloaded = PeftModel.from_pretrained(copy.deepcopy(llama_base), str(tmp_path / "saved"))
     torch.testing.assert_close(logits(reloaded, inputs), expected, atol=ATOL, rtol=0)
     # merge -> unmerge is exact, merged output matches PEFT's merged model
     before = state_dict_copy(am.model)
-    am.merge()
+    am.merge_adapter()
     merged_ref = logits(PeftModel.from_pretrained(copy.deepcopy(llama_base), str(path)).merge_and_unload(), inputs)
     torch.testing.assert_close(logits(am, inputs), merged_ref, atol=ATOL, rtol=0)
-    am.unmerge()
+    am.unmerge_adapter()
     assert state_dicts_equal(before, state_dict_copy(am.model))
 
 
@@ -115,7 +115,7 @@ def test_modules_to_save_head_on_bert(tmp_path, inputs):
     am.load_adapter(path, name="cls")
     am.set_adapter("cls")
     torch.testing.assert_close(logits(am, inputs), expected, atol=ATOL, rtol=0)
-    am.save_adapter("cls", tmp_path / "out")
+    am.save_adapter(tmp_path / "out", "cls")
     assert "base_model.model.classifier.weight" in load_file(str(tmp_path / "out" / "adapter_model.safetensors"))
     plain = am.merge_and_unload()
     ref_plain = PeftModel.from_pretrained(copy.deepcopy(base), str(path)).merge_and_unload()
@@ -155,7 +155,7 @@ def test_stack_and_batch_split_and_parallel_match_peft(llama_base, two_loras, in
     am.load_adapter(a, name="a")
     am.load_adapter(b, name="b")
     am.set_adapter(["a", "b"])
-    assert am.active == Stack("a", "b")
+    assert am.active_setup == Stack("a", "b")
     torch.testing.assert_close(logits(am, inputs), stacked, atol=ATOL, rtol=0)
     am.set_adapter(BatchSplit("a", "b", batch_sizes=[1, 2]))
     split = logits(am, inputs)
@@ -183,7 +183,7 @@ def test_average_is_peft_cat_weighted_delta(llama_base, two_loras, inputs):
     am.load_adapter(b, name="b")
     am.set_adapter(Average("a", "b", weights=[3, 1]))
     torch.testing.assert_close(logits(am, inputs), expected, atol=ATOL, rtol=0)
-    am.merge()  # an Average merges as its weighted delta
+    am.merge_adapter()  # an Average merges as its weighted delta
     torch.testing.assert_close(logits(am, inputs), expected, atol=ATOL, rtol=0)
 
 
@@ -201,7 +201,7 @@ def test_weighted_merge_is_right_for_rslora_where_peft_is_not(llama_base, tmp_pa
     expected_delta = sum(
         w * (16 / 8**0.5) * (layer.lora_B[n].weight @ layer.lora_A[n].weight) for n, w in zip("ab", weights)
     ).detach()
-    am.merge(["a", "b"], weights)
+    am.merge_adapter(["a", "b"], weights)
     ours = layer.get_base_layer().weight.detach() - w0
     torch.testing.assert_close(ours, expected_delta, atol=1e-6, rtol=1e-5)
     # PEFT's add_weighted_adapter keeps use_rslora on the combined rank and over-scales it
@@ -210,7 +210,7 @@ def test_weighted_merge_is_right_for_rslora_where_peft_is_not(llama_base, tmp_pa
     peft_layer = peft_model.base_model.model.model.layers[0].self_attn.q_proj
     peft_delta = peft_layer.get_delta_weight("w").detach()
     assert not torch.allclose(peft_delta, expected_delta, atol=1e-4)
-    am.unmerge()
+    am.unmerge_adapter()
     assert torch.equal(layer.get_base_layer().weight, w0)
     assert isinstance(PeftModel, type)
 

@@ -126,7 +126,7 @@ def test_training_changes_only_the_new_adapter(llama_base, inputs, tmp_path):
     model.eval()
     assert _hash(model, not_t) == base_hash
     assert am.model.model.layers[0].self_attn.q_proj.lora_B["t"].weight.abs().sum() > 0
-    am.save_adapter("t", tmp_path / "t")
+    am.save_adapter(tmp_path / "t", "t")
     am.set_adapter("t")
     reloaded = PeftModel.from_pretrained(copy.deepcopy(llama_base), str(tmp_path / "t"))
     torch.testing.assert_close(logits(reloaded, inputs), logits(am, inputs), atol=1e-5, rtol=0)
@@ -148,14 +148,14 @@ def test_composition_errors_name_block_and_method(tmp_path, inputs):
         am.set_adapter(Average("l", "d"))
     with pytest.raises(CompositionError, match="mixes methods"):
         am.set_adapter(Average("l", "i"))
-    assert am.active is None
+    assert am.active_setup is None
     # a Stack across methods works: lora and ia3 act together
     am.set_adapter(Stack("l", "i"))
     assert logits(am, inputs).shape == (3, 10, 128)
-    am.merge()
+    am.merge_adapter()
     with pytest.raises(UnsupportedOperationError, match="unmerge"):
         am.set_adapter("l")
-    am.unmerge()
+    am.unmerge_adapter()
 
 
 def _one_quantisation_step(expected: torch.Tensor, quant_type: str, blocksize: int) -> torch.Tensor:
@@ -175,8 +175,8 @@ def test_qlora_forward_and_exact_merge(tmp_path, inputs, quant_type):
     import bitsandbytes.functional as F
     from peft import LoraConfig, PeftModel
 
-    from adapterhub.default_plugins.qlora.method import dequantize
-    from adapterhub.runtime.quantize import quantize_4bit
+    from adapterhub.default_plugins.lora.qlora import dequantize
+    from adapterhub.toolkit.quantize import quantize_4bit
 
     base = tiny_llama(seed=4)
     path = save_peft_adapter(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]), tmp_path / "q", seed=7)
@@ -197,7 +197,7 @@ def test_qlora_forward_and_exact_merge(tmp_path, inputs, quant_type):
         weight = layer.get_base_layer().weight
         originals[name] = (weight, weight.data.clone(), F.dequantize_4bit(weight.data, weight.quant_state),
                            layer.get_delta_weight("q").detach())
-    am.merge()
+    am.merge_adapter()
     for name, layer in layers.items():
         weight, _, dense_before, delta = originals[name]
         merged = layer.get_base_layer().weight
@@ -212,7 +212,7 @@ def test_qlora_forward_and_exact_merge(tmp_path, inputs, quant_type):
     # 4-bit weights moves logits by a few percent (PEFT's in-place CPU merge after a forward: >100 %)
     rel = (logits(am, inputs) - unmerged).norm() / unmerged.norm()
     assert rel < 0.2
-    am.unmerge()
+    am.unmerge_adapter()
     for name, layer in layers.items():
         weight, original_bytes, _, _ = originals[name]
         assert layer.get_base_layer().weight is weight and torch.equal(weight.data, original_bytes), name
@@ -231,7 +231,7 @@ def test_setup_roundtrip(tmp_path, inputs):
     assert json.loads(setup.read_text())["active"] == {"type": "stack", "children": ["l", "i"]}
     other = AdapterModel(copy.deepcopy(base))
     other.load_setup(setup)
-    assert other.active == Stack("l", "i")
+    assert other.active_setup == Stack("l", "i")
     torch.testing.assert_close(logits(other, inputs), expected, atol=0, rtol=0)
 
 

@@ -9,8 +9,8 @@ import torch
 
 from adapterhub import AdapterModel
 from adapterhub.errors import AdapterHubError
-from adapterhub.methods import AdapterFiles, get_method
-from adapterhub.runtime.structure import all_modules, forget_structure, walk_modules
+from adapterhub.plugin import AdapterFiles, get_method
+from adapterhub.toolkit.structure import all_modules, forget_structure, walk_modules
 from adapterhub.testing import tiny_bert
 
 
@@ -46,12 +46,17 @@ class _Breaking:
 
 
 def test_failed_apply_that_restores_reraises_and_one_that_does_not_is_reported():
-    am = AdapterModel(tiny_bert())
+    from adapterhub.runtime.transaction import run_transactionally
+
+    model = tiny_bert()
     files = AdapterFiles("lora", {}, {})
+    changes = []
     with pytest.raises(RuntimeError, match="boom"):
-        am._apply_transactionally(_Breaking(restore=True), "x", files)
+        run_transactionally(model, lambda: _Breaking(restore=True).apply(model, "x", files), "x", lambda: changes.append(1))
     with pytest.raises(AdapterHubError, match="did not restore the model"):
-        am._apply_transactionally(_Breaking(restore=False), "y", files)
+        run_transactionally(model, lambda: _Breaking(restore=False).apply(model, "y", files), "y",
+                            lambda: changes.append(1))
+    assert changes == [1, 1]  # caches are dropped on failure too
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -90,27 +90,27 @@ def test_merging_part_of_the_active_setup_is_refused(llama_base, three, peft_ref
     pristine = state_dict_copy(am.model)
     am.set_adapter(Stack("a", "b"))
     with pytest.raises(UnsupportedOperationError, match=r"\['b'\] would stay unmerged") as err:
-        am.merge(["a"])
+        am.merge_adapter(["a"])
     assert "set_adapter(['a'])" in str(err.value)
     am.set_adapter("b")
     with pytest.raises(UnsupportedOperationError, match=r"\['b'\]"):
-        am.merge(["a"])  # an inactive adapter merged under an active one would drop the active one
+        am.merge_adapter(["a"])  # an inactive adapter merged under an active one would drop the active one
     am.set_adapter(BatchSplit("a", "b", batch_sizes=[1, 2]))
     with pytest.raises(UnsupportedOperationError, match="slices of the batch"):
-        am.merge()
+        am.merge_adapter()
     # nothing was merged by the refused calls
     assert am.merged == {} and state_dicts_equal(pristine, state_dict_copy(am.model))
     am.set_adapter(Stack("a", "b"))
     torch.testing.assert_close(logits(am, inputs), peft_refs["ab"], atol=ATOL, rtol=0)
     # the supported ways: merge exactly the active adapters
     am.set_adapter("a")
-    am.merge(["a"])
+    am.merge_adapter(["a"])
     torch.testing.assert_close(logits(am, inputs), peft_refs["a_merged"], atol=ATOL, rtol=0)
-    am.unmerge()
+    am.unmerge_adapter()
     am.set_adapter(Stack("a", "b"))
-    am.merge()
+    am.merge_adapter()
     torch.testing.assert_close(logits(am, inputs), peft_refs["ab"], atol=ATOL, rtol=0)
-    am.unmerge()
+    am.unmerge_adapter()
     assert state_dicts_equal(pristine, state_dict_copy(am.model))
 
 

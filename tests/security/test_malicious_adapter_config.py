@@ -8,7 +8,7 @@ import time
 import pytest
 
 from adapterhub.errors import AdapterFormatError, AdapterHubError
-from adapterhub.runtime.config_guard import check_untrusted_config
+from adapterhub.toolkit.config_guard import check_untrusted_config
 
 
 @pytest.fixture(scope="module")

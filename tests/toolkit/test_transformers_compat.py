@@ -88,8 +88,8 @@ def test_the_runtime_never_needs_transformers_own_peft_integration(monkeypatch):
         ids = torch.tensor([[1, 2, 3]])
         with torch.no_grad():
             before = am(input_ids=ids).logits
-            am.merge()
-            am.unmerge()
-            with am.disabled():
+            am.merge_adapter()
+            am.unmerge_adapter()
+            with am.disable_adapter():
                 am(input_ids=ids)
             torch.testing.assert_close(am(input_ids=ids).logits, before)

@@ -1,17 +1,25 @@
-"""Example plugin: method "example-scale" multiplies one module's output by a learned vector.
+"""Example plugin: method "example-scale" multiplies one module's output by a stored vector.
 
 Files: adapter_config.json ``{"example_scale": {"module": "<path>"}}`` and ``scale.safetensors``
-holding ``scale``. It uses only adapterhub's public plugin API.
+holding ``scale``. It uses only adapterhub's public plugin API (``adapterhub.plugin`` and
+``adapterhub.toolkit``).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapterhub import AdapterFiles, AdapterMethod, hookimpl
-from adapterhub.errors import CompositionError, IncompatibleBaseModelError
-from adapterhub.methods import read_adapter_config
+from adapterhub.plugin import AdapterFiles, AdapterMethod, IncompatibleBaseModelError, hookimpl, read_adapter_config
+from adapterhub.toolkit.model_state import PerModel
+
+
+@dataclass
+class ScaleState:
+    adapters: dict[str, AdapterFiles] = field(default_factory=dict)
+    hooks: list[Any] = field(default_factory=list)
 
 
 class ScaleMethod(AdapterMethod):
@@ -20,8 +28,7 @@ class ScaleMethod(AdapterMethod):
     trainable = False
 
     def __init__(self) -> None:
-        self.hooks: dict[tuple[int, str], Any] = {}
-        self.scales: dict[tuple[int, str], Any] = {}
+        self.state = PerModel(ScaleState)
 
     def detect(self, config, files, model=None):
         return "example_scale" in config and "scale.safetensors" in files
@@ -32,9 +39,7 @@ class ScaleMethod(AdapterMethod):
         config = read_adapter_config(path)
         return AdapterFiles(self.name, config, load_file(str(Path(path) / "scale.safetensors")), source=str(path))
 
-    def save(self, adapter, path, *, format="peft"):
-        import json
-
+    def save(self, adapter, path, *, format=None):
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -51,27 +56,30 @@ class ScaleMethod(AdapterMethod):
             raise IncompatibleBaseModelError(f"module {module!r} not found") from None
 
     def apply(self, model, name, adapter):
-        self.scales[(id(model), name)] = (adapter.config["example_scale"]["module"], adapter.state_dict["scale"], adapter)
+        self.state(model).adapters[name] = adapter
 
-    def set_active(self, model, names, *, combine="stack", weights=None, batch_sizes=None):
-        if combine != "stack":
-            raise CompositionError(f"method {self.name!r} supports Stack only")
-        for key in [k for k in self.hooks if k[0] == id(model)]:
-            self.hooks.pop(key).remove()
+    def loaded_names(self, model):
+        return set(self.state(model).adapters)
+
+    def reset_activation(self, model):
+        hooks = self.state(model).hooks
+        while hooks:
+            hooks.pop().remove()
+
+    def activate_stack(self, model, names):
+        state = self.state(model)
         for name in names:
-            module, scale, _ = self.scales[(id(model), name)]
-            self.hooks[(id(model), name)] = model.get_submodule(module).register_forward_hook(
-                lambda _m, _i, out, s=scale: out * s
-            )
+            adapter = state.adapters[name]
+            module = model.get_submodule(adapter.config["example_scale"]["module"])
+            scale = adapter.state_dict["scale"]
+            state.hooks.append(module.register_forward_hook(lambda _m, _i, out, s=scale: out * s))
 
     def remove(self, model, name):
-        hook = self.hooks.pop((id(model), name), None)
-        if hook is not None:
-            hook.remove()
-        self.scales.pop((id(model), name), None)
+        self.reset_activation(model)
+        self.state(model).adapters.pop(name)
 
     def export(self, model, name):
-        return self.scales[(id(model), name)][2]
+        return self.state(model).adapters[name]
 
 
 @hookimpl

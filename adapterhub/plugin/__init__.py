@@ -1,0 +1,47 @@
+"""What a method plugin imports: the whole public plugin API, in one namespace.
+
+A plugin is a module (or object) with ``@hookimpl`` functions for the hooks in
+:mod:`adapterhub.plugin.hookspecs`; ``register_methods(register)`` hands the host one
+:class:`AdapterMethod` per PEFT method. Helpers for writing methods (tensor I/O with the pickle
+policy, adapter folders, per-model state, PEFT tuner plumbing, the AdapterHub format, 4-bit
+layers) are in :mod:`adapterhub.toolkit`. A plugin imports nothing else of adapterhub's; a test
+enforces that for the built-in plugins and the example plugin.
+
+Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``),
+:mod:`.hookspecs` (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and
+:mod:`.registry` (what the plugins registered, and which method claims a folder).
+"""
+
+from __future__ import annotations
+
+from ..errors import (
+    AdapterExistsError,
+    AdapterFormatError,
+    AdapterNotLoadedError,
+    CompositionError,
+    IncompatibleBaseModelError,
+    PickleRefusedError,
+    UnsupportedOperationError,
+)
+from .contract import COMBINE_MODES, CONFIG_NAME, AdapterFiles, AdapterMethod, read_adapter_config
+from .hookspecs import hookimpl
+from .registry import detect_method, get_method, get_methods
+
+__all__ = [
+    "COMBINE_MODES",
+    "CONFIG_NAME",
+    "AdapterExistsError",
+    "AdapterFiles",
+    "AdapterFormatError",
+    "AdapterMethod",
+    "AdapterNotLoadedError",
+    "CompositionError",
+    "IncompatibleBaseModelError",
+    "PickleRefusedError",
+    "UnsupportedOperationError",
+    "detect_method",
+    "get_method",
+    "get_methods",
+    "hookimpl",
+    "read_adapter_config",
+]

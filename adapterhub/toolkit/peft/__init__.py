@@ -1,0 +1,10 @@
+"""Plumbing for methods that wrap a PEFT layer tuner (as PEFT's ``tuners_utils.py`` serves its tuners).
+
+:class:`PeftTunerMethod` (:mod:`.method`) is the base class; the LoRA and IA3 plugins subclass it.
+"""
+
+from .activate import BASE_ROW
+from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
+from .method import PeftTunerMethod, canonical_key
+
+__all__ = ["BASE_ROW", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config", "strip_peft_prefix"]

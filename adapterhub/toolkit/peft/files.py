@@ -1,0 +1,89 @@
+"""PEFT's on-disk form for tuner methods: detecting, reading and saving adapter folders.
+
+PEFT writes ``adapter_config.json`` (with ``peft_type``) and ``adapter_model.safetensors`` whose
+keys carry ``base_model.model.`` (PeftModel -> tuner -> transformers model). The canonical form
+drops that prefix. AdapterHub-format LoRA/IA3 folders are converted by :mod:`.adapters_lora`.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+from ...errors import AdapterFormatError
+from ...plugin.contract import AdapterFiles, read_adapter_config
+from ..adapter_dir import PEFT_WEIGHTS, read_adapter_dir, write_adapter_dir
+
+#: The prefix PEFT's files put on every key (PeftModel -> tuner -> transformers model).
+PEFT_PREFIX = "base_model.model."
+
+
+def strip_peft_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
+    return {(k[len(PEFT_PREFIX):] if k.startswith(PEFT_PREFIX) else k): v for k, v in state_dict.items()}
+
+
+def jsonable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """PEFT's config dict as PEFT writes it: enums as strings, sets as sorted lists."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, (set, frozenset)):
+            return sorted(fix(v) for v in value)
+        if isinstance(value, (list, tuple)):
+            return [fix(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+
+    return {k: fix(v) for k, v in config.items()}
+
+
+class PeftFiles:
+    """detect/read/save for a PEFT tuner type (mixed into :class:`~.method.PeftTunerMethod`)."""
+
+    name: str
+    peft_type: str
+    adapters_architecture: str | None
+
+    def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
+        if "peft_type" in config:
+            return str(config.get("peft_type")).upper() == self.peft_type
+        inner = config.get("config")
+        return (
+            self.adapters_architecture is not None
+            and isinstance(inner, dict)
+            and "name" in config
+            and inner.get("architecture") == self.adapters_architecture
+        )
+
+    def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
+        path = Path(path)
+        config = read_adapter_config(path)
+        if "peft_type" not in config:
+            from .adapters_lora import read_adapters_lora
+
+            files = read_adapters_lora(path, config, allow_pickle)
+            files.method = self.name
+            return files
+        config, tensors, _ = read_adapter_dir(path, PEFT_WEIGHTS, allow_pickle=allow_pickle)
+        return AdapterFiles(self.name, config, strip_peft_prefix(tensors), format="peft", source=str(path))
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        path = Path(path)
+        format = format or "peft"
+        if format == "adapters":
+            from .adapters_lora import write_adapters_lora
+
+            return write_adapters_lora(adapter, path, adapter.model_type)
+        if format != "peft":
+            raise AdapterFormatError(f"unknown adapter format {format!r}", hint="use 'peft' or 'adapters'")
+        if adapter.format != "peft":
+            raise AdapterFormatError(
+                f"adapter from {adapter.source} is in the {adapter.format!r} layout; export it from a model first"
+            )
+        config = jsonable_config(dict(adapter.config))
+        config["peft_type"] = self.peft_type
+        config["inference_mode"] = True  # PEFT always writes true
+        return write_adapter_dir(path, config, {PEFT_PREFIX + k: v for k, v in adapter.state_dict.items()})
