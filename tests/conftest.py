@@ -4,6 +4,7 @@ reach huggingface.co (telemetry off, no token from the developer's machine)."""
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 
@@ -40,3 +41,68 @@ def _isolated_home(tmp_path_factory, monkeypatch, _restore_environment):
     monkeypatch.delenv("ADAPTERHUB_INDEX", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     yield home
+
+
+# --- tiny models shared by the runtime, plugin and toolkit tests ------------------------------------
+
+warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
+
+
+@pytest.fixture
+def bert():
+    from transformers import BertModel
+
+    from support.fixtures import BASE
+
+    return BertModel.from_pretrained(str(BASE / "tiny-bert")).eval()
+
+
+@pytest.fixture
+def gpt2():
+    from transformers import GPT2LMHeadModel
+
+    from support.fixtures import BASE
+
+    return GPT2LMHeadModel.from_pretrained(str(BASE / "tiny-gpt2")).eval()
+
+
+@pytest.fixture
+def llama():
+    from transformers import LlamaForCausalLM
+
+    from support.fixtures import BASE
+
+    return LlamaForCausalLM.from_pretrained(str(BASE / "tiny-llama")).eval()
+
+
+@pytest.fixture
+def bert_inputs():
+    from support.fixtures import ADAPTERS, load_reference
+
+    ref = load_reference(ADAPTERS / "seq_bn")
+    return {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    from adapterhub.testing import tiny_inputs
+
+    return tiny_inputs()
+
+
+@pytest.fixture(scope="module")
+def llama_base():
+    from adapterhub.testing import tiny_llama
+
+    return tiny_llama(seed=1)
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch):
+    """A plugin manager with only the built-ins (the ``manager`` module), restored afterwards."""
+    from adapterhub.plugin import manager, registry
+
+    registry.reset()
+    monkeypatch.setenv("ADAPTERHUB_LOAD_PLUGINS", "")
+    yield manager
+    registry.reset()

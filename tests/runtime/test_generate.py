@@ -12,7 +12,7 @@ import torch
 
 from adapterhub import AdapterModel
 
-from runtime_support import SHARED_FIXTURES, load_base, load_case
+from support.fixtures import FIXTURES, load_base, load_case
 
 #: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
 pytestmark = pytest.mark.fidelity
@@ -55,7 +55,7 @@ def _assert_adapter_acts(am, got, batch):
 
 # -- references: what PEFT's own generate produced -------------------------------------------------
 
-GENERATE_FIXTURES = SHARED_FIXTURES / "peft-0.21.2-generate"
+GENERATE_FIXTURES = FIXTURES / "peft-0.21.2-generate"
 #: case -> tiny base; "lora", "prompt_tuning" and "prefix_tuning" use the adapters of peft-0.21.2/
 CASES = {"lora": "tiny-gpt2", "prompt_tuning": "tiny-gpt2", "prefix_tuning": "tiny-gpt2",
          "p_tuning": "tiny-gpt2", "p_tuning_lstm": "tiny-gpt2",
@@ -66,7 +66,7 @@ def _tiny(model: str):
     import transformers
 
     cls = {"tiny-gpt2": transformers.GPT2LMHeadModel, "tiny-llama": transformers.LlamaForCausalLM}[model]
-    return cls.from_pretrained(str(SHARED_FIXTURES / "base" / model)).eval()
+    return cls.from_pretrained(str(FIXTURES / "base" / model)).eval()
 
 
 def _recorded(case: str):
@@ -83,7 +83,7 @@ def _recorded(case: str):
     for batch, (ids, mask) in BATCHES.items():
         assert torch.equal(tensors[f"{batch}.input_ids"], ids) and torch.equal(tensors[f"{batch}.attention_mask"], mask)
         refs[batch] = SimpleNamespace(sequences=tensors[f"{batch}.sequences"], scores=tuple(tensors[f"{batch}.scores"]))
-    return SHARED_FIXTURES / meta["adapter"], refs
+    return FIXTURES / meta["adapter"], refs
 
 
 def _peft_generate_is_broken(case: str) -> bool:

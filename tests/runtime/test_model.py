@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from runtime_support import FIXTURES, load_base, load_case, logits
+from support.fixtures import PEFT, load_base, load_case, logits
 
 from adapterhub import AdapterModel, Average, BatchSplit, Stack
 from adapterhub.errors import (
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.fidelity
 def _broken_copy(tmp_path, case, mutate):
     from safetensors.torch import load_file, save_file
 
-    src = FIXTURES / case
+    src = PEFT / case
     dst = tmp_path / f"broken-{case}"
     shutil.copytree(src, dst)
     tensors = load_file(str(dst / "adapter_model.safetensors"))
@@ -61,7 +61,7 @@ def test_failure_inside_apply_rolls_back(tmp_path):
     _, meta, _ = load_case("lora")
     model = load_base(meta)
     am = AdapterModel(model)
-    am.load_adapter(FIXTURES / "ia3", name="ok")  # an existing adapter must survive the failure
+    am.load_adapter(PEFT / "ia3", name="ok")  # an existing adapter must survive the failure
     before = state_dict_copy(model)
     with pytest.raises(IncompatibleBaseModelError, match="c_fc"):
         am.load_adapter(bad, name="bad")
@@ -73,7 +73,7 @@ def test_other_model_type_is_refused(llama_base):
     model = copy.deepcopy(llama_base)
     pristine = state_dict_copy(model)
     with pytest.raises(IncompatibleBaseModelError, match=r"transformer\.h\.0\.attn\.c_attn"):
-        AdapterModel(model).load_adapter(FIXTURES / "lora")
+        AdapterModel(model).load_adapter(PEFT / "lora")
     assert state_dicts_equal(pristine, state_dict_copy(model))
 
 
@@ -108,7 +108,7 @@ def test_training_changes_only_the_new_adapter(llama_base, inputs, tmp_path):
 
     model = copy.deepcopy(llama_base)
     am = AdapterModel(model)
-    am.load_adapter(FIXTURES / "lora_llama", name="frozen")
+    am.load_adapter(PEFT / "lora_llama", name="frozen")
     files = am.add_adapter("t", "lora", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     assert files.config["r"] == 4
     am.set_adapter(["frozen", "t"])
@@ -140,7 +140,7 @@ def test_composition_errors_name_block_and_method(tmp_path, inputs):
     dora = save_peft_adapter(base, LoraConfig(r=4, target_modules=["c_attn"], use_dora=True, fan_in_fan_out=True), tmp_path / "d")
     am = AdapterModel(copy.deepcopy(base))
     am.load_adapter(folder, name="i")
-    am.load_adapter(FIXTURES / "lora", name="l")
+    am.load_adapter(PEFT / "lora", name="l")
     am.load_adapter(dora, name="d")
     with pytest.raises(CompositionError, match="ia3"):
         am.set_adapter(BatchSplit("i", "l", batch_sizes=[1, 2]))
@@ -224,7 +224,7 @@ def test_setup_roundtrip(tmp_path, inputs):
     base = load_base(meta)
     am = AdapterModel(copy.deepcopy(base))
     am.load_adapter(folder, name="l")
-    am.load_adapter(FIXTURES / "ia3", name="i")
+    am.load_adapter(PEFT / "ia3", name="i")
     am.set_adapter(Stack("l", "i"))
     expected = logits(am, inputs)
     setup = am.save_setup(tmp_path / "setup.json")

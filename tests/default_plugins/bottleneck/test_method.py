@@ -9,7 +9,7 @@ from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 from adapterhub.errors import PickleRefusedError, UnsupportedOperationError
 from adapterhub.plugin import get_method
 
-from methods_support import ADAPTERS, load_reference, state_hash
+from support.fixtures import ADAPTERS, load_reference, state_hash
 
 #: compared with outputs PEFT or `adapters` produced: run by .ci/compat on every transformers release
 pytestmark = pytest.mark.fidelity
@@ -81,7 +81,7 @@ def _manual_average_reference(bert, inputs, adapters, weights):
 def test_average_follows_adapters_formula(bert, bert_inputs):
     from transformers import BertModel
 
-    from methods_support import BASE
+    from support.fixtures import BASE
 
     method = get_method("bottleneck")
     files = [method.read(ADAPTERS / "stack_seqbn" / n, allow_pickle=True) for n in ("a", "b")]

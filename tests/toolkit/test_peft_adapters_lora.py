@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_support import ADAPTERS, BASE, load_reference
+from support.fixtures import ADAPTERS, BASE, load_reference
 from safetensors.torch import load_file
 
 from adapterhub import AdapterModel

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from methods_support import BASE
+from support.fixtures import BASE
 
 _LORA_A = re.compile(r"^(?P<module>.+?)(?:\.loras\.[^.]+)?\.lora_A(?:\.weight)?$")
 

@@ -14,7 +14,7 @@ import shutil
 import pytest
 import torch
 import transformers
-from methods_support import ADAPTERS, FIXTURES, case, load_reference
+from support.fixtures import ADAPTERS, FIXTURES, case, load_reference
 from safetensors.torch import load_file
 
 from adapterhub import AdapterModel

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_support import ADAPTERS, BASE, PEFT, load_reference, state_hash
-from reference_math import lora_deltas, reference_bert
+from support.fixtures import ADAPTERS, BASE, PEFT, load_reference, state_hash
+from support.reference_math import lora_deltas, reference_bert
 from safetensors.torch import load_file
 
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack

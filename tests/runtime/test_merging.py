@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from runtime_support import logits
+from support.fixtures import logits
 
 from adapterhub import AdapterModel, Average, BatchSplit, Stack
 from adapterhub.errors import UnsupportedOperationError

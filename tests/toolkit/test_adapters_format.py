@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from methods_support import ADAPTERS, FIXTURES, PEFT, load_reference
+from support.fixtures import ADAPTERS, FIXTURES, PEFT, load_reference
 
 from adapterhub.errors import NoMethodClaimsError, PickleRefusedError
 from adapterhub.default_plugins.bottleneck import adapters_format as bottleneck_format

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_support import state_hash
+from support.fixtures import state_hash
 
 from adapterhub import AdapterModel, Average, BatchSplit
 from adapterhub.errors import CompositionError
@@ -27,7 +27,7 @@ def _biases(model):
 def test_bitfit_train_save_load_merge(bert, bert_inputs, tmp_path):
     from transformers import BertModel
 
-    from methods_support import BASE
+    from support.fixtures import BASE
 
     pristine = state_hash(bert)
     base_biases = _biases(bert)

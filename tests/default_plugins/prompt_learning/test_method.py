@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_support import ADAPTERS, BASE, PEFT, load_reference, state_hash
+from support.fixtures import ADAPTERS, BASE, PEFT, load_reference, state_hash
 
 from adapterhub import AdapterModel, BatchSplit, Stack
 from adapterhub.errors import CompositionError, UnsupportedOperationError

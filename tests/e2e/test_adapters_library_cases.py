@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from methods_support import ADAPTERS, FIXTURES, case, load_reference
+from support.fixtures import ADAPTERS, FIXTURES, case, load_reference
 
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from methods_support import ADAPTERS, BASE, PEFT, load_reference, state_hash
+from support.fixtures import ADAPTERS, BASE, PEFT, load_reference, state_hash
 
 from adapterhub import AdapterModel
 from adapterhub.errors import UnsupportedOperationError

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from runtime_support import load_base, load_case, logits
+from support.fixtures import load_base, load_case, logits
 
 from adapterhub import AdapterModel, Average, BatchSplit, Parallel, Stack
 from adapterhub.testing import save_peft_adapter, state_dict_copy, state_dicts_equal
