@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapterhub.hub.testing import running_hub
+from adapterhub.server.testing import running_hub
 
 USERS = {"alice": "tok-alice-123", "bob": "tok-bob-456"}
 # Files from this size on are asked to go through git-LFS (the root conftest sets HF_HUB_DISABLE_XET=1).

@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from .auth import Auth
 from .storage import REPO_TYPES, HubError, Repo, Store, repo_not_found
 
-log = logging.getLogger("adapterhub.hub")
+log = logging.getLogger("adapterhub.server")
 
 MAX_BODY_ENV = "ADAPTERHUB_HUB_MAX_BODY_BYTES"
 #: Commits carry non-LFS files inline (base64), so the default leaves room for large adapters.
@@ -167,7 +167,7 @@ def create_app(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     state = HubState(Store(root), Auth(users or {}, root), lfs_threshold)
-    app = Flask("adapterhub.hub")
+    app = Flask("adapterhub.server")
     app.config["HUB"] = state
     if max_body_bytes is None:
         max_body_bytes = int(os.environ.get(MAX_BODY_ENV, "").strip() or DEFAULT_MAX_BODY_BYTES)

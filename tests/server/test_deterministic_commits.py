@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from huggingface_hub import HfApi
 
-from adapterhub.hub.testing import running_hub
+from adapterhub.server.testing import running_hub
 
 USERS = {"alice": "tok-alice-123"}
 

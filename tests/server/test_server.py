@@ -10,7 +10,7 @@ import sys
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download
 
-from adapterhub.hub.testing import running_hub, start_in_thread
+from adapterhub.server.testing import running_hub, start_in_thread
 
 
 def test_serve_prints_one_line_and_stops_on_sigterm(tmp_path):
