@@ -1,10 +1,25 @@
-"""A small Hugging Face Hub compatible server: ``adapterhub hub serve``.
+"""The local Hugging Face Hub compatible server behind ``adapterhub hub serve``.
 
 The real ``huggingface_hub`` client, PEFT and transformers work against it unchanged (point them at
-it with ``HF_ENDPOINT`` or ``endpoint=``). Modules: :mod:`.storage` (blobs, repos, refs, commits on
-disk), :mod:`.auth` (users, tokens, signed upload URLs), :mod:`.app` (routing and errors),
-:mod:`.read_api` / :mod:`.write_api` (the endpoints), :mod:`.serving` (werkzeug's threaded server)
-and :mod:`.testing` (``running_hub`` for tests).
+it with ``HF_ENDPOINT`` or ``endpoint=``). "The Hub" elsewhere in adapterhub means whatever remote
+the client talks to; this package is one such remote, run locally. It imports nothing from
+adapterhub but :mod:`adapterhub.errors` and :mod:`adapterhub.fileio`.
+
+Modules, from the bottom up:
+
+* :mod:`.errors`: :class:`~.errors.HubError` (an HTTP status plus a Hub error code) and its
+  common constructors;
+* :mod:`.names`: what is a valid repo type, repo name, file path, branch or tag name;
+* :mod:`.objects`: the data model (tree entries, commits, repos, commit operations, LFS pointers);
+* :mod:`.storage`: :class:`~.storage.HubStorage`, blobs, repos, refs and commits on disk;
+* :mod:`.auth`: users, tokens, signed upload URLs;
+* :mod:`.cards`: model card front matter;
+* :mod:`.routing`: the route table, raw-path matching, :class:`~.routing.HubState`, response and
+  error shapes;
+* :mod:`.read_api` / :mod:`.write_api`: the endpoints;
+* :mod:`.app`: :func:`~.app.create_app`, which builds the Flask app;
+* :mod:`.serving`: werkzeug's threaded server, in the foreground or in a thread;
+* :mod:`.testing`: ``running_hub`` for tests and demos.
 """
 
 from __future__ import annotations
