@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from filelock import FileLock
 
-from ..fileio import atomic_write_bytes, atomic_write_text, dump_json
+from ..fileio import atomic_write_bytes, dump_json
 from .errors import HubError, entry_not_found, repo_not_found, revision_not_found
 from .names import REPO_TYPES, check_name, check_ref_name, check_sha256, is_commit_id
 from .objects import AddFile, Commit, DeleteFile, Operation, Repo, TreeEntry, git_blob_sha1
@@ -46,7 +46,9 @@ def now_iso() -> str:
 
 def _write_json(path: Path, data: Any) -> None:
     """Atomic and fsynced: a commit or ref file is either the old one or the complete new one."""
-    atomic_write_text(path, dump_json(data), fsync=True)
+    # Request JSON may carry lone surrogates ("\ud800") in titles or paths; they cannot be UTF-8,
+    # so they are written back as the same JSON escape, which reads back as the same string.
+    atomic_write_bytes(path, dump_json(data).encode("utf-8", "backslashreplace"), fsync=True)
 
 
 class HubStorage:
