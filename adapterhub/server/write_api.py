@@ -1,4 +1,5 @@
-"""Write endpoints: repos, settings, preupload, NDJSON commits, branches and tags, git-LFS uploads."""
+"""Write endpoints of the local Hub: repos, settings, preupload, NDJSON commits, branches and tags,
+and git-LFS uploads (batch, signed upload URLs, verify)."""
 
 from __future__ import annotations
 

@@ -87,6 +87,7 @@ def test_error_messages_become_ascii_headers_and_extra_body_fields():
     response = error_response(err, {"X-B": "2"})
     assert response.status_code == 409
     assert response.headers["X-Error-Message"] == "d?j? there?next"
-    assert (response.headers["X-Error-Code"], response.headers["X-A"], response.headers["X-B"]) == ("Conflict", "1", "2")
+    headers = response.headers
+    assert (headers["X-Error-Code"], headers["X-A"], headers["X-B"]) == ("Conflict", "1", "2")
     assert response.get_json() == {"error": "d\xe9j\xe0 there\nnext", "url": "u"}
     assert "X-Error-Code" not in error_response(HubError(400, "plain")).headers
