@@ -148,7 +148,7 @@ def main() -> None:
                         help="compile every module on every run (as PYTHONDONTWRITEBYTECODE=1 does); by default "
                         "both sides use a bytecode cache in the temp dir, as an installed package would")
     args = parser.parse_args()
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     work = Path(tempfile.mkdtemp(prefix="adapterhub-bench-"))
     if not args.no_bytecode_cache:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from adapterhub.demo.publish import adapterhub_cli, check_against_bundled, publish_demo_adapters
 from adapterhub.demo.tasks import DEMO_ORG, DEMO_TASKS
-from adapterhub.hub.testing import running_hub
+from adapterhub.server.testing import running_hub
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX_DIR = ROOT / "registry_index"

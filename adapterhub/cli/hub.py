@@ -71,8 +71,8 @@ def serve(
     and a user's token in HF_TOKEN. With --json the line is {"url": ..., "root": ...} instead, plus
     "demo": [the published releases] with --demo.
     """
-    from ..hub.auth import USERS_ENV, parse_users
-    from ..hub.server import build_server, lfs_threshold_from_env, serve_forever
+    from ..server.auth import USERS_ENV, parse_users
+    from ..server.serving import build_server, lfs_threshold_from_env, serve_forever
 
     try:
         table = parse_users(os.environ.get(USERS_ENV))

@@ -213,7 +213,7 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
     hub = None
     try:
         _prepare_environment(workspace)
-        from ..hub.testing import RunningHub
+        from ..server.testing import RunningHub
 
         say(f"[1/6] Starting a local Hub on 127.0.0.1 (root {workspace / 'hub'})")
         token = secrets.token_urlsafe(24)

@@ -54,7 +54,7 @@ class Hub:
 def cli_hub(tmp_path_factory) -> Hub:
     from huggingface_hub import HfApi
 
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     root = tmp_path_factory.mktemp("cli-hub")
     with running_hub(root / "hub", {"alice": TOKEN}) as hub:

@@ -89,7 +89,7 @@ class Seeded:
 
 @pytest.fixture(scope="session")
 def seeded(tmp_path_factory) -> Seeded:
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     root = tmp_path_factory.mktemp("client-hub")
     with running_hub(root / "hub", {"alice": TOKEN}) as hub:

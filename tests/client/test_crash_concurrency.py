@@ -18,7 +18,7 @@ from .conftest import TOKEN, file_list, run_cli, run_subprocess
 def test_killed_install_leaves_nothing_then_rerun_completes(tmp_path, monkeypatch):
     from huggingface_hub import HfApi
 
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     adapter = tmp_path / "big"
     adapter.mkdir()

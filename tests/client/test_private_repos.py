@@ -36,7 +36,7 @@ def private_hub(tmp_path_factory) -> Iterator[PrivateHub]:
     from huggingface_hub import HfApi
 
     from adapterhub.client.index import build_index
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     root = tmp_path_factory.mktemp("private-hub")
     with running_hub(root / "hub", {"alice": ALICE, "bob": BOB}) as hub:

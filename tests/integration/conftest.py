@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
 def world(tmp_path_factory) -> HubWorld:
     from peft import LoraConfig
 
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
     from adapterhub.testing import save_peft_adapter, tiny_bert
 
     root = tmp_path_factory.mktemp("integration")

@@ -11,7 +11,7 @@ from publish_helpers import BASE_REPO, USERS
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory):
-    from adapterhub.hub.testing import running_hub
+    from adapterhub.server.testing import running_hub
 
     with running_hub(tmp_path_factory.mktemp("hub-root"), users=USERS) as server:
         yield server

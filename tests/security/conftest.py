@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from adapterhub.hub.testing import running_hub
+from adapterhub.server.testing import running_hub
 
 USERS = {"alice": "tok-alice-security-0001", "bob": "tok-bob-security-0002"}
 #: A small request-body limit, so the limit can be shown with tiny uploads.

@@ -1,38 +1,36 @@
-"""The Flask app of the local Hub: routing on the raw request path, auth, and error mapping.
+"""Routing of the local Hub: the route table, the matcher on raw path segments, the per-request
+state handlers receive (:class:`HubState`), and how answers and errors are shaped.
 
 Routing uses the *raw* (still percent-encoded) path, because the client sends revisions such as
 ``refs%2Fpr%2F1`` or ``feature%2Fx`` as one segment, and WSGI's decoded ``PATH_INFO`` would split
-them. Handlers live in :mod:`.read_api` and :mod:`.write_api` and register themselves with
-:func:`route`.
+them. Handlers in :mod:`.read_api` and :mod:`.write_api` register themselves with :func:`route`;
+:func:`dispatch` finds the handler of a request and turns a :class:`~.errors.HubError` (or a
+malformed request body) into the HTTP answer the client expects. This module imports no endpoint
+module: endpoints import it, and :mod:`.app` imports both.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from flask import Flask, Request, Response, request
-from werkzeug.exceptions import HTTPException
+from flask import Request, Response
 
 from .auth import Auth
-from .storage import REPO_TYPES, HubError, Repo, Store, repo_not_found
+from .errors import HubError, repo_not_found
+from .names import REPO_TYPES
+from .objects import Repo
+from .storage import HubStorage
 
-log = logging.getLogger("adapterhub.hub")
-
-MAX_BODY_ENV = "ADAPTERHUB_HUB_MAX_BODY_BYTES"
-#: Commits carry non-LFS files inline (base64), so the default leaves room for large adapters.
-DEFAULT_MAX_BODY_BYTES = 4 << 30
+log = logging.getLogger("adapterhub.server")
 
 Handler = Callable[..., Response]
 _ROUTES: list[tuple[frozenset[str], tuple[str, ...], Handler]] = []
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 def route(methods: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -103,9 +101,9 @@ def error_response(err: HubError, extra_headers: dict[str, str] | None = None) -
 
 @dataclass
 class HubState:
-    """What every handler needs: the store, the auth table and the LFS policy."""
+    """What every handler needs: the storage, the auth table and the LFS policy."""
 
-    store: Store
+    storage: HubStorage
     auth: Auth
     lfs_threshold: int | None
 
@@ -122,7 +120,7 @@ class HubState:
 
     def readable_repo(self, req: Request, repo_type: str, repo_id: str) -> Repo:
         """The repo if the caller may see it; private repos of others look absent (404)."""
-        repo = self.store.get_repo(repo_type, repo_id)
+        repo = self.storage.get_repo(repo_type, repo_id)
         if repo.private and self.user(req) != repo.namespace:
             raise repo_not_found(repo_id)
         return repo
@@ -147,64 +145,31 @@ class HubState:
         return f"{HubState.base_url(req)}/{prefix}{repo_id}"
 
 
-def create_app(
-    root: Path | str,
-    users: dict[str, str] | None = None,
-    *,
-    lfs_threshold: int | None = None,
-    max_body_bytes: int | None = None,
-) -> Flask:
-    """The WSGI app serving the Hub stored under ``root``.
-
-    ``lfs_threshold``: files of at least this many bytes are asked to go through git-LFS. Only
-    clients running with ``HF_HUB_DISABLE_XET=1`` can do that, so it is off (None) by default and
-    every file travels inside the commit.
-    ``max_body_bytes``: the largest request body accepted (413 beyond); default
-    ``$ADAPTERHUB_HUB_MAX_BODY_BYTES``, else 4 GiB. LFS uploads are bounded by their signed size.
-    """
-    from . import read_api, write_api  # noqa: F401  (they register their routes)
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    state = HubState(Store(root), Auth(users or {}, root), lfs_threshold)
-    app = Flask("adapterhub.hub")
-    app.config["HUB"] = state
-    if max_body_bytes is None:
-        max_body_bytes = int(os.environ.get(MAX_BODY_ENV, "").strip() or DEFAULT_MAX_BODY_BYTES)
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-
-    @app.route("/", defaults={"_": ""}, methods=_ALL_METHODS, provide_automatic_options=False)
-    @app.route("/<path:_>", methods=_ALL_METHODS, provide_automatic_options=False)
-    def dispatch(_: str) -> Response:
+def dispatch(state: HubState, request: Request) -> Response:
+    """Answer ``request`` with the first registered handler whose pattern and method match."""
+    try:
+        segments = raw_segments(request.environ)
+    except UnicodeDecodeError:
+        return error_response(HubError(400, "The request path is not valid UTF-8."))
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = False
+    for methods, pattern, handler in _ROUTES:
+        params = _match(pattern, segments)
+        if params is None:
+            continue
+        if method not in methods and request.method not in methods:
+            allowed = True
+            continue
         try:
-            segments = raw_segments(request.environ)
-        except UnicodeDecodeError:
-            return error_response(HubError(400, "The request path is not valid UTF-8."))
-        method = "GET" if request.method == "HEAD" else request.method
-        allowed = False
-        for methods, pattern, handler in _ROUTES:
-            params = _match(pattern, segments)
-            if params is None:
-                continue
-            if method not in methods and request.method not in methods:
-                allowed = True
-                continue
-            try:
-                return handler(state, request, **params)
-            except HubError as err:
-                return error_response(err)
-            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
-                # Handlers read fields of untrusted JSON; a field of the wrong type (a string where
-                # a number belongs, a list where an object belongs, deep nesting) is the client's
-                # mistake, so it is a 400, not a 500.
-                log.warning("malformed request %s /%s", request.method, "/".join(segments), exc_info=True)
-                return error_response(HubError(400, f"Malformed request: {type(exc).__name__} while reading it."))
-        if allowed:
-            return error_response(HubError(405, f"Method {request.method} is not allowed here."))
-        return error_response(HubError(404, f"No such endpoint: {request.method} /{'/'.join(segments)}"))
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return error_response(HubError(exc.code or 400, exc.description or exc.name))
-
-    return app
+            return handler(state, request, **params)
+        except HubError as err:
+            return error_response(err)
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+            # Handlers read fields of untrusted JSON; a field of the wrong type (a string where
+            # a number belongs, a list where an object belongs, deep nesting) is the client's
+            # mistake, so it is a 400, not a 500.
+            log.warning("malformed request %s /%s", request.method, "/".join(segments), exc_info=True)
+            return error_response(HubError(400, f"Malformed request: {type(exc).__name__} while reading it."))
+    if allowed:
+        return error_response(HubError(405, f"Method {request.method} is not allowed here."))
+    return error_response(HubError(404, f"No such endpoint: {request.method} /{'/'.join(segments)}"))

@@ -1,4 +1,5 @@
-"""Uploads: regular and git-LFS (HF_HUB_DISABLE_XET=1), commits, no-op re-uploads, bad paths."""
+"""Write endpoints (:mod:`adapterhub.server.write_api`) with the real client: repos, regular and
+git-LFS uploads (HF_HUB_DISABLE_XET=1), commits, no-op re-uploads, bad paths, branches and tags."""
 
 from __future__ import annotations
 
@@ -9,19 +10,10 @@ import os
 
 import httpx2
 import pytest
-from huggingface_hub import (
-    CommitOperationAdd,
-    CommitOperationDelete,
-    constants,
-    hf_hub_download,
-)
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-
-@pytest.fixture(autouse=True)
-def _no_xet(monkeypatch):
-    # The root conftest sets HF_HUB_DISABLE_XET=1 before the import; make the dependency explicit.
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+pytestmark = pytest.mark.usefixtures("no_xet")
 
 
 def test_lfs_upload_round_trip(hub, alice, repo_name, tmp_path, cache_dir):
@@ -126,10 +118,42 @@ def test_lfs_upload_url_checks_signature_and_content(hub, alice, repo_name):
     assert other.status_code == 403
 
 
-def test_validate_yaml(hub, alice, repo_name):
+def test_create_repo_conflict_and_delete(hub, alice, repo_name):
+    url = alice.create_repo(repo_name)  # no namespace: the token's user
+    assert url.repo_id == f"alice/{repo_name}"
+    with pytest.raises(HfHubHTTPError) as conflict:
+        alice.create_repo(repo_name)
+    assert conflict.value.response.status_code == 409
+    assert conflict.value.response.json()["url"].endswith(f"/alice/{repo_name}")
+    assert alice.create_repo(repo_name, exist_ok=True).repo_id == f"alice/{repo_name}"
+    alice.delete_repo(f"alice/{repo_name}")
+    assert not alice.repo_exists(f"alice/{repo_name}")
+    with pytest.raises(RepositoryNotFoundError):
+        alice.delete_repo(f"alice/{repo_name}")
+
+
+def test_tags_branches_and_refs(hub, alice, repo_name):
     repo_id = f"alice/{repo_name}"
     alice.create_repo(repo_id)
-    with pytest.raises(ValueError, match="YAML"):
-        alice.upload_file(path_or_fileobj=b"---\ntags: [unclosed\n---\n", path_in_repo="README.md", repo_id=repo_id)
-    alice.upload_file(path_or_fileobj=b"---\ntags: [lora]\n---\ncard", path_in_repo="README.md", repo_id=repo_id)
-    assert alice.model_info(repo_id).tags == ["lora"]
+    one = alice.create_commit(repo_id, [CommitOperationAdd("f", b"1")], commit_message="one")
+    alice.create_tag(repo_id, tag="v1.0.0", tag_message="first release")
+    two = alice.create_commit(repo_id, [CommitOperationAdd("f", b"2")], commit_message="two")
+    alice.create_tag(repo_id, tag="v2.0.0", revision=two.oid)
+    alice.create_branch(repo_id, branch="dev", revision=one.oid)
+    with pytest.raises(HfHubHTTPError) as dup:
+        alice.create_tag(repo_id, tag="v1.0.0")
+    assert dup.value.response.status_code == 409
+    alice.create_tag(repo_id, tag="v1.0.0", exist_ok=True)
+
+    refs = alice.list_repo_refs(repo_id)
+    assert {t.name: t.target_commit for t in refs.tags} == {"v1.0.0": one.oid, "v2.0.0": two.oid}
+    assert {b.name: b.target_commit for b in refs.branches} == {"main": two.oid, "dev": one.oid}
+    assert refs.converts == []
+    assert alice.model_info(repo_id, revision="v1.0.0").sha == one.oid
+
+    alice.delete_tag(repo_id, tag="v2.0.0")
+    alice.delete_branch(repo_id, branch="dev")
+    refs = alice.list_repo_refs(repo_id)
+    assert [t.name for t in refs.tags] == ["v1.0.0"] and [b.name for b in refs.branches] == ["main"]
+    with pytest.raises(RevisionNotFoundError):
+        alice.model_info(repo_id, revision="dev")

@@ -1,4 +1,5 @@
-"""The `adapterhub hub serve` process: startup line, SIGTERM, crash and restart, CLI errors, threads."""
+"""The `adapterhub hub serve` process (:mod:`adapterhub.server.serving`, :mod:`adapterhub.server.testing`):
+startup line, SIGTERM, crash and restart, CLI errors, the in-thread server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download
 
-from adapterhub.hub.testing import running_hub, start_in_thread
+from adapterhub.server.testing import start_in_thread
 
 
 def test_serve_prints_one_line_and_stops_on_sigterm(tmp_path):
@@ -45,10 +46,10 @@ def test_bad_user_spec_is_a_usage_error(tmp_path):
     assert "NAME:TOKEN" in result.stderr
 
 
-def test_data_survives_a_crash_and_restart(tmp_path):
-    users = {"alice": "tok-a"}
-    with running_hub(tmp_path / "root", users) as hub:
-        api = HfApi(endpoint=hub.url, token="tok-a")
+def test_data_survives_a_crash_and_restart(tmp_path, fresh_hub):
+    with fresh_hub(tmp_path / "root") as hub:
+        token = hub.users["alice"]
+        api = HfApi(endpoint=hub.url, token=token)
         api.create_repo("alice/durable")
         info = api.upload_file(path_or_fileobj=b"kept", path_in_repo="k.txt", repo_id="alice/durable")
         # Leftovers of an interrupted write must not confuse the next start.
@@ -57,7 +58,7 @@ def test_data_survives_a_crash_and_restart(tmp_path):
         assert not hub.running
         hub.restart()
         assert hub.running
-        api = HfApi(endpoint=hub.url, token="tok-a")
+        api = HfApi(endpoint=hub.url, token=token)
         assert api.model_info("alice/durable").sha == info.oid
         path = hf_hub_download("alice/durable", "k.txt", endpoint=hub.url, cache_dir=tmp_path / "c")
         assert open(path, "rb").read() == b"kept"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from .auth import USERS_ENV
-from .server import LFS_THRESHOLD_ENV, start_in_thread
+from .serving import LFS_THRESHOLD_ENV, start_in_thread
 
 __all__ = ["RunningHub", "running_hub", "start_in_thread"]
 

@@ -1,4 +1,5 @@
-"""Downloads by branch, tag and sha; snapshots; Range and resumed downloads with the real client."""
+"""Read endpoints (:mod:`adapterhub.server.read_api`) with the real client: downloads by branch, tag
+and sha, snapshots, Range and resumed downloads, error mapping, listing, search and pagination."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import os
 import httpx2
 import pytest
 from huggingface_hub import CommitOperationAdd, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from huggingface_hub.file_download import http_get
+from huggingface_hub.utils._pagination import paginate
 
 
 @pytest.fixture
@@ -125,3 +133,55 @@ def test_dataset_repos(hub, alice, repo_name, cache_dir):
     assert open(path, "rb").read() == b"a,b\n1,2\n"
     assert alice.list_repo_files(repo_id, repo_type="dataset") == ["data.csv"]
     assert not alice.repo_exists(repo_id)  # a dataset is not a model
+
+
+def test_error_mapping(hub, alice, anon, repo_name, cache_dir):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    alice.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo_id)
+    with pytest.raises(RepositoryNotFoundError):
+        anon.model_info("alice/does-not-exist")
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("alice/does-not-exist", "x.txt", endpoint=hub.url, cache_dir=cache_dir)
+    with pytest.raises(RevisionNotFoundError):
+        anon.model_info(repo_id, revision="no-such-branch")
+    with pytest.raises(RevisionNotFoundError):
+        hf_hub_download(repo_id, "x.txt", revision="v9", endpoint=hub.url, cache_dir=cache_dir)
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download(repo_id, "missing.txt", endpoint=hub.url, cache_dir=cache_dir)
+    with pytest.raises(EntryNotFoundError):
+        list(anon.list_repo_tree(repo_id, path_in_repo="no/such/dir"))
+    assert anon.file_exists(repo_id, "x.txt") and not anon.file_exists(repo_id, "y.txt")
+    assert not anon.revision_exists(repo_id, "nope")
+    # Expected errors are 4xx, which the client does not retry.
+    resp = httpx2.get(f"{hub.url}/api/models/{repo_id}/revision/nope")
+    assert resp.status_code == 404 and resp.headers["X-Error-Code"] == "RevisionNotFound"
+    assert "nope" in resp.headers["X-Error-Message"]
+
+
+def test_list_models_search_author_filter(hub, alice, bob, anon, repo_name):
+    card = b"---\nlibrary_name: peft\ntags: [lora, text-generation]\nbase_model: sshleifer/tiny-gpt2\n---\n"
+    alice.create_repo(f"alice/{repo_name}-lora")
+    alice.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=f"alice/{repo_name}-lora")
+    bob.create_repo(f"bob/{repo_name}-other")
+    found = {m.id for m in anon.list_models(search=repo_name)}
+    assert found == {f"alice/{repo_name}-lora", f"bob/{repo_name}-other"}
+    assert {m.id for m in anon.list_models(search=repo_name, author="bob")} == {f"bob/{repo_name}-other"}
+    lora = list(anon.list_models(search=repo_name, filter="lora"))
+    assert [m.id for m in lora] == [f"alice/{repo_name}-lora"]
+    assert lora[0].library_name == "peft" and "base_model:sshleifer/tiny-gpt2" in lora[0].tags
+    assert len(list(anon.list_models(search=repo_name, limit=1))) == 1
+    full = list(anon.list_models(search=f"{repo_name}-lora", full=True))
+    assert [s.rfilename for s in full[0].siblings] == ["README.md"]
+
+
+def test_pagination_follows_link_headers(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    names = [f"f{i:02d}.txt" for i in range(7)]
+    alice.create_commit(repo_id, [CommitOperationAdd(n, n.encode()) for n in names], commit_message="many")
+    first = httpx2.get(f"{hub.url}/api/models/{repo_id}/tree/main", params={"limit": 3})
+    assert len(first.json()) == 3 and 'rel="next"' in first.headers["Link"]
+    # The client's own paginator walks the Link chain.
+    items = list(paginate(f"{hub.url}/api/models/{repo_id}/tree/main", params={"limit": 3}, headers={}))
+    assert [i["path"] for i in items] == names

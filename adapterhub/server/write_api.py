@@ -1,4 +1,5 @@
-"""Write endpoints: repos, settings, preupload, NDJSON commits, branches and tags, git-LFS uploads."""
+"""Write endpoints of the local Hub: repos, settings, preupload, NDJSON commits, branches and tags,
+and git-LFS uploads (batch, signed upload URLs, verify)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,10 @@ from urllib.parse import quote, urlencode
 
 from flask import Request, Response
 
-from .app import HubState, json_response, route
-from .storage import (
-    AddFile,
-    DeleteFile,
-    DeleteFolder,
-    FileEntry,
-    HubError,
-    Operation,
-    check_name,
-    check_repo_path,
-)
+from .errors import HubError
+from .names import check_name, check_repo_path
+from .objects import AddFile, DeleteFile, DeleteFolder, Operation, TreeEntry
+from .routing import HubState, json_response, route
 
 _TYPE_PLURAL = {None: "models", "model": "models", "dataset": "datasets", "space": "spaces"}
 
@@ -69,7 +63,7 @@ def create_repo(state: HubState, req: Request) -> Response:
         raise HubError(403, f"User {user!r} cannot create repos in namespace {repo_id.split('/')[0]!r}.")
     private = payload.get("visibility") == "private" or bool(payload.get("private"))
     try:
-        state.store.create_repo(repo_type, repo_id, private=private, author=user)
+        state.storage.create_repo(repo_type, repo_id, private=private, author=user)
     except HubError as err:
         if err.status == 409:
             err.body["url"] = url  # the client's exist_ok path reads it
@@ -82,7 +76,7 @@ def delete_repo(state: HubState, req: Request) -> Response:
     user = state.require_user(req)
     payload = _json_body(req)
     repo, _ = state.writable_repo(req, _repo_type(payload), _repo_id(payload, user))
-    state.store.delete_repo(repo)
+    state.storage.delete_repo(repo)
     return json_response({})
 
 
@@ -91,9 +85,9 @@ def repo_settings(state: HubState, req: Request, T: str, ns: str, name: str) -> 
     repo, _ = state.writable_repo(req, T, f"{ns}/{name}")
     payload = _json_body(req)
     if "visibility" in payload:
-        state.store.set_private(repo, payload["visibility"] == "private")
+        state.storage.set_private(repo, payload["visibility"] == "private")
     elif "private" in payload:
-        state.store.set_private(repo, bool(payload["private"]))
+        state.storage.set_private(repo, bool(payload["private"]))
     return json_response({})
 
 
@@ -113,7 +107,7 @@ def _upload_mode(state: HubState, size: int) -> str:
 def preupload(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> Response:
     _refuse_pull_requests(req)
     repo, _ = state.writable_repo(req, T, f"{ns}/{name}")
-    head = state.store.resolve(repo, rev)
+    head = state.storage.resolve(repo, rev)
     answers = []
     for item in _json_body(req).get("files", []):
         path = check_repo_path(str(item.get("path", "")))
@@ -156,16 +150,16 @@ def _parse_operations(state: HubState, req: Request) -> tuple[dict[str, Any], li
                     raise HubError(400, f"Content of {path!r} is not valid base64.") from None
             else:
                 data = str(content).encode()
-            operations.append(AddFile(path, state.store.put_bytes(data)))
+            operations.append(AddFile(path, state.storage.put_bytes(data)))
         elif key == "lfsFile":
             if value.get("algo", "sha256") != "sha256":
                 raise HubError(400, f"Unsupported LFS hash algorithm {value.get('algo')!r} for {path!r}.")
             oid = str(value.get("oid", ""))
             size = value.get("size")
-            if not state.store.has_blob(oid, None if size is None else int(size)):
+            if not state.storage.has_blob(oid, None if size is None else int(size)):
                 raise HubError(422, f"The LFS object {oid} for {path!r} was never uploaded (or has another size).")
-            actual = state.store.blob_path(oid).stat().st_size
-            operations.append(AddFile(path, FileEntry(sha256=oid, size=actual, git_sha1=None, lfs=True)))
+            actual = state.storage.blob_path(oid).stat().st_size
+            operations.append(AddFile(path, TreeEntry(sha256=oid, size=actual, git_sha1=None, lfs=True)))
         elif key == "deletedFile":
             operations.append(DeleteFile(path))
         elif key == "deletedFolder":
@@ -182,7 +176,7 @@ def commit(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) 
     _refuse_pull_requests(req)
     repo, user = state.writable_repo(req, T, f"{ns}/{name}")
     header, operations = _parse_operations(state, req)
-    new = state.store.commit(
+    new = state.storage.commit(
         repo,
         rev,
         operations,
@@ -222,10 +216,10 @@ def discussions(state: HubState, req: Request, T: str, ns: str, name: str) -> Re
 def tag(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> Response:
     repo, _ = state.writable_repo(req, T, f"{ns}/{name}")
     if req.method == "DELETE":
-        state.store.set_ref(repo, "tag", rev, None)
+        state.storage.set_ref(repo, "tag", rev, None)
     else:
         payload = _json_body(req)
-        state.store.set_ref(repo, "tag", str(payload.get("tag", "")), rev)
+        state.storage.set_ref(repo, "tag", str(payload.get("tag", "")), rev)
     return json_response({})
 
 
@@ -233,11 +227,11 @@ def tag(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> 
 def branch(state: HubState, req: Request, T: str, ns: str, name: str, branch: str) -> Response:
     repo, _ = state.writable_repo(req, T, f"{ns}/{name}")
     if req.method == "DELETE":
-        state.store.set_ref(repo, "branch", branch, None)
+        state.storage.set_ref(repo, "branch", branch, None)
     else:
         payload = req.get_json(silent=True, force=True) or {}
         start = payload.get("startingPoint") or "main"
-        state.store.set_ref(repo, "branch", branch, start, exist_ok=bool(payload.get("exist_ok")))
+        state.storage.set_ref(repo, "branch", branch, start, exist_ok=bool(payload.get("exist_ok")))
     return json_response({})
 
 
@@ -261,7 +255,7 @@ def lfs_batch(state: HubState, req: Request, ns: str, name_git: str, pfx: str = 
         oid, size = str(obj.get("oid", "")), int(obj.get("size", -1))
         item: dict[str, Any] = {"oid": oid, "size": size}
         try:
-            present = state.store.has_blob(oid, size)
+            present = state.storage.has_blob(oid, size)
         except HubError as err:
             item["error"] = {"code": 422, "message": err.message}
             objects.append(item)
@@ -284,7 +278,7 @@ def lfs_upload(state: HubState, req: Request, oid: str) -> Response:
     if not state.auth.verify(req.args.get("expires", ""), req.args.get("sig", ""), "upload", oid, size):
         raise HubError(403, "This upload URL is invalid or expired; ask the batch endpoint for a new one.")
     req.max_content_length = int(size)  # the signed size, not the app-wide body limit
-    state.store.put_stream(req.stream, oid, int(size))
+    state.storage.put_stream(req.stream, oid, int(size))
     return json_response({})
 
 
@@ -292,6 +286,6 @@ def lfs_upload(state: HubState, req: Request, oid: str) -> Response:
 def lfs_verify(state: HubState, req: Request, T: str, ns: str, name: str) -> Response:
     state.writable_repo(req, T, f"{ns}/{name}")
     payload = _json_body(req)
-    if not state.store.has_blob(str(payload.get("oid", "")), int(payload.get("size", -1))):
+    if not state.storage.has_blob(str(payload.get("oid", "")), int(payload.get("size", -1))):
         raise HubError(422, f"LFS object {payload.get('oid')} was not uploaded completely.")
     return json_response({})

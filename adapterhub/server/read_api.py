@@ -1,8 +1,8 @@
-"""Read endpoints: repo info, tree, refs, commits, file downloads (HEAD/GET with Range), search."""
+"""Read endpoints of the local Hub: repo info, tree, paths-info, refs, commits, file downloads
+(HEAD/GET with Range), repo listing and search, and the JSON shapes of each that the client parses."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,92 +11,22 @@ from urllib.parse import quote, urlencode
 
 from flask import Request, Response
 
-from .app import HubState, json_response, route
-from .storage import Commit, FileEntry, HubError, Repo, check_repo_path, entry_not_found
+from .cards import card_data, card_tags, parse_front_matter
+from .errors import HubError, entry_not_found
+from .names import check_repo_path
+from .objects import Commit, Repo, TreeEntry
+from .routing import HubState, json_response, route
 
 _PAGE_SIZE = 1000
-_MAX_CARD_BYTES = 1 << 20
-
-
-# --- model cards -----------------------------------------------------------------------------
-
-
-@functools.cache
-def _card_loader() -> Any:
-    """PyYAML's SafeLoader without aliases: a few hundred bytes of nested ``*alias`` references
-    expand into gigabytes once the card is serialised into a JSON answer (a "billion laughs")."""
-    import yaml
-
-    class CardLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(
-                    None, None, "YAML aliases (*name) are not accepted in a model card", event.start_mark
-                )
-            return super().compose_node(parent, index)
-
-    return CardLoader
-
-
-def parse_front_matter(text: str) -> dict[str, Any]:
-    """The YAML block at the top of a README; ``ValueError`` if it is malformed."""
-    import yaml  # a huggingface_hub dependency; only needed when a card is read
-
-    if not text.startswith("---"):
-        return {}
-    lines = text.splitlines()
-    if lines[0].strip() != "---":
-        return {}
-    for i, line in enumerate(lines[1:], start=1):
-        if line.strip() == "---":
-            try:
-                data = yaml.load("\n".join(lines[1:i]), Loader=_card_loader())  # noqa: S506 - a SafeLoader
-            except yaml.YAMLError as exc:
-                raise ValueError(f"Invalid YAML in the README front matter: {exc}") from exc
-            if data is None:
-                return {}
-            if not isinstance(data, dict):
-                raise ValueError("The README front matter must be a YAML mapping.")
-            return data
-    raise ValueError("The README front matter is not closed by a '---' line.")
-
-
-@functools.lru_cache(maxsize=512)
-def _card_from_blob(blob_path: Path) -> dict[str, Any]:
-    try:
-        return parse_front_matter(blob_path.read_text("utf-8", errors="replace"))
-    except ValueError:
-        return {}
-
-
-def card_data(state: HubState, commit: Commit) -> dict[str, Any]:
-    entry = commit.files.get("README.md")
-    if entry is None or entry.size > _MAX_CARD_BYTES:
-        return {}
-    return _card_from_blob(state.store.blob_path(entry.sha256))
-
-
-def card_tags(card: dict[str, Any]) -> list[str]:
-    tags = card.get("tags") or []
-    tags = [tags] if isinstance(tags, str) else [str(t) for t in tags if isinstance(t, (str, int, float))]
-    for key in ("library_name", "pipeline_tag"):
-        if isinstance(card.get(key), str) and card[key] not in tags:
-            tags.append(card[key])
-    base = card.get("base_model")
-    for b in [base] if isinstance(base, str) else base if isinstance(base, list) else []:
-        tags.append(f"base_model:{b}")
-    return tags
 
 
 # --- shapes the client parses ----------------------------------------------------------------
 
 
-def file_entry_json(path: str, entry: FileEntry, last_commit: Commit | None = None) -> dict[str, Any]:
+def file_entry_json(path: str, entry: TreeEntry, last_commit: Commit | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {"type": "file", "path": path, "oid": entry.tree_oid, "size": entry.size}
     if entry.lfs:
-        pointer_size = len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{entry.sha256}\nsize {entry.size}\n")
-        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size}
+        item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
     if last_commit is not None:
         item["lastCommit"] = {"id": last_commit.id, "title": last_commit.title, "date": last_commit.date}
     return item
@@ -108,7 +38,7 @@ def dir_entry_json(path: str, commit: Commit) -> dict[str, Any]:
 
 
 def repo_info_json(state: HubState, req: Request, repo: Repo, commit: Commit, *, blobs: bool) -> dict[str, Any]:
-    card = card_data(state, commit)
+    card = card_data(state.storage, commit)
     siblings = []
     for path, entry in sorted(commit.files.items()):
         sib: dict[str, Any] = {"rfilename": path}
@@ -146,7 +76,7 @@ def _last_commits(state: HubState, repo: Repo, commit: Commit, paths: list[str])
     """For each path, the oldest commit of the run (from ``commit`` back) where it is unchanged."""
     result = {p: commit for p in paths}
     pending = set(paths)
-    for older in state.store.history(repo, commit):
+    for older in state.storage.history(repo, commit):
         if older is commit:
             continue
         for p in list(pending):
@@ -220,14 +150,14 @@ def validate_yaml(state: HubState, req: Request) -> Response:
 @route("GET", "api/{T}/{ns}/{name}/revision/{rev}")
 def repo_info(state: HubState, req: Request, T: str, ns: str, name: str, rev: str = "main") -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
-    commit = state.store.resolve(repo, rev)
+    commit = state.storage.resolve(repo, rev)
     return json_response(repo_info_json(state, req, repo, commit, blobs=_truthy(req.args.get("blobs"))))
 
 
 @route("GET", "api/{T}/{ns}/{name}/tree/{rev}/{*path}")
 def tree(state: HubState, req: Request, T: str, ns: str, name: str, rev: str, path: str = "") -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
-    commit = state.store.resolve(repo, rev)
+    commit = state.storage.resolve(repo, rev)
     path = path.strip("/")
     if path:
         check_repo_path(path)
@@ -258,7 +188,7 @@ def tree(state: HubState, req: Request, T: str, ns: str, name: str, rev: str, pa
 @route("POST", "api/{T}/{ns}/{name}/paths-info/{rev}")
 def paths_info(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
-    commit = state.store.resolve(repo, rev)
+    commit = state.storage.resolve(repo, rev)
     if req.is_json:
         payload = req.get_json(silent=True) or {}
         paths, expand = payload.get("paths", []), bool(payload.get("expand"))
@@ -279,7 +209,7 @@ def paths_info(state: HubState, req: Request, T: str, ns: str, name: str, rev: s
 @route("GET", "api/{T}/{ns}/{name}/refs")
 def refs(state: HubState, req: Request, T: str, ns: str, name: str) -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
-    table = state.store.refs(repo)
+    table = state.storage.refs(repo)
     data: dict[str, Any] = {
         "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(table["branches"].items())],
         "converts": [],
@@ -293,7 +223,7 @@ def refs(state: HubState, req: Request, T: str, ns: str, name: str) -> Response:
 @route("GET", "api/{T}/{ns}/{name}/commits/{rev}")
 def commits(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
-    head = state.store.resolve(repo, rev)
+    head = state.storage.resolve(repo, rev)
     items = [
         {
             "id": c.id,
@@ -303,7 +233,7 @@ def commits(state: HubState, req: Request, T: str, ns: str, name: str, rev: str)
             "authors": [{"user": c.author}],
             "parents": [c.parent] if c.parent else [],
         }
-        for c in state.store.history(repo, head)
+        for c in state.storage.history(repo, head)
     ]
     return _paginate(req, state, items, f"/api/{T}/{ns}/{name}/commits/{quote(rev, safe='')}")
 
@@ -323,7 +253,7 @@ def _iter_file(path: Path, start: int, length: int) -> Iterator[bytes]:
 @route("GET", "{pfx}/{ns}/{name}/resolve/{rev}/{*path}")
 def resolve(state: HubState, req: Request, ns: str, name: str, rev: str, path: str, pfx: str = "models") -> Response:
     repo = state.readable_repo(req, pfx, f"{ns}/{name}")
-    commit = state.store.resolve(repo, rev)
+    commit = state.storage.resolve(repo, rev)
     entry = commit.files.get(path)
     if entry is None:
         err = entry_not_found(repo.id, path)
@@ -335,7 +265,7 @@ def resolve(state: HubState, req: Request, ns: str, name: str, rev: str, path: s
         "Accept-Ranges": "bytes",
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
     }
-    blob = state.store.blob_path(entry.sha256)
+    blob = state.storage.blob_path(entry.sha256)
     size = entry.size
     start, length, status = 0, size, 200
     if req.range is not None and req.range.units == "bytes" and len(req.range.ranges) == 1:
@@ -361,14 +291,14 @@ def list_repos(state: HubState, req: Request, T: str) -> Response:
     full = _truthy(req.args.get("full"))
     with_card = _truthy(req.args.get("cardData"))
     items = []
-    for repo in state.store.list_repos(T):
+    for repo in state.storage.list_repos(T):
         if not state.may_see(req, repo):
             continue
         if author and repo.namespace != author:
             continue
         if search and search not in repo.id.lower():
             continue
-        commit = state.store.resolve(repo, "main")
+        commit = state.storage.resolve(repo, "main")
         info = repo_info_json(state, req, repo, commit, blobs=False)
         if filters and not all(f in info["tags"] or f == info.get("library_name") for f in filters):
             continue

@@ -1,4 +1,4 @@
-"""Running the Hub app on werkzeug's threaded server, in the foreground or in a thread."""
+"""Running the local Hub app on werkzeug's threaded server, in the foreground or in a thread."""
 
 from __future__ import annotations
 
