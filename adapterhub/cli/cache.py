@@ -16,7 +16,7 @@ def cache_group() -> None:
 @json_option
 def cache_dir(as_json: bool) -> None:
     """Print the store directory."""
-    from ..client.settings import get_settings
+    from ..settings import get_settings
 
     home = get_settings().home
     if as_json:
@@ -29,7 +29,7 @@ def cache_dir(as_json: bool) -> None:
 @json_option
 def cache_prune(as_json: bool) -> None:
     """Delete blobs no install uses, orphaned partial installs and stale downloads."""
-    from ..client.settings import get_settings
+    from ..settings import get_settings
     from ..client.store import Store
 
     removed = Store(get_settings().home).prune()

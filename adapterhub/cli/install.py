@@ -23,7 +23,7 @@ def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--offline", is_flag=True, default=None, help="Never touch the network (also: HF_HUB_OFFLINE=1, ADAPTERHUB_OFFLINE=1).")
     @functools.wraps(func)
     def wrapper(*args: Any, endpoint: str | None, index: str | None, offline: bool | None, **kwargs: Any) -> Any:
-        from ..client.settings import get_settings
+        from ..settings import get_settings
 
         kwargs["settings"] = get_settings(endpoint=endpoint, index=index, offline=offline)
         return func(*args, **kwargs)

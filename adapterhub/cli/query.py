@@ -22,7 +22,7 @@ def _record_json(record: Any) -> dict[str, Any]:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """List installed adapters."""
-    from ..client.settings import get_settings
+    from ..settings import get_settings
     from ..client.store import Store
 
     records = Store(get_settings().home).records()

@@ -10,9 +10,9 @@ Public API::
 
 from __future__ import annotations
 
-from . import settings
+from .. import settings
 from .hashing import sha256_file
 from .install import InstallResult, Installer, Plan, ensure_installed
-from .settings import Settings, get_settings
+from ..settings import Settings, get_settings
 
 __all__ = ["InstallResult", "Installer", "Plan", "Settings", "ensure_installed", "get_settings", "settings", "sha256_file"]

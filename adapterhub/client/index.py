@@ -18,8 +18,8 @@ from .. import __version__
 from ..errors import DownloadError, OfflineError, RegistryIndexError, UnsafePathError
 from ..fileio import atomic_write_text, dump_json
 from .paths import check_relpath
-from .schema import json_path, schema_errors
-from .settings import Settings
+from ..schema import json_path, schema_errors
+from ..settings import Settings
 
 INDEX_FILENAME = "index.json"
 # An index is small: a server that has not answered in this long is not going to.
@@ -297,7 +297,7 @@ def _fetch_url(url: str, settings: Settings) -> Path:
     import urllib.request
     from urllib.parse import unquote, urlsplit
 
-    from .settings import scrub_secrets, strip_userinfo
+    from ..settings import scrub_secrets, strip_userinfo
 
     public = _public_url(url)
     cached = settings.home / "index-v1" / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".json")
@@ -335,7 +335,7 @@ def _fetch_url(url: str, settings: Settings) -> Path:
 
 
 def _fetch_hf(url: str, settings: Settings) -> Path:
-    from .download import fetch_file
+    from .remote import fetch_file
     from .refs import parse_hf_file_url
 
     repo_id, filename, revision = parse_hf_file_url(url)

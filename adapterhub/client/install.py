@@ -24,7 +24,7 @@ from .index import Index, load_index
 from .paths import join_inside
 from .refs import SourceRef, parse_source
 from .resolve import Resolved, content_digest, local_files, resolve
-from .settings import Settings, get_settings
+from ..settings import Settings, get_settings
 from .store import Record, Store, key_for_local, key_for_repo, staging_dir
 
 
@@ -312,7 +312,7 @@ class Installer:
     def _stage_missing(self, items: list[PlanItem], *, force: bool) -> dict[tuple[str, str], dict[str, tuple[Path | None, str]]]:
         """For each (key, commit) that needs installing: path -> (verified file or None if the blob
         is already in the store, sha256). Raises before anything is published if any file fails."""
-        from .download import FetchJob, fetch_files
+        from .remote import FetchJob, fetch_files
 
         staged: dict[tuple[str, str], dict[str, tuple[Path | None, str]]] = {}
         jobs: list[FetchJob] = []

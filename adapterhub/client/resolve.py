@@ -19,7 +19,7 @@ from .hashing import sha256_file
 from .index import Index
 from .paths import check_relpath
 from .refs import SourceRef
-from .settings import Settings
+from ..settings import Settings
 from .store import Store, key_for_local, key_for_repo
 
 _SPEC_CHARS = set("<>=!~,*")
@@ -147,7 +147,7 @@ def _registry(entry: dict[str, Any], ref: SourceRef, *, pre: bool) -> Resolved:
 
 
 def _hub(ref: SourceRef, repo_id: str, settings: Settings, store: Store) -> Resolved:
-    from . import download
+    from . import remote as download
 
     revision = ref.spec
     key = key_for_repo(repo_id)

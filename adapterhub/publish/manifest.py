@@ -50,7 +50,7 @@ def record_files(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> li
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     """Every schema violation of ``manifest`` (plus duplicate paths), one readable line each."""
-    from ..client.schema import schema_errors
+    from ..schema import schema_errors
 
     problems = [f"{MANIFEST_NAME}: {where}: {message}" for where, message in schema_errors("manifest", manifest)]
     paths = [f.get("path") for f in manifest.get("files") or [] if isinstance(f, dict)]

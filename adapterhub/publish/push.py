@@ -219,7 +219,7 @@ def _hub_errors_as_publish_errors(push: Callable[..., PushResult]) -> Callable[.
         except OSError as exc:  # HfHubHTTPError and httpx errors are OSErrors; so are file errors
             from huggingface_hub.errors import HfHubHTTPError
 
-            from ..client.settings import get_settings, scrub_secrets, strip_userinfo
+            from ..settings import get_settings, scrub_secrets, strip_userinfo
 
             if not isinstance(exc, HfHubHTTPError) and type(exc).__module__.split(".")[0] != "httpx2":
                 raise
@@ -318,7 +318,7 @@ def push_directory(
 
         from huggingface_hub import HfApi
 
-        from ..client.settings import get_settings, strip_userinfo
+        from ..settings import get_settings, strip_userinfo
         from .register import check_index_conflict
 
         check_index_conflict(index_dir, name, version, repo_id)

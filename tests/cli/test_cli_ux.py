@@ -35,7 +35,7 @@ def test_refused_endpoint_fails_fast_and_names_it(hub_env):
 
 
 def test_silent_endpoint_times_out_instead_of_hanging(hub_env, monkeypatch):
-    from adapterhub.client import download
+    from adapterhub.client import remote as download
 
     monkeypatch.setattr(download, "_API_TIMEOUT_S", 1.0)
     server = socket.socket()

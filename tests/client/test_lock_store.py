@@ -153,7 +153,7 @@ def test_hostile_index_entries(client_env, tmp_path):
     from adapterhub.client.index import Index
     from adapterhub.client.refs import parse_source
     from adapterhub.client.resolve import resolve
-    from adapterhub.client.settings import get_settings
+    from adapterhub.settings import get_settings
     from adapterhub.client.store import Store
     from adapterhub.errors import UnsafePathError
     import pytest

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from adapterhub.client import Installer
-from adapterhub.client.settings import get_settings
+from adapterhub.settings import get_settings
 from adapterhub.errors import AdapterHubError
 
 SECRET = "s3cret-pass-7f2c"
@@ -59,7 +59,7 @@ def test_index_url_credentials_are_not_in_a_fetch_error(hub, tmp_path):
 
 
 def test_scrub_masks_token_and_userinfo():
-    from adapterhub.client.settings import scrub_secrets
+    from adapterhub.settings import scrub_secrets
 
     text = f"GET http://deploy:{SECRET}@h:1/x failed; Authorization: Bearer tok-abcdef; port {SECRET}@h"
     out = scrub_secrets(text, urls=[f"http://deploy:{SECRET}@h:1"], token="tok-abcdef")

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import DownloadError, OfflineError, ResolutionError
 from .hashing import is_commit
 from .paths import check_relpath
-from .settings import Settings
+from ..settings import Settings
 
 _CHUNK = 1 << 20
 # huggingface_hub's shared HTTP client has no timeout at all: a Hub that accepts the connection and
