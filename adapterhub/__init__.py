@@ -16,10 +16,13 @@ from .methods import AdapterFiles, AdapterMethod, detect_method, get_method, get
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client, ensure_installed
     from .runtime.model import AdapterModel
     from .runtime.quantize import quantize_4bit
 
 _LAZY = {
+    "Client": ("adapterhub.client", "Client"),
+    "ensure_installed": ("adapterhub.client", "ensure_installed"),
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
     "quantize_4bit": ("adapterhub.runtime.quantize", "quantize_4bit"),
 }
@@ -31,11 +34,13 @@ __all__ = [
     "AdapterModel",
     "Average",
     "BatchSplit",
+    "Client",
     "ExitCode",
     "Parallel",
     "Stack",
     "__version__",
     "detect_method",
+    "ensure_installed",
     "get_method",
     "get_methods",
     "hookimpl",

@@ -262,9 +262,10 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
 
 
 def list_adapter_files(path: str | Path) -> set[str]:
-    """Relative POSIX paths of every regular file under ``path``."""
-    root = Path(path)
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    """Relative POSIX paths of the adapter's files (the rule of :func:`adapterhub.layout.adapter_files`)."""
+    from .layout import adapter_files
+
+    return set(adapter_files(path))
 
 
 def detect_method(path: str | Path, model: Any = None) -> AdapterMethod:

@@ -8,8 +8,7 @@ from typing import Any
 
 from ..errors import AdapterFormatError, PickleRefusedError
 from ..fileio import atomic_write_bytes
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+from ..layout import PICKLE_SUFFIXES
 
 
 def load_tensors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
