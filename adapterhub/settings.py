@@ -49,6 +49,14 @@ class Settings:
         """The endpoint without ``user:password@``, for messages: credentials never reach output."""
         return public_url(self.endpoint)
 
+    def write_token(self) -> str | None:
+        """The token for a push: ``token`` (``HF_TOKEN``, or ``--token``), else a saved Hub login."""
+        if self.token:
+            return self.token
+        from huggingface_hub import get_token
+
+        return get_token()
+
     def scrub(self, text: str) -> str:
         """``text`` with the endpoint's credentials and the token masked (for error messages)."""
         return scrub_secrets(text, urls=[self.endpoint], token=self.token)

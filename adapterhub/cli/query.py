@@ -10,6 +10,16 @@ from .options import client_options
 from .output import emit_json, human_size, info, json_option
 
 
+def _record_json(record: Any) -> dict[str, Any]:
+    """An install (:class:`adapterhub.client.InstallRecord`) as ``list``/``info --json`` print it."""
+    return {
+        "name": record.display_name, "names": [{"name": a.name, "version": a.version} for a in record.names],
+        "key": record.key, "revision": record.commit, "source": record.source.to_dict(),
+        "method": record.method.to_lock(), "path": str(record.directory), "size": record.size,
+        "files": [f.to_dict() for f in record.files],
+    }
+
+
 @click.command("list")
 @json_option
 def list_cmd(as_json: bool) -> None:
@@ -18,7 +28,7 @@ def list_cmd(as_json: bool) -> None:
 
     records = Client().installed()
     if as_json:
-        emit_json({"installed": [r.to_json() for r in records]})
+        emit_json({"installed": [_record_json(r) for r in records]})
         return
     if not records:
         info("No adapters installed.")
@@ -39,7 +49,7 @@ def info_cmd(name: str, as_json: bool, settings: Any) -> None:
     found = Client(settings).info(name)
     entry = found.entry
     if as_json:
-        emit_json({"entry": entry.to_dict() if entry else None, "installed": [r.to_json() for r in found.installed]})
+        emit_json({"entry": entry.to_dict() if entry else None, "installed": [_record_json(r) for r in found.installed]})
         return
     if entry:
         click.echo(f"{entry.name}  ({entry.task}{', ' + entry.subtask if entry.subtask else ''}; method {entry.method})")

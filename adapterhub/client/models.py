@@ -1,22 +1,13 @@
 """The client's typed records: what crosses a module boundary, and how each is written to its file.
 
-Every record is a frozen dataclass. Those that live in a file have one ``from_dict``/``to_dict`` pair
-per file format, and nothing else reads or writes that format's keys:
-
-==========================  ==================================  =====================================
-record                      file                                 keys
-==========================  ==================================  =====================================
-:class:`FileEntry`          index, lock, store record, manifest  ``path``, ``size``, ``sha256``
-:class:`IndexEntry`         registry index (JSON)                snake_case (``repo_id``)
-:class:`LockEntry`          lock file (TOML)                     kebab-case (``repo-id``), through
-                                                                 :func:`toml_key`, the one mapper
-:class:`InstallRecord`      store record ``<commit>.json``       snake_case
-:class:`MethodStamp`        lock ``method``, manifest ``plugin``  see :meth:`MethodStamp.to_lock`
-==========================  ==================================  =====================================
-
-The files themselves are defined by the JSON Schemas in ``schemas/``; the serializers here write
-exactly what they accept (a lock round-trips byte for byte, see ``tests/client/test_models.py``).
-Pure data: no I/O, no network, no imports beyond the standard library.
+Every record is a frozen dataclass. A record that lives in a file has one ``from_dict``/``to_dict``
+pair per file format, and nothing else reads or writes that format's keys: :class:`FileEntry`
+(every file list), :class:`IndexEntry` (registry index, JSON, snake_case), :class:`InstallRecord`
+(store record ``<commit>.json``), :class:`LockEntry` (lock file, TOML, kebab-case through
+:func:`toml_key`, the one mapper) and :class:`MethodStamp` (the lock's ``method`` table and the
+manifest's ``plugin`` object). The files are defined by the JSON Schemas in ``schemas/``; these
+serializers write exactly what they accept, and a lock read and written again is byte-identical.
+Pure data: no I/O, no network, standard library only.
 """
 
 from __future__ import annotations
@@ -32,18 +23,14 @@ def toml_key(name: str) -> str:
     return name.replace("_", "-")
 
 
-def field_name(key: str) -> str:
-    """The inverse of :func:`toml_key`: ``plugin-version`` -> ``plugin_version``."""
-    return key.replace("-", "_")
-
-
 def _toml_table(**values: Any) -> dict[str, Any]:
     """A lock table from keyword fields, in the order given, None values left out."""
     return {toml_key(k): v for k, v in values.items() if v is not None}
 
 
 def _from_toml(table: Mapping[str, Any]) -> dict[str, Any]:
-    return {field_name(k): v for k, v in table.items()}
+    """The inverse of :func:`_toml_table`: ``plugin-version`` -> ``plugin_version``."""
+    return {k.replace("-", "_"): v for k, v in table.items()}
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -160,30 +147,6 @@ class Source:
     @classmethod
     def from_lock(cls, table: Mapping[str, Any]) -> Source:
         return cls.from_dict(_from_toml(table))
-
-
-# --- downloads ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FetchJob:
-    """One file to stream from ``repo_id@commit`` into ``partial`` (``*.incomplete``, resumed).
-    ``file.size`` bounds the download; its git blob id is hashed too when no sha256 is known."""
-
-    repo_id: str
-    commit: str
-    file: FileEntry
-    partial: Path
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What arrived for a job: ``size`` bytes (None: more than expected) and their hashes."""
-
-    job: FetchJob
-    size: int | None
-    sha256: str
-    git_oid: str | None
 
 
 # --- the registry index ---------------------------------------------------------------------------
@@ -408,15 +371,6 @@ class InstallRecord:
             installed_seq=int(data.get("installed_seq", 0)), notes=tuple(data.get("notes", [])),
             record_version=int(data.get("record_version", 1)),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        """What ``adapterhub list/info --json`` print for an install."""
-        return {
-            "name": self.display_name, "names": [{"name": a.name, "version": a.version} for a in self.names],
-            "key": self.key, "revision": self.commit, "source": self.source.to_dict(),
-            "method": self.method.to_lock(), "path": str(self.directory), "size": self.size,
-            "files": files_to(self.files),
-        }
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,22 @@ import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterHubError, DownloadError, OfflineError, PublishError, ResolutionError
 from ..settings import Settings
 from .hashing import StreamHasher, is_commit
-from .models import FetchJob, Fetched, FileEntry
+from .models import FileEntry
 from .paths import check_relpath
 
 _CHUNK = 1 << 20
 _CONNECT_TIMEOUT_S = 10.0
 _API_TIMEOUT_S = 20.0  # a metadata answer (model_info) is small
 _READ_TIMEOUT_S = 60.0  # longest silence tolerated inside a file download
-_INDEX_TIMEOUT_S = 15.0  # an index is small: a server that has not answered in this long is not going to
-# huggingface_hub retries network errors 5 times with a growing wait (~23 s); a refused connection
-# will not heal in that time, so fail after one quick retry and say which endpoint was tried.
+_INDEX_TIMEOUT_S = 15.0  # an index is small too
+# huggingface_hub retries network errors 5 times (~23 s); a refused connection will not heal: retry once.
 _DOWNLOAD_RETRIES = 1
 _OFFLINE_HINT = "unset HF_HUB_OFFLINE / ADAPTERHUB_OFFLINE (or drop --offline) to use the network"
 
@@ -107,15 +107,24 @@ def _translate(exc: Exception, what: str, settings: Settings) -> Exception:
 
 
 @contextlib.contextmanager
-def _reading(settings: Settings, what: str, *, offline_what: str | None = None) -> Iterator[None]:
-    """A read from the Hub: offline refused, Hub and HTTP errors translated (see :func:`_translate`)."""
+def _gate(settings: Settings, what: str, *, offline_what: str | None = None, write: bool = False) -> Iterator[None]:
+    """Around every call that opens a connection: refused offline; a failure becomes an adapterhub
+    error (:func:`_translate`; for a push a PublishError), without credentials."""
     check_online(settings, offline_what or what)
     try:
         yield
     except AdapterHubError:
         raise
     except _hub_errors() as exc:
-        raise _translate(exc, what, settings) from None
+        if not write:
+            raise _translate(exc, what, settings) from None
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if not isinstance(exc, HfHubHTTPError) and type(exc).__module__.split(".")[0] != "httpx2":
+            raise  # a local file error, not the Hub's answer
+        message = settings.scrub(str(exc)).strip().replace("\n\n", "\n")
+        raise PublishError(f"pushing to {settings.public_endpoint} failed: {message}",
+                           hint="check the token (HF_TOKEN / --token) has write access to the repo's namespace") from None
 
 
 # --- Hub metadata --------------------------------------------------------------------------------
@@ -126,7 +135,7 @@ def _model_info_at(settings: Settings, repo_id: str, revision: str | None, files
     revision is an error that lists the repo's branches and tags."""
     from huggingface_hub import errors as hf_errors
 
-    with _reading(settings, repo_id, offline_what=f"{repo_id}@{revision or 'main'}: resolving a revision"):
+    with _gate(settings, repo_id, offline_what=f"{repo_id}@{revision or 'main'}: resolving a revision"):
         try:
             info = _api(settings).model_info(repo_id, revision=revision, files_metadata=files_metadata,
                                              timeout=_timeout())
@@ -151,7 +160,8 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
     info = _model_info_at(settings, repo_id, revision, files_metadata=True)
     siblings = info.siblings or []
     if not siblings or any(s.size is None or (s.lfs is None and not s.blob_id) for s in siblings):
-        return info.sha, list_files(settings, repo_id, info.sha)
+        with _gate(settings, f"{repo_id}@{info.sha[:12]}"):
+            return info.sha, _tree(settings, repo_id, info.sha)
     where = f"{settings.public_endpoint} files of {repo_id}@{info.sha[:12]}"
     files = [_file_entry(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id, where) for s in siblings]
     return info.sha, sorted(files, key=lambda f: f.path)
@@ -167,7 +177,7 @@ def _file_entry(path: str, size: int | None, lfs_sha256: str | None, blob_id: st
 def list_refs(settings: Settings, repo_id: str) -> list[str]:
     """``["branch main", "tag v1.0.0", ...]``; empty when they cannot be listed."""
     try:
-        with _reading(settings, repo_id):
+        with _gate(settings, repo_id):
             refs = _api(settings).list_repo_refs(repo_id)
     except (DownloadError, OfflineError, ResolutionError):
         return []
@@ -175,6 +185,7 @@ def list_refs(settings: Settings, repo_id: str) -> list[str]:
 
 
 def _tree(settings: Settings, repo_id: str, commit: str, token: str | None = None) -> list[FileEntry]:
+    """Every file at ``commit`` with size and the Hub's hashes (LFS sha256, else git blob id)."""
     from huggingface_hub.hf_api import RepoFile
 
     where = f"{settings.public_endpoint} tree of {repo_id}@{commit[:12]}"
@@ -184,13 +195,28 @@ def _tree(settings: Settings, repo_id: str, commit: str, token: str | None = Non
     return sorted(files, key=lambda f: f.path)
 
 
-def list_files(settings: Settings, repo_id: str, commit: str) -> list[FileEntry]:
-    """Every file of ``repo_id`` at ``commit`` with size and the Hub's hashes (LFS sha256 / git oid)."""
-    with _reading(settings, f"{repo_id}@{commit[:12]}"):
-        return _tree(settings, repo_id, commit)
-
-
 # --- file downloads --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One file to stream from ``repo_id@commit`` into ``partial`` (``*.incomplete``, resumed).
+    ``file.size`` bounds the download; its git blob id is hashed too when no sha256 is known."""
+
+    repo_id: str
+    commit: str
+    file: FileEntry
+    partial: Path
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What arrived for a job: ``size`` bytes (None: more than expected) and their hashes."""
+
+    job: FetchJob
+    size: int | None
+    sha256: str
+    git_oid: str | None
 
 
 def resolve_url(settings: Settings, repo_id: str, commit: str, path: str) -> str:
@@ -260,7 +286,7 @@ def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = Tr
     for job in jobs:
         if not is_commit(job.commit):
             raise ResolutionError(f"{job.repo_id}: refusing to download from a non-commit revision {job.commit!r}")
-    check_online(settings, f"{desc or jobs[0].repo_id}: {len(jobs)} file(s) are not in the store and",
+    check_online(settings, f"{desc or jobs[0].repo_id}: {len(jobs)} file(s) not in the store",
                  hint="run the install once online, or unset HF_HUB_OFFLINE / ADAPTERHUB_OFFLINE")
     headers = build_hf_headers(token=settings.token or False, library_name="adapterhub", library_version=__version__)
     bar = None
@@ -297,10 +323,9 @@ def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = Tr
 def fetch_hf_file(settings: Settings, url: str) -> Path:
     """``hf://ns/repo/path[@rev]`` through the huggingface_hub cache; offline serves the cached copy.
 
-    Online, the Hub is first asked whether this token may read the repo: hf_hub_download alone
-    answers a "repository not found" (a private repo read without the right token) with a stale
-    cached copy, which would keep serving a private index after access was lost. (The download
-    keeps the revision name, not the commit, so that huggingface_hub records the ref for offline use.)
+    Online, the Hub is first asked whether this token may read the repo: hf_hub_download alone would
+    answer a private repo read without access with a stale cached copy. (The download keeps the
+    revision name, so that huggingface_hub records the ref for offline use.)
     """
     from huggingface_hub import hf_hub_download
 
@@ -309,7 +334,7 @@ def fetch_hf_file(settings: Settings, url: str) -> Path:
     repo_id, filename, revision = parse_hf_file_url(url)
     what = f"hf://{repo_id}/{filename}"
     if not settings.offline:  # offline, only the local cache is read (local_files_only): no connection
-        with _reading(settings, what):
+        with _gate(settings, what):
             _api(settings).model_info(repo_id, revision=revision, timeout=_timeout())
     try:
         return Path(hf_hub_download(
@@ -323,11 +348,8 @@ def fetch_hf_file(settings: Settings, url: str) -> Path:
 
 
 def http_get(settings: Settings, url: str, *, what: str) -> bytes:
-    """GET an http(s) URL (an index) through huggingface_hub's HTTP session.
-
-    ``https://user:password@host/...`` is sent as HTTP Basic auth; the Hub token is not sent (the
-    URL may be any server). Messages name ``what``, never the credentials.
-    """
+    """GET an http(s) URL (an index) through huggingface_hub's HTTP session. ``user:password@`` in
+    the URL is sent as HTTP Basic auth, the Hub token never (it may be any server)."""
     from urllib.parse import unquote, urlsplit
 
     import httpx2
@@ -357,33 +379,6 @@ def http_get(settings: Settings, url: str, *, what: str) -> bytes:
 # --- publishing ------------------------------------------------------------------------------------
 
 
-def write_token(settings: Settings) -> str | None:
-    """The token for a push: ``Settings.token`` (HF_TOKEN or ``--token``), else a saved Hub login."""
-    if settings.token:
-        return settings.token
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-@contextlib.contextmanager
-def _writing(settings: Settings, what: str) -> Iterator[None]:
-    """A push step: offline refused, Hub and HTTP errors turned into PublishError without credentials."""
-    check_online(settings, what)
-    try:
-        yield
-    except AdapterHubError:
-        raise
-    except Exception as exc:
-        from huggingface_hub.errors import HfHubHTTPError
-
-        if not isinstance(exc, HfHubHTTPError) and type(exc).__module__.split(".")[0] != "httpx2":
-            raise  # a bug or a local file error, not the Hub's answer
-        message = settings.scrub(str(exc)).strip().replace("\n\n", "\n")
-        raise PublishError(f"pushing to {settings.public_endpoint} failed: {message}",
-                           hint="check the token (HF_TOKEN / --token) has write access to the repo's namespace") from None
-
-
 class HubRepo:
     """Write access to one Hub repo for a push: every call through the gate, with the push's token."""
 
@@ -392,7 +387,7 @@ class HubRepo:
         self._api = _api(settings, token)
 
     def _step(self, what: str) -> contextlib.AbstractContextManager[None]:
-        return _writing(self.settings, f"{self.repo_id}: {what}")
+        return _gate(self.settings, f"{self.repo_id}: {what}", write=True)
 
     def create(self, *, private: bool) -> None:
         with self._step("create the repo"):

@@ -16,9 +16,10 @@ from pathlib import Path
 from ..errors import IntegrityError
 from ..settings import Settings
 from .hashing import StreamHasher
-from .models import FetchJob, FileEntry, Resolution
+from .models import FileEntry, Resolution
 from .paths import join_inside
 from .plan import PlanItem
+from .remote import FetchJob, fetch_files
 from .store import Store
 
 #: path -> (verified file to add to the blob store, or None when the blob is already there; its sha256)
@@ -69,8 +70,6 @@ def stage_missing(items: tuple[PlanItem, ...], *, store: Store, settings: Settin
 
     Raises IntegrityError, listing every bad file, before anything is published if any file fails.
     """
-    from .remote import fetch_files
-
     staged: dict[tuple[str, str], Staged] = {}
     jobs: list[FetchJob] = []
     owner: dict[FetchJob, Resolution] = {}

@@ -114,7 +114,7 @@ def push_directory(
     settings = get_settings(endpoint=endpoint).with_overrides(token=token)
     if not dry_run:
         remote.check_online(settings, f"pushing {repo_id}")
-        token = remote.write_token(settings)
+        token = settings.write_token()
         if not token:
             raise PublishError(
                 "pushing needs a Hub access token with write permission, and none was found",
