@@ -5,7 +5,7 @@ Layout (each bucket versioned so a future format never misreads an old one)::
     blobs-v1/sha256/ab/abcdef…             verified file contents, read-only, named by sha256
     installed-v1/<key>/<commit>/           an installed adapter: hardlinks (or copies) of blobs
     installed-v1/<key>/<commit>.json       its install record; written LAST, so it marks completeness
-    downloads-v1/<key>/<commit>/           resumable download staging (huggingface_hub local_dir)
+    downloads-v1/<key>/<commit>/           resumable downloads (``*.incomplete``, see client/stage.py)
     tmp-v1/                                staging dirs, published into installed-v1 by one rename
     locks-v1/                              filelocks: one per key, plus ``gc.lock`` for blobs
 
