@@ -33,12 +33,13 @@ from .errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import ensure_installed
+    from .client import Client, ensure_installed
     from .publish import push_adapter
     from .runtime.model import AdapterModel
     from .toolkit.quantize import quantize_4bit
 
 _LAZY = {
+    "Client": ("adapterhub.client", "Client"),
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
     "quantize_4bit": ("adapterhub.toolkit.quantize", "quantize_4bit"),
     "ensure_installed": ("adapterhub.client", "ensure_installed"),
@@ -53,6 +54,7 @@ __all__ = [
     "AdapterNotLoadedError",
     "Average",
     "BatchSplit",
+    "Client",
     "CompositionError",
     "DownloadError",
     "IncompatibleBaseModelError",

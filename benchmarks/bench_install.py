@@ -154,7 +154,7 @@ def main() -> None:
     if not args.no_bytecode_cache:
         # PYTHONPYCACHEPREFIX keeps the cache out of the source tree; one priming import fills it.
         _BYTECODE["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-        subprocess.run([sys.executable, "-c", "import adapterhub.cli, adapterhub.client.install, adapterhub.client.download, "
+        subprocess.run([sys.executable, "-c", "import adapterhub.cli, adapterhub.client.install, adapterhub.client.remote, "
                         "adapterhub.methods, huggingface_hub.utils, huggingface_hub._snapshot_download, jsonschema, "
                         "tqdm.auto; from adapterhub.plugin import get_methods; get_methods()"], env=_env(), check=True)
     mode = "without bytecode cache" if args.no_bytecode_cache else "with a bytecode cache (PYTHONPYCACHEPREFIX)"

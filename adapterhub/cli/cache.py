@@ -16,9 +16,9 @@ def cache_group() -> None:
 @json_option
 def cache_dir(as_json: bool) -> None:
     """Print the store directory."""
-    from ..client.settings import get_settings
+    from ..client import Client
 
-    home = get_settings().home
+    home = Client().settings.home
     if as_json:
         emit_json({"dir": str(home)})
     else:
@@ -29,10 +29,9 @@ def cache_dir(as_json: bool) -> None:
 @json_option
 def cache_prune(as_json: bool) -> None:
     """Delete blobs no install uses, orphaned partial installs and stale downloads."""
-    from ..client.settings import get_settings
-    from ..client.store import Store
+    from ..client import Client
 
-    removed = Store(get_settings().home).prune()
+    removed = Client().prune()
     if as_json:
         emit_json(removed)
     else:

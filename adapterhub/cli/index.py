@@ -28,7 +28,7 @@ def index_group() -> None:
 @json_option
 def validate_cmd(directory: str | None, as_json: bool) -> None:
     """Check every entry file in DIRECTORY (default ./registry_index); list all problems, exit 1 if any."""
-    from ..client.index import validate_index_dir
+    from ..client.authoring import validate_index_dir
     from ..errors import RegistryIndexError
 
     root = Path(directory) if directory else _default_dir()
@@ -60,7 +60,7 @@ def validate_cmd(directory: str | None, as_json: bool) -> None:
 @json_option
 def build_cmd(directory: str | None, output: str | None, as_json: bool) -> None:
     """Validate the entry files and compile them into one index.json."""
-    from ..client.index import build_index
+    from ..client.authoring import build_index
 
     root = Path(directory) if directory else _default_dir()
     out = build_index(root, output)
@@ -76,7 +76,7 @@ def build_cmd(directory: str | None, output: str | None, as_json: bool) -> None:
 @json_option
 def add_cmd(entry_file: str, directory: str | None, as_json: bool) -> None:
     """Merge ENTRY_FILE (new versions of an adapter) into the index; refuse changed versions."""
-    from ..client.index import add_entry
+    from ..client.authoring import add_entry
 
     root = Path(directory) if directory else _default_dir()
     target, added = add_entry(root, entry_file)

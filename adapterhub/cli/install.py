@@ -1,37 +1,19 @@
-"""``adapterhub install``, ``uninstall`` and ``sync``: thin wrappers over :mod:`adapterhub.client`."""
+"""``adapterhub install``, ``uninstall`` and ``sync``: thin wrappers over :class:`adapterhub.client.Client`."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .options import client_options
 from .output import emit_json, human_size, info, json_option
 
-
-def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--endpoint/--index/--offline, turned into a ``settings`` keyword argument."""
-
-    @click.option("--endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT, else huggingface.co).")
-    @click.option("--index", "index", metavar="PATH|URL",
-                  help="Registry index: a dir, index.json, http(s) URL or hf://ns/repo/path[@rev] (default: "
-                  "$ADAPTERHUB_INDEX, else the bundled one). An http(s) URL is downloaded again on every run "
-                  "(no ETag check); hf:// goes through the huggingface_hub cache (ETag); --offline uses the last copy.")
-    @click.option("--offline", is_flag=True, default=None, help="Never touch the network (also: HF_HUB_OFFLINE=1, ADAPTERHUB_OFFLINE=1).")
-    @functools.wraps(func)
-    def wrapper(*args: Any, endpoint: str | None, index: str | None, offline: bool | None, **kwargs: Any) -> Any:
-        from ..client.settings import get_settings
-
-        kwargs["settings"] = get_settings(endpoint=endpoint, index=index, offline=offline)
-        return func(*args, **kwargs)
-
-    return wrapper
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client import InstallReport, Plan
 
 
-def print_plan(plan: Any) -> None:
+def print_plan(plan: Plan) -> None:
     """The plan, on stderr: every file with its size and whether the store already has it."""
     if plan.index_source:
         info(f"Plan (index: {plan.index_source}):")
@@ -45,44 +27,25 @@ def print_plan(plan: Any) -> None:
         for note in r.notes:
             info(f"    warning: {note}")
         if not item.installed:
-            width = max(len(f["path"]) for f in r.files)
+            width = max(len(f.path) for f in r.files)
             for f in r.files:
-                present = f["path"] in item.present
-                info(f"    {f['path']:<{width}}  {human_size(f['size']):>9}  {'present' if present else 'download'}")
+                present = f.path in item.present
+                info(f"    {f.path:<{width}}  {human_size(f.size):>9}  {'present' if present else 'download'}")
     info(f"Total: {human_size(plan.total_bytes)}, to download: {human_size(plan.download_bytes)}")
 
 
-def _report(results: list[Any]) -> None:
-    for result in results:
-        verb = {"present": "Already installed", "installed": "Installed", "reinstalled": "Reinstalled"}[result.action]
-        method = result.record.data["method"]["name"]
-        info(f"{verb} {result.record.display_name if not result.name else result.name + ' ' + result.version} "
-             f"[{method}] -> {result.path}")
-        for note in result.notes:
-            info(f"  note: {note}")
-
-
-def _run(installer: Any, plan: Any, *, dry_run: bool, force: bool, lock: str | None, as_json: bool,
-         quiet: bool) -> None:
-    if not quiet or dry_run:
-        print_plan(plan)
-    if dry_run:
-        if as_json:
-            emit_json({"dry_run": True, "plan": plan.to_json()})
-        return
-    results = installer.execute(plan, force=force)
-    lock_path = None
-    if lock:
-        from ..client.lockfile import lock_entry, write_lock
-
-        lock_path = Path(lock).resolve()
-        write_lock(lock_path, [lock_entry(r, lock_path.parent) for r in results])
+def _show(report: InstallReport, *, lock: str | None, quiet: bool, as_json: bool) -> None:
+    if report.lock:
         info(f"Wrote {lock}")
     if not quiet:
-        _report(results)
+        for result in report.results:
+            verb = {"present": "Already installed", "installed": "Installed", "reinstalled": "Reinstalled"}[result.action]
+            label = result.record.display_name if not result.name else f"{result.name} {result.version}"
+            info(f"{verb} {label} [{result.record.method.name}] -> {result.path}")
+            for note in result.notes:
+                info(f"  note: {note}")
     if as_json:
-        emit_json({"dry_run": False, "plan": plan.to_json(), "installed": [r.to_json() for r in results],
-                   "lock": str(lock_path) if lock_path else None})
+        emit_json(report.to_json())
 
 
 @click.command("install")
@@ -103,19 +66,12 @@ def install_cmd(sources: tuple[str, ...], revision: str | None, pre: bool, lock:
 
     Every file is verified (sha256) before it is made visible in the store.
     """
-    from ..client import Installer
-    from ..errors import UsageError
+    from ..client import Client
 
-    if revision and len(sources) != 1:
-        raise UsageError("--revision applies to exactly one SOURCE")
-    if lock and locked:
-        raise UsageError("--lock and --locked cannot be combined", hint="--locked installs from an existing lock")
-    installer = Installer(settings, progress=not (quiet or as_json))
-    if locked:
-        plan = installer.plan_locked(locked, list(sources) or None)
-    else:
-        plan = installer.plan(list(sources), revision=revision, pre=pre)
-    _run(installer, plan, dry_run=dry_run, force=force, lock=lock, as_json=as_json, quiet=quiet)
+    client = Client(settings, progress=not (quiet or as_json))
+    report = client.install(list(sources), revision=revision, pre=pre, lock=lock, locked=locked, dry_run=dry_run,
+                            force=force, on_plan=None if quiet and not dry_run else print_plan)
+    _show(report, lock=lock, quiet=quiet, as_json=as_json)
 
 
 @click.command("sync")
@@ -127,11 +83,11 @@ def install_cmd(sources: tuple[str, ...], revision: str | None, pre: bool, lock:
 @json_option
 def sync_cmd(lock_file: str, dry_run: bool, force: bool, quiet: bool, as_json: bool, settings: Any) -> None:
     """Install exactly what LOCK_FILE pins (offline when the store has it); fail loudly on drift."""
-    from ..client import Installer
+    from ..client import Client
 
-    installer = Installer(settings, progress=not (quiet or as_json))
-    plan = installer.plan_locked(lock_file)
-    _run(installer, plan, dry_run=dry_run, force=force, lock=None, as_json=as_json, quiet=quiet)
+    client = Client(settings, progress=not (quiet or as_json))
+    report = client.sync(lock_file, dry_run=dry_run, force=force, on_plan=None if quiet and not dry_run else print_plan)
+    _show(report, lock=None, quiet=quiet, as_json=as_json)
 
 
 @click.command("uninstall")
@@ -139,9 +95,9 @@ def sync_cmd(lock_file: str, dry_run: bool, force: bool, quiet: bool, as_json: b
 @json_option
 def uninstall_cmd(names: tuple[str, ...], as_json: bool) -> None:
     """Remove installed adapters (registry name, name@version or repo id). Blobs stay until `cache prune`."""
-    from ..client import Installer
+    from ..client import Client
 
-    removed = Installer().uninstall(list(names))
+    removed = Client().uninstall(list(names))
     for record in removed:
         info(f"Uninstalled {record.display_name} ({record.commit[:12]})")
     if as_json:

@@ -1,4 +1,4 @@
-"""``adapterhub list``, ``info``, ``search`` and ``verify``."""
+"""``adapterhub list``, ``info``, ``search`` and ``verify``: thin wrappers over :class:`adapterhub.client.Client`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ from typing import Any
 
 import click
 
-from .install import client_options
+from .options import client_options
 from .output import emit_json, human_size, info, json_option
 
 
 def _record_json(record: Any) -> dict[str, Any]:
+    """An install (:class:`adapterhub.client.InstallRecord`) as ``list``/``info --json`` print it."""
     return {
-        "name": record.display_name, "names": record.names, "key": record.key, "revision": record.commit,
-        "source": record.source, "method": record.data["method"], "path": str(record.directory),
-        "size": sum(f["size"] for f in record.files), "files": record.files,
+        "name": record.display_name, "names": [{"name": a.name, "version": a.version} for a in record.names],
+        "key": record.key, "revision": record.commit, "source": record.source.to_dict(),
+        "method": record.method.to_lock(), "path": str(record.directory), "size": record.size,
+        "files": [f.to_dict() for f in record.files],
     }
 
 
@@ -22,20 +24,18 @@ def _record_json(record: Any) -> dict[str, Any]:
 @json_option
 def list_cmd(as_json: bool) -> None:
     """List installed adapters."""
-    from ..client.settings import get_settings
-    from ..client.store import Store
+    from ..client import Client
 
-    records = Store(get_settings().home).records()
+    records = Client().installed()
     if as_json:
         emit_json({"installed": [_record_json(r) for r in records]})
         return
     if not records:
         info("No adapters installed.")
     for r in records:
-        versions = ", ".join(f"{a['name']} {a['version']}" for a in r.names) or r.display_name
-        origin = r.source.get("repo_id") or r.source.get("path")
-        click.echo(f"{versions}  {origin}@{r.commit[:12]}  [{r.data['method']['name']}]  "
-                   f"{human_size(sum(f['size'] for f in r.files))}  {r.directory}")
+        versions = ", ".join(f"{a.name} {a.version}" for a in r.names) or r.display_name
+        origin = r.source.repo_id or r.source.path
+        click.echo(f"{versions}  {origin}@{r.commit[:12]}  [{r.method.name}]  {human_size(r.size)}  {r.directory}")
 
 
 @click.command("info")
@@ -44,33 +44,25 @@ def list_cmd(as_json: bool) -> None:
 @json_option
 def info_cmd(name: str, as_json: bool, settings: Any) -> None:
     """Show an adapter: its index entry (versions, files) and what of it is installed."""
-    from ..client.index import load_index
-    from ..client.store import Store
-    from ..errors import ResolutionError
+    from ..client import Client
 
-    index = load_index(settings)
-    entry = index.get(name.split("@")[0])
-    installed = Store(settings.home).find(name)
-    if entry is None and not installed:
-        raise ResolutionError(f"{name!r} is neither in the index ({index.source}) nor installed",
-                              hint="`adapterhub search WORD` finds registry names")
+    found = Client(settings).info(name)
+    entry = found.entry
     if as_json:
-        emit_json({"entry": entry, "installed": [_record_json(r) for r in installed]})
+        emit_json({"entry": entry.to_dict() if entry else None, "installed": [_record_json(r) for r in found.installed]})
         return
     if entry:
-        click.echo(f"{entry['name']}  ({entry['task']}{', ' + entry['subtask'] if entry.get('subtask') else ''}; "
-                   f"method {entry['method']})")
-        if entry.get("description"):
-            click.echo(f"  {entry['description']}")
-        click.echo(f"  base model: {entry['base_model']['repo_id']}   license: {entry.get('license') or '-'}")
-        for version in sorted(entry["versions"], key=_version_key, reverse=True):
-            v = entry["versions"][version]
-            size = sum(f["size"] for f in v["files"])
-            flag = "  (yanked)" if v.get("yanked") else ""
-            click.echo(f"  {version}: {v['source']['repo_id']}@{v['source']['revision'][:12]}  "
-                       f"{len(v['files'])} files, {human_size(size)}{flag}")
-    for r in installed:
-        click.echo(f"  installed: {r.commit[:12]} [{r.data['method']['name']}] {r.directory}")
+        click.echo(f"{entry.name}  ({entry.task}{', ' + entry.subtask if entry.subtask else ''}; method {entry.method})")
+        if entry.description:
+            click.echo(f"  {entry.description}")
+        click.echo(f"  base model: {entry.base_model.repo_id}   license: {entry.license or '-'}")
+        for version in sorted(entry.versions, key=_version_key, reverse=True):
+            v = entry.versions[version]
+            size = sum(f.size for f in v.files)
+            flag = "  (yanked)" if v.yanked else ""
+            click.echo(f"  {version}: {v.repo_id}@{v.revision[:12]}  {len(v.files)} files, {human_size(size)}{flag}")
+    for r in found.installed:
+        click.echo(f"  installed: {r.commit[:12]} [{r.method.name}] {r.directory}")
 
 
 def _version_key(v: str) -> Any:
@@ -89,29 +81,19 @@ def _version_key(v: str) -> Any:
 def search_cmd(query: str, task: str | None, method: str | None, base_model: str | None, as_json: bool,
                settings: Any) -> None:
     """Search the registry index (all words of QUERY must match name, task, tags or description)."""
-    from ..client.index import load_index
-    from ..client.resolve import select_version
+    from ..client import Client
 
-    index = load_index(settings)
-    found = index.search(query, task=task, method=method, base_model=base_model)
-    suggestions = [] if found else index.suggest(query)
-    rows = []
-    for entry in found:
-        try:
-            latest = select_version(entry, None)
-        except Exception:  # noqa: BLE001 - every version yanked: still list the entry
-            latest = None
-        rows.append({"name": entry["name"], "latest": latest, "task": entry["task"], "method": entry["method"],
-                     "base_model": entry["base_model"]["repo_id"], "description": entry.get("description")})
+    found = Client(settings).search(query, task=task, method=method, base_model=base_model)
+    rows = [hit.to_json() for hit in found.hits]
     if as_json:
-        emit_json({"results": rows, "suggestions": suggestions})
+        emit_json({"results": rows, "suggestions": list(found.suggestions)})
         return
     if not rows:
         filters = ", ".join(f"{k} {v}" for k, v in (("task", task), ("method", method), ("base model", base_model)) if v)
         wanted = " ".join(x for x in (repr(query) if query else "", f"({filters})" if filters else "") if x)
-        info(f"No adapters found for {wanted or 'an empty query'} in {index.source}.")
-        if suggestions:
-            info("Close names: " + ", ".join(suggestions) + " (`adapterhub info NAME` shows one)")
+        info(f"No adapters found for {wanted or 'an empty query'} in {found.index_source}.")
+        if found.suggestions:
+            info("Close names: " + ", ".join(found.suggestions) + " (`adapterhub info NAME` shows one)")
     for row in rows:
         click.echo(f"{row['name']} {row['latest'] or '(all yanked)'}  [{row['method']}, {row['task']}]  "
                    f"{row['base_model']}  {row['description'] or ''}".rstrip())
@@ -122,17 +104,17 @@ def search_cmd(query: str, task: str | None, method: str | None, base_model: str
 @json_option
 def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
     """Re-hash installed adapters (all, or NAMES) and the blob store; exit 1 naming every bad file."""
-    from ..client import Installer
+    from ..client import Client
     from ..errors import IntegrityError
 
-    records, problems = Installer().verify(list(names) or None)
+    report = Client().verify(list(names) or None)
     if as_json:
-        emit_json({"ok": not problems, "checked": [_record_json(r)["name"] for r in records], "problems": problems})
-    if problems:
-        raise IntegrityError(f"{len(problems)} problem(s) in the store", problems=problems,
+        emit_json({"ok": report.ok, "checked": [r.display_name for r in report.checked], "problems": list(report.problems)})
+    if report.problems:
+        raise IntegrityError(f"{len(report.problems)} problem(s) in the store", problems=list(report.problems),
                              hint="repair with `adapterhub install --force NAME`")
     if not as_json:
-        info(f"OK: {len(records)} adapter(s) verified")
+        info(f"OK: {len(report.checked)} adapter(s) verified")
 
 
 def register(cli: click.Group) -> None:

@@ -30,3 +30,24 @@ def is_sha256(value: object) -> bool:
 
 def is_commit(value: object) -> bool:
     return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+class StreamHasher:
+    """The sha256, and when asked the git blob id, of bytes fed in order (a download or a copy)."""
+
+    def __init__(self, size: int, *, git: bool = False) -> None:
+        self._sha = hashlib.sha256()
+        self._git = hashlib.sha1(f"blob {size}\0".encode()) if git else None  # noqa: S324 - git's id, not security
+
+    def update(self, chunk: bytes) -> None:
+        self._sha.update(chunk)
+        if self._git is not None:
+            self._git.update(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    @property
+    def git_oid(self) -> str | None:
+        return self._git.hexdigest() if self._git is not None else None

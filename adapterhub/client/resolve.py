@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import OfflineError, ResolutionError, UnsafePathError, UsageError
+from ..layout import adapter_files, links_leaving
+from ..settings import Settings
 from .hashing import sha256_file
 from .index import Index
+from .models import FileEntry, IndexEntry, Resolution
 from .paths import check_relpath
 from .refs import SourceRef
-from .settings import Settings
 from .store import Store, key_for_local, key_for_repo
 
 _SPEC_CHARS = set("<>=!~,*")
-
-
-@dataclass
-class Resolved:
-    """One adapter pinned to a commit, with what each file must hash to when that is known."""
-
-    requested: str
-    kind: str  # "registry", "hf" or "local"
-    key: str
-    commit: str  # 40-hex Hub commit, or the first 40 hex of a local dir's content digest
-    files: list[dict[str, Any]]  # {"path", "size", "sha256" | None, "expected_from", ["git_oid"]}
-    repo_id: str | None = None
-    name: str | None = None  # registry name
-    version: str | None = None
-    revision: str | None = None  # what the user asked for (tag/branch), for offline re-resolution
-    local_path: Path | None = None
-    digest: str | None = None  # local dirs: sha256 over (path, sha256) pairs
-    notes: list[str] = field(default_factory=list)
-    registry: dict[str, Any] | None = None  # the index that resolved a registry name (Index.provenance)
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return f"{self.name} {self.version}"
-        if self.repo_id:
-            return f"{self.repo_id}@{self.commit[:12]}"
-        return str(self.local_path)
 
 
 def _similar(name: str, candidates: list[str]) -> list[str]:
@@ -63,16 +35,16 @@ def _looks_like_spec(spec: str) -> bool:
     return any(c in _SPEC_CHARS for c in spec)
 
 
-def select_version(entry: dict[str, Any], spec: str | None, *, pre: bool = False, requested: str = "") -> str:
+def select_version(entry: IndexEntry, spec: str | None, *, pre: bool = False, requested: str = "") -> str:
     """The newest version of ``entry`` matching ``spec`` (skipping yanked ones unless pinned exactly)."""
     from packaging.version import Version
 
-    versions = entry["versions"]
+    versions = entry.versions
     available = sorted(versions, key=Version, reverse=True)
 
     def describe() -> str:
         return ", ".join(
-            v + (" (yanked)" if versions[v].get("yanked") else "") + (" (pre-release)" if Version(v).is_prerelease else "")
+            v + (" (yanked)" if versions[v].yanked else "") + (" (pre-release)" if Version(v).is_prerelease else "")
             for v in available
         )
 
@@ -84,17 +56,17 @@ def select_version(entry: dict[str, Any], spec: str | None, *, pre: bool = False
             if Version(v) == Version(exact):
                 return v  # an exact pin may name a yanked or pre-release version (like pip)
         raise ResolutionError(
-            f"{requested or entry['name']}: no version {exact} in the index",
-            hint=f"available versions of {entry['name']}: {describe()}",
+            f"{requested or entry.name}: no version {exact} in the index",
+            hint=f"available versions of {entry.name}: {describe()}",
         )
     if not spec:  # the common case; packaging.specifiers costs ~9 ms to import
         for v in available:
-            if not versions[v].get("yanked") and (pre or not Version(v).is_prerelease):
+            if not versions[v].yanked and (pre or not Version(v).is_prerelease):
                 return v
         raise ResolutionError(
-            f"{requested or entry['name']}: no non-yanked version matches (any)"
+            f"{requested or entry.name}: no non-yanked version matches (any)"
             + ("" if pre else " (pre-releases are skipped unless you pass --pre)"),
-            hint=f"available versions of {entry['name']}: {describe()}",
+            hint=f"available versions of {entry.name}: {describe()}",
         )
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -108,14 +80,14 @@ def select_version(entry: dict[str, Any], spec: str | None, *, pre: bool = False
     # Like pip: a specifier that itself names a pre-release lets pre-releases in.
     explicit_pre = pre or any(_is_version(s.version) and Version(s.version).is_prerelease for s in specifier)
     for v in available:
-        if versions[v].get("yanked"):
+        if versions[v].yanked:
             continue
         if specifier.contains(Version(v), prereleases=explicit_pre):
             return v
     raise ResolutionError(
-        f"{requested or entry['name']}: no non-yanked version matches {spec or '(any)'}"
+        f"{requested or entry.name}: no non-yanked version matches {spec or '(any)'}"
         + ("" if explicit_pre else " (pre-releases are skipped unless you pass --pre)"),
-        hint=f"available versions of {entry['name']}: {describe()}",
+        hint=f"available versions of {entry.name}: {describe()}",
     )
 
 
@@ -129,76 +101,68 @@ def _is_version(text: str) -> bool:
     return True
 
 
-def _registry(entry: dict[str, Any], ref: SourceRef, *, pre: bool) -> Resolved:
+def _registry(entry: IndexEntry, ref: SourceRef, index: Index, *, pre: bool) -> Resolution:
     version = select_version(entry, ref.spec, pre=pre, requested=ref.raw)
-    info = entry["versions"][version]
-    source = info["source"]
-    files = [
-        {"path": check_relpath(f["path"], where=f"index entry {entry['name']} {version}"),
-         "size": f["size"], "sha256": f["sha256"], "expected_from": "index"}
-        for f in info["files"]
-    ]
-    notes = [f"{entry['name']} {version} is yanked: {info.get('yanked_reason') or 'no reason given'}"] if info.get("yanked") else []
-    return Resolved(
-        requested=ref.raw, kind="registry", key=key_for_repo(source["repo_id"]), commit=source["revision"],
-        files=sorted(files, key=lambda f: f["path"]), repo_id=source["repo_id"], name=entry["name"],
-        version=version, revision=source.get("tag"), notes=notes,
+    info = entry.versions[version]
+    for f in info.files:
+        check_relpath(f.path, where=f"index entry {entry.name} {version}")
+    notes = (f"{entry.name} {version} is yanked: {info.yanked_reason or 'no reason given'}",) if info.yanked else ()
+    return Resolution(
+        requested=ref.raw, kind="registry", key=key_for_repo(info.repo_id), commit=info.revision,
+        files=tuple(sorted(info.files, key=lambda f: f.path)), repo_id=info.repo_id, name=entry.name,
+        version=version, revision=info.tag, notes=notes, registry=index.provenance(),
     )
 
 
-def _hub(ref: SourceRef, repo_id: str, settings: Settings, store: Store) -> Resolved:
-    from . import download
+def _hub(ref: SourceRef, repo_id: str, settings: Settings, store: Store) -> Resolution:
+    from . import remote
 
     revision = ref.spec
-    key = key_for_repo(repo_id)
-    if settings.offline:
-        # Offline, a revision can only be resolved through what an earlier install recorded.
-        wanted = revision or ""  # "" = the default branch, as recorded by an earlier install
-        for record in sorted(store.records(), key=lambda r: r.data.get("installed_seq", 0), reverse=True):
-            if record.key == key and wanted in (record.commit, *record.data.get("revisions", [])):
-                return Resolved(ref.raw, "hf", key, record.commit, [dict(f, expected_from="store") for f in record.files],
-                                repo_id=repo_id, revision=revision)
-        raise OfflineError(
-            f"{ref.raw}: offline mode is on and the store has no install of {repo_id}@{revision or 'main'}",
-            hint="install it once online, or pin it in a lock file and use `adapterhub sync`",
-        )
-    commit, remote_files = download.resolve_snapshot(settings, repo_id, revision)  # one Hub call
-    files = []
-    for remote in remote_files:
-        files.append({
-            "path": remote.path, "size": remote.size, "sha256": remote.lfs_sha256,
-            "expected_from": "hub-lfs" if remote.lfs_sha256 else "hub-git", "git_oid": remote.git_oid,
-        })
+    try:
+        commit, files = remote.resolve_snapshot(settings, repo_id, revision)  # one Hub call
+    except OfflineError:
+        return _hub_from_store(ref, repo_id, store)
     if not files:
         raise ResolutionError(f"{repo_id}@{commit[:12]}: the repository has no files")
-    return Resolved(ref.raw, "hf", key, commit, files, repo_id=repo_id, revision=revision)
+    return Resolution(ref.raw, "hf", key_for_repo(repo_id), commit, tuple(files), repo_id=repo_id, revision=revision)
 
 
-def local_files(root: Path) -> list[dict[str, Any]]:
-    """Files of a local adapter dir with sha256; symlinks that leave the dir are refused."""
-    real_root = os.path.realpath(root)
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")) and not path.is_file():
-            continue
-        if path.is_symlink():
-            target = os.path.realpath(path)
-            if os.path.commonpath([real_root, target]) != real_root:
-                raise UnsafePathError(f"{path}: symlink points outside the adapter directory ({target})",
-                                      hint="copy the file into the directory instead of linking to it")
-        if path.is_file() and not rel.startswith(".cache/"):
-            files.append({"path": check_relpath(rel, where=str(root)), "size": path.stat().st_size,
-                          "sha256": sha256_file(path), "expected_from": "local"})
+def _hub_from_store(ref: SourceRef, repo_id: str, store: Store) -> Resolution:
+    """Offline, a revision can only be resolved through what an earlier install recorded."""
+    key, revision = key_for_repo(repo_id), ref.spec
+    wanted = revision or ""  # "" = the default branch, as recorded by an earlier install
+    for record in sorted(store.records(), key=lambda r: r.installed_seq, reverse=True):
+        if record.key == key and wanted in (record.commit, *record.revisions):
+            files = tuple(f.vouched_by("store") for f in record.files)
+            return Resolution(ref.raw, "hf", key, record.commit, files, repo_id=repo_id, revision=revision)
+    raise OfflineError(
+        f"{ref.raw}: offline mode is on and the store has no install of {repo_id}@{revision or 'main'}",
+        hint="install it once online, or pin it in a lock file and use `adapterhub sync`",
+    )
+
+
+def local_files(root: Path) -> tuple[FileEntry, ...]:
+    """The files of a local adapter folder (:func:`adapterhub.layout.adapter_files`) with sha256;
+    symlinks that leave the folder are refused."""
+    leaving = links_leaving(root)
+    if leaving:
+        path = root / leaving[0]
+        raise UnsafePathError(f"{path}: symlink points outside the adapter directory ({path.resolve()})",
+                              hint="copy the file into the directory instead of linking to it")
+    files = tuple(
+        FileEntry(check_relpath(rel, where=str(root)), (root / rel).stat().st_size, sha256_file(root / rel), "local")
+        for rel in adapter_files(root)
+    )
     if not files:
         raise ResolutionError(f"{root}: the directory has no files")
     return files
 
 
-def content_digest(files: list[dict[str, Any]]) -> str:
+def content_digest(files: tuple[FileEntry, ...]) -> str:
+    """sha256 over the (path, size, sha256) of every file: a local folder's identity."""
     h = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f["path"]):
-        h.update(f"{f['path']}\0{f['size']}\0{f['sha256']}\n".encode())
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}\0{f.size}\0{f.sha256}\n".encode())
     return h.hexdigest()
 
 
@@ -208,32 +172,28 @@ def _check_looks_like_adapter(raw: str, root: Path) -> None:
     A folder with an ``adapter_config.json`` is accepted even when no installed method claims it
     (recorded as method "unknown"); without one, a method plugin must claim it.
     """
-    if (root / "adapter_config.json").is_file():
+    from .detect import claiming_method
+
+    if (root / "adapter_config.json").is_file() or claiming_method(root)[0] is not None:
         return
-    from ..errors import AdapterFormatError, NoMethodClaimsError
-    from ..plugin.registry import detect_method
-
-    try:
-        detect_method(root)
-    except (NoMethodClaimsError, AdapterFormatError):
-        raise ResolutionError(
-            f"{raw}: not an adapter folder ({root} has no adapter_config.json and no method claims it)",
-            hint="give the folder that save_pretrained / save_adapter wrote; `adapterhub methods` lists "
-            "the methods installed",
-        ) from None
+    raise ResolutionError(
+        f"{raw}: not an adapter folder ({root} has no adapter_config.json and no method claims it)",
+        hint="give the folder that save_pretrained / save_adapter wrote; `adapterhub methods` lists "
+        "the methods installed",
+    )
 
 
-def _local(ref: SourceRef) -> Resolved:
+def _local(ref: SourceRef) -> Resolution:
     root = Path(ref.name).expanduser().resolve()
     if not root.is_dir():
         raise ResolutionError(f"{ref.raw}: no such directory")
     _check_looks_like_adapter(ref.raw, root)
     files = local_files(root)
     digest = content_digest(files)
-    return Resolved(ref.raw, "local", key_for_local(root.name), digest[:40], files, local_path=root, digest=digest)
+    return Resolution(ref.raw, "local", key_for_local(root.name), digest[:40], files, local_path=root, digest=digest)
 
 
-def resolve(ref: SourceRef, index: Index, settings: Settings, store: Store, *, pre: bool = False) -> Resolved:
+def resolve(ref: SourceRef, index: Index, settings: Settings, store: Store, *, pre: bool = False) -> Resolution:
     """Pin one request (see the module docstring for the rules)."""
     if ref.kind == "local":
         return _local(ref)
@@ -263,9 +223,7 @@ def resolve(ref: SourceRef, index: Index, settings: Settings, store: Store, *, p
                 hint=f"candidates: {name} (registry) -> `adapterhub install {name}` with no such directory here, "
                 f"./{ref.name} (local) -> `adapterhub install ./{ref.name}`, or hf://{ref.name} (Hub)",
             )
-        resolved = _registry(entry, ref, pre=pre)
-        resolved.registry = index.provenance()
-        return resolved
+        return _registry(entry, ref, index, pre=pre)
     if local_twin:
         raise ResolutionError(
             f"{ref.raw!r} is ambiguous: Hub repo {ref.name!r} or local directory ./{ref.name}",

@@ -5,7 +5,7 @@ Layout (each bucket versioned so a future format never misreads an old one)::
     blobs-v1/sha256/ab/abcdef…             verified file contents, read-only, named by sha256
     installed-v1/<key>/<commit>/           an installed adapter: hardlinks (or copies) of blobs
     installed-v1/<key>/<commit>.json       its install record; written LAST, so it marks completeness
-    downloads-v1/<key>/<commit>/           resumable download staging (huggingface_hub local_dir)
+    downloads-v1/<key>/<commit>/           resumable downloads (``*.incomplete``, see client/stage.py)
     tmp-v1/                                staging dirs, published into installed-v1 by one rename
     locks-v1/                              filelocks: one per key, plus ``gc.lock`` for blobs
 
@@ -25,13 +25,14 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, UnsafePathError
 from ..fileio import atomic_write_text, dump_json
-from .hashing import is_sha256, sha256_file
+from .hashing import is_commit, is_sha256, sha256_file
+from .models import FileEntry, InstallRecord
 from .paths import check_relpath, join_inside
 
 RECORD_VERSION = 1
@@ -44,45 +45,6 @@ def key_for_repo(repo_id: str) -> str:
 def key_for_local(dirname: str) -> str:
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in dirname) or "adapter"
     return f"local/{safe}"
-
-
-@dataclass
-class Record:
-    """An install record: what is installed at ``installed-v1/<key>/<commit>/``."""
-
-    key: str
-    commit: str
-    data: dict[str, Any]
-    directory: Path
-
-    @property
-    def files(self) -> list[dict[str, Any]]:
-        return self.data["files"]
-
-    @property
-    def source(self) -> dict[str, Any]:
-        return self.data["source"]
-
-    @property
-    def names(self) -> list[dict[str, str]]:
-        return self.data.get("names", [])
-
-    @property
-    def display_name(self) -> str:
-        if self.names:
-            return self.names[0]["name"]
-        return self.source.get("repo_id") or self.source.get("path") or self.key
-
-    def matches(self, query: str) -> bool:
-        """Whether ``query`` (registry name, name@version, repo id, key) names this install."""
-        name, _, version = query.partition("@")
-        for alias in self.names:
-            if alias["name"] == name and (not version or alias.get("version") == version):
-                return True
-        repo = self.source.get("repo_id")
-        if repo == name and (not version or version in (self.commit, *self.data.get("revisions", []))):
-            return True
-        return query in (self.key, f"{self.key}/{self.commit}")
 
 
 class Store:
@@ -153,44 +115,48 @@ class Store:
     def record_path(self, key: str, commit: str) -> Path:
         return self.install_dir(key, commit).with_name(f"{commit}.json")
 
-    def get(self, key: str, commit: str) -> Record | None:
+    def get(self, key: str, commit: str) -> InstallRecord | None:
         directory = self.install_dir(key, commit)
         record_file = self.record_path(key, commit)
         if not (record_file.is_file() and directory.is_dir()):
             return None
         try:
             data = json.loads(record_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return InstallRecord.from_dict(data, directory)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
             return None
-        return Record(key, commit, data, directory)
 
-    def records(self) -> list[Record]:
-        found = []
+    def records(self) -> list[InstallRecord]:
+        found: list[InstallRecord] = []
         if not self.installed.is_dir():
             return found
-        for record_file in sorted(self.installed.glob("*/**/*.json")):
+        for record_file in self._record_files():
             key = record_file.parent.relative_to(self.installed).as_posix()
             record = self.get(key, record_file.stem)
             if record is not None:
                 found.append(record)
         return found
 
+    def _record_files(self) -> list[Path]:
+        """``installed-v1/<key>/<commit>.json`` (not the JSON files inside an install)."""
+        return sorted(p for p in self.installed.glob("*/**/*.json") if is_commit(p.stem))
+
     def unreadable_records(self) -> list[str]:
         """One problem line per install record that is not valid JSON (``records`` skips those)."""
         problems = []
         if self.installed.is_dir():
-            for record_file in sorted(self.installed.glob("*/**/*.json")):
+            for record_file in self._record_files():
                 try:
-                    json.loads(record_file.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    InstallRecord.from_dict(json.loads(record_file.read_text(encoding="utf-8")), record_file)
+                except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
                     problems.append(f"record {record_file}: unreadable ({exc}); that install is invisible")
         return problems
 
-    def find(self, query: str) -> list[Record]:
+    def find(self, query: str) -> list[InstallRecord]:
         return [r for r in self.records() if r.matches(query)]
 
-    def write_record(self, record: Record) -> None:
-        atomic_write_text(self.record_path(record.key, record.commit), dump_json(record.data), fsync=True)
+    def write_record(self, record: InstallRecord) -> None:
+        atomic_write_text(self.record_path(record.key, record.commit), dump_json(record.to_dict()), fsync=True)
 
     def new_staging_dir(self) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -198,29 +164,29 @@ class Store:
         path.mkdir()
         return path
 
-    def link_files(self, staging: Path, files: list[dict[str, Any]]) -> None:
+    def link_files(self, staging: Path, files: tuple[FileEntry, ...]) -> None:
         """Populate ``staging`` with a hardlink (or copy) of each file's blob."""
         for item in files:
-            target = join_inside(staging, check_relpath(item["path"], where="install"), where="install")
+            target = join_inside(staging, check_relpath(item.path, where="install"), where="install")
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob = self.blob_path(item["sha256"])
+            blob = self.blob_path(item.sha256 or "")
             try:
                 os.link(blob, target)
             except OSError:
                 shutil.copy2(blob, target)
 
-    def publish(self, staging: Path, record: Record) -> Record:
+    def publish(self, staging: Path, record: InstallRecord) -> InstallRecord:
         """Make ``staging`` visible as ``record``'s install dir: one rename, then the record."""
         final = self.install_dir(record.key, record.commit)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # an orphan from a crashed install (no record): never trusted
             self._discard(final)
         os.rename(staging, final)
-        record.directory = final
+        record = replace(record, directory=final)
         self.write_record(record)
         return record
 
-    def remove(self, record: Record) -> None:
+    def remove(self, record: InstallRecord) -> None:
         """Uninstall: the record goes first, so the adapter is invisible before any file is touched."""
         self.record_path(record.key, record.commit).unlink(missing_ok=True)
         self._discard(record.directory)
@@ -235,15 +201,15 @@ class Store:
 
     # -- verification -------------------------------------------------------------------------
 
-    def verify(self, record: Record) -> list[str]:
+    def verify(self, record: InstallRecord) -> list[str]:
         """Re-hash every file of an install; return one line per problem (empty = intact)."""
         problems = []
         expected = set()
         for item in record.files:
-            where = f"{record.display_name}: {item['path']}"
-            expected.add(item["path"])
+            where = f"{record.display_name}: {item.path}"
+            expected.add(item.path)
             try:
-                path = join_inside(record.directory, item["path"], where=where)
+                path = join_inside(record.directory, item.path, where=where)
             except UnsafePathError as exc:
                 problems.append(exc.message)
                 continue
@@ -251,12 +217,12 @@ class Store:
                 problems.append(f"{where}: missing or not a regular file ({path})")
                 continue
             size = path.stat().st_size
-            if size != item["size"]:
-                problems.append(f"{where}: size {size}, expected {item['size']} ({path})")
+            if size != item.size:
+                problems.append(f"{where}: size {size}, expected {item.size} ({path})")
                 continue
             digest = sha256_file(path)
-            if digest != item["sha256"]:
-                problems.append(f"{where}: sha256 {digest}, expected {item['sha256']} ({path})")
+            if digest != item.sha256:
+                problems.append(f"{where}: sha256 {digest}, expected {item.sha256} ({path})")
         for path in sorted(record.directory.rglob("*")):
             rel = path.relative_to(record.directory).as_posix()
             if (path.is_file() or path.is_symlink()) and rel not in expected:
@@ -271,7 +237,7 @@ class Store:
                     problems.append(f"blob {blob}: content does not match its sha256 name")
         return problems
 
-    def check_or_raise(self, record: Record) -> Record:
+    def check_or_raise(self, record: InstallRecord) -> InstallRecord:
         problems = self.verify(record)
         if problems:
             raise IntegrityError(
@@ -299,7 +265,7 @@ class Store:
         removed = {"blobs": 0, "orphans": 0, "staging": 0, "bytes": 0}
         with self.gc_lock():
             records = self.records()
-            referenced = {f["sha256"] for r in records for f in r.files}
+            referenced = {f.sha256 for r in records for f in r.files}
             for blob in self.blobs.glob("*/*") if self.blobs.is_dir() else []:
                 if blob.name not in referenced:
                     removed["bytes"] += blob.stat().st_size

@@ -28,10 +28,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .publish import adapterhub_cli, check_against_bundled, publish_demo_adapters
 from .tasks import DEMO_ORG, DEMO_TASKS, EMOTION, SENTIMENT, DemoTask, base_model_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client.models import LockEntry
 
 Say = Callable[[str], None]
 
@@ -62,7 +65,7 @@ def _prepare_environment(workspace: Path) -> None:
 # --- step 3: install ----------------------------------------------------------------------------------
 
 
-def install_with_cli(endpoint: str, lock_file: Path, say: Say) -> list[dict[str, Any]]:
+def install_with_cli(endpoint: str, lock_file: Path, say: Say) -> list[LockEntry]:
     """``HF_ENDPOINT=URL adapterhub install NAME... --lock FILE`` (bundled index); the lock's entries."""
     from ..client.lockfile import read_lock
 
@@ -232,8 +235,8 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
         os.environ["HF_ENDPOINT"] = hub.url  # load_adapter(name) below resolves the same way
         report["lock_file"] = str(lock_file)
         report["installed"] = [
-            {"name": e["name"], "version": e.get("version"), "method": e["method"]["name"],
-             "revision": e["source"].get("revision"), "files": len(e["files"])}
+            {"name": e.name, "version": e.version, "method": e.method.name,
+             "revision": e.source.revision, "files": len(e.files)}
             for e in lock
         ]
         for item in report["installed"]:

@@ -83,7 +83,8 @@ def method_plugin(name: str) -> str:
     return registered_methods()[name].plugin
 
 
-def _folder_files(path: Path) -> set[str]:
+def folder_files(path: Path) -> set[str]:
+    """The file names method detection sees (the one folder rule of adapterhub.layout)."""
     from ..layout import adapter_files
 
     return set(adapter_files(path))
@@ -92,7 +93,7 @@ def _folder_files(path: Path) -> set[str]:
 def detect_method(path: str | Path, model: Any = None) -> AdapterMethod:
     """The method that owns the adapter in ``path`` (highest priority among claimants)."""
     config = read_adapter_config(path)
-    files = _folder_files(Path(path))
+    files = folder_files(Path(path))
     claimants = [m for m in get_methods().values() if m.detect(config, files, model) is True]
     if not claimants:
         kind = config.get("peft_type") or (config.get("config") or {}).get("architecture")

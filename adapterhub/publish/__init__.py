@@ -8,14 +8,12 @@ from __future__ import annotations
 from .convert import convert_to_safetensors
 from .manifest import MANIFEST_NAME, build_manifest, manifest_problems, parse_metrics, validate_manifest
 from .push import PushResult, push_adapter, push_directory
-from .register import build_entry
 from .validate import ValidatedAdapter, validate_adapter_dir
 
 __all__ = [
     "MANIFEST_NAME",
     "PushResult",
     "ValidatedAdapter",
-    "build_entry",
     "build_manifest",
     "convert_to_safetensors",
     "manifest_problems",

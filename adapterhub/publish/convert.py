@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import AdapterFormatError
+from ..layout import PICKLE_SUFFIXES, adapter_files, is_pickle
 
 #: The safetensors name each library looks for in place of its pickle file.
 SAFETENSORS_NAME = {
@@ -18,7 +19,6 @@ SAFETENSORS_NAME = {
     "pytorch_model_head.bin": "model_head.safetensors",
     "pytorch_model_adapter_fusion.bin": "model_adapter_fusion.safetensors",
 }
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 
 
 def _target_name(name: str) -> str:
@@ -46,9 +46,10 @@ def convert_to_safetensors(path: str | Path, output: str | Path | None = None) -
         shutil.copytree(source, target_dir, dirs_exist_ok=True)
     else:
         target_dir = source
-    pickles = sorted(p for p in target_dir.rglob("*") if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    pickles = [target_dir / rel for rel in adapter_files(target_dir) if is_pickle(rel)]
     if not pickles:
-        raise AdapterFormatError(f"{source}: no pickled weights (*.bin, *.pt, *.pth) to convert")
+        wanted = ", ".join(f"*{suffix}" for suffix in PICKLE_SUFFIXES)
+        raise AdapterFormatError(f"{source}: no pickled weights ({wanted}) to convert")
     converted = []
     for pickle_path in pickles:
         destination = pickle_path.with_name(_target_name(pickle_path.name))

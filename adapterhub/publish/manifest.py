@@ -1,7 +1,9 @@
 """The release manifest ``adapterhub.json``: building it, validating it against its schema, hashing files.
 
 The manifest describes one version of one adapter and lists every file of the release except
-itself, with size and sha256, so an installer can verify what it downloaded.
+itself, with size and sha256, so an installer can verify what it downloaded. Which files make up
+the release is :func:`adapterhub.layout.adapter_files`; its ``plugin`` object is the
+:class:`~adapterhub.client.models.MethodStamp` that install records in the lock.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..client.hashing import git_blob_sha1, sha256_file  # noqa: F401 - used by the push step
+from ..client.hashing import sha256_file
+from ..client.models import FileEntry, MethodStamp
 from ..errors import PublishError
+from ..layout import MANIFEST_NAME, adapter_files
 
-MANIFEST_NAME = "adapterhub.json"
 CARD_NAME = "README.md"
 SCHEMA_VERSION = 1
 #: Files that describe a release rather than belong to the adapter: regenerated on every push, so
@@ -24,33 +26,19 @@ SCHEMA_VERSION = 1
 RELEASE_METADATA_FILES = frozenset({MANIFEST_NAME, CARD_NAME, ".gitattributes"})
 
 
-@dataclass(frozen=True)
-class FileRecord:
-    """One file of a release: relative POSIX path, size in bytes, sha256 hex digest."""
-
-    path: str
-    size: int
-    sha256: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256}
-
-
-def record_files(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> list[FileRecord]:
-    """Path/size/sha256 of every regular file under ``root`` (sorted by path), minus ``exclude``."""
+def record_files(root: Path, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> list[FileEntry]:
+    """Path/size/sha256 of the files under ``root`` (:func:`adapterhub.layout.adapter_files`), minus ``exclude``."""
     skipped = set(exclude)
-    records = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if rel in skipped:
-            continue
-        records.append(FileRecord(rel, path.stat().st_size, sha256_file(path)))
-    return records
+    return [
+        FileEntry(rel, (root / rel).stat().st_size, sha256_file(root / rel), "local")
+        for rel in adapter_files(root)
+        if rel not in skipped
+    ]
 
 
 def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     """Every schema violation of ``manifest`` (plus duplicate paths), one readable line each."""
-    from ..client.schema import schema_errors
+    from ..schema import schema_errors
 
     problems = [f"{MANIFEST_NAME}: {where}: {message}" for where, message in schema_errors("manifest", manifest)]
     paths = [f.get("path") for f in manifest.get("files") or [] if isinstance(f, dict)]
@@ -106,8 +94,7 @@ def build_manifest(
     *,
     name: str | None,
     version: str,
-    method: str,
-    plugin: Mapping[str, str],
+    method: MethodStamp,
     format: str,
     base_model: Mapping[str, Any],
     task: str | None,
@@ -115,7 +102,7 @@ def build_manifest(
     license: str | None,
     description: str | None,
     metrics: Mapping[str, Any],
-    files: Iterable[FileRecord],
+    files: Iterable[FileEntry],
     created: str | None = None,
 ) -> dict[str, Any]:
     """The manifest dict, validated against ``schemas/manifest.schema.json``."""
@@ -125,8 +112,8 @@ def build_manifest(
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "version": version,
-        "method": method,
-        "plugin": dict(plugin),
+        "method": method.name,
+        "plugin": method.to_manifest(),
         "format": format,
         "base_model": dict(base_model),
         "task": task,
@@ -134,7 +121,7 @@ def build_manifest(
         "license": license,
         "description": description,
         "metrics": dict(metrics),
-        "files": [f.as_dict() for f in files],
+        "files": [f.to_dict() for f in files],
         "adapterhub_version": __version__,
         "created": created or release_time(),
     }

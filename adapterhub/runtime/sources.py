@@ -31,12 +31,13 @@ def local_adapter_dir(source: str | Path, revision: str | None) -> Path | None:
 
 def install(source: str, revision: str | None) -> Path:
     """Install ``source`` through the client (verified store); unresolvable sources say what was tried."""
-    from ..client import ensure_installed, get_settings  # lazily: it pulls in the Hub client
+    from ..client import Client  # lazily: it pulls in the Hub client
 
+    client = Client()
     try:
-        return Path(ensure_installed(source, revision=revision))
+        return client.install([source], revision=revision).results[0].path
     except (ResolutionError, DownloadError, OfflineError, UsageError) as exc:
-        settings = get_settings()
+        settings = client.settings
         tried = [f"a local directory: {Path(source).expanduser().resolve()} does not exist"]
         if not _looks_like_path(source):
             tried.append(
@@ -50,7 +51,7 @@ def install(source: str, revision: str | None) -> Path:
 
 
 def _looks_like_path(source: str) -> bool:
-    from ..client.refs import parse_source
+    from ..client import parse_source
 
     try:
         return parse_source(source).kind == "local"

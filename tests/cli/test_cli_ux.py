@@ -35,9 +35,9 @@ def test_refused_endpoint_fails_fast_and_names_it(hub_env):
 
 
 def test_silent_endpoint_times_out_instead_of_hanging(hub_env, monkeypatch):
-    from adapterhub.client import download
+    from adapterhub.client import remote
 
-    monkeypatch.setattr(download, "_API_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(remote, "_API_TIMEOUT_S", 1.0)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)  # accepts connections, never answers

@@ -18,7 +18,7 @@ REGISTRY_REPO = "alice/registry-http"
 
 def _upload_index(seeded, tmp_path, entries_dir) -> str:
     """Compile ``entries_dir`` and publish it with the real huggingface_hub client; its plain URL."""
-    from adapterhub.client.index import build_index
+    from adapterhub.client.authoring import build_index
 
     out = build_index(entries_dir, tmp_path / "compiled" / "index.json")
     api = seeded.api()

@@ -153,7 +153,7 @@ def test_hostile_index_entries(client_env, tmp_path):
     from adapterhub.client.index import Index
     from adapterhub.client.refs import parse_source
     from adapterhub.client.resolve import resolve
-    from adapterhub.client.settings import get_settings
+    from adapterhub.settings import get_settings
     from adapterhub.client.store import Store
     from adapterhub.errors import UnsafePathError
     import pytest
@@ -173,7 +173,7 @@ def test_hostile_index_entries(client_env, tmp_path):
 
 
 def test_hf_index_url(client_env, tmp_path):
-    from adapterhub.client.index import build_index
+    from adapterhub.client.authoring import build_index
 
     out = build_index(client_env.index_dir, tmp_path / "index.json")
     api = client_env.api()
@@ -247,7 +247,7 @@ def test_index_validation_cache_never_hides_an_edit(client_env, tmp_path):
 def test_lock_records_which_index_resolved_each_name(client_env, tmp_path):
     import hashlib
 
-    from adapterhub.client.index import build_index
+    from adapterhub.client.authoring import build_index
 
     lock = tmp_path / "locks" / "a.lock"
     lock.parent.mkdir()

@@ -35,7 +35,7 @@ class PrivateHub:
 def private_hub(tmp_path_factory) -> Iterator[PrivateHub]:
     from huggingface_hub import HfApi
 
-    from adapterhub.client.index import build_index
+    from adapterhub.client.authoring import build_index
     from adapterhub.server.testing import running_hub
 
     root = tmp_path_factory.mktemp("private-hub")

@@ -68,7 +68,7 @@ def test_shipped_files_are_small_safetensors_of_the_right_method(task):
 @pytest.mark.parametrize("task", DEMO_TASKS, ids=lambda t: t.key)
 def test_bundled_index_lists_the_shipped_adapter_files(task):
     from adapterhub.client import sha256_file
-    from adapterhub.client.index import validate_index_dir
+    from adapterhub.client.authoring import validate_index_dir
 
     entries, problems = validate_index_dir(ROOT / "registry_index")
     assert problems == []

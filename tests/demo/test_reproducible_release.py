@@ -45,7 +45,7 @@ def test_same_push_stages_identical_manifests(monkeypatch):
     second = push_directory(adapter_dir(SENTIMENT), **kwargs)
     assert first.manifest["created"] == _iso(DEMO_RELEASE_EPOCH)
     assert json.dumps(first.manifest, sort_keys=True) == json.dumps(second.manifest, sort_keys=True)
-    assert [f.as_dict() for f in first.files] == [f.as_dict() for f in second.files]  # card included
+    assert [f.to_dict() for f in first.files] == [f.to_dict() for f in second.files]  # card included
 
 
 def test_push_help_documents_source_date_epoch():

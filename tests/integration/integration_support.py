@@ -41,7 +41,7 @@ def file_list(directory: Path) -> list[dict]:
 
 def write_entry(index_dir: Path, name: str, repo_id: str, commit: str, tag: str, files: list[dict]) -> Path:
     """One registry entry, checked with the client's own validation (schema and extra rules)."""
-    from adapterhub.client.index import validate_index_dir
+    from adapterhub.client.authoring import validate_index_dir
 
     entry = {
         "schema_version": 1, "name": name, "namespace": name.split("/")[0], "task": "feature-extraction",

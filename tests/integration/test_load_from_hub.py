@@ -10,12 +10,12 @@ import torch
 from integration_support import REGISTRY_NAME, REPO, TOKEN, file_list, forbid_network, hidden, peft_output
 
 from adapterhub import AdapterModel
-from adapterhub.client import Installer
+from adapterhub.client import Client
 from adapterhub.errors import IntegrityError, OfflineError, ResolutionError, UsageError
 
 
 def _installed_dirs():
-    return {r.commit: r.directory for r in Installer().store.records()}
+    return {r.commit: r.directory for r in Client().installed()}
 
 
 def test_registry_name_installs_verifies_and_matches_peft(hub_env, inputs):

@@ -123,7 +123,7 @@ def test_cli_push_release_card_index_repush_and_conflict(hub, base_model_dir, tm
     from huggingface_hub.repocard import metadata_load
 
     from adapterhub.client.hashing import sha256_file
-    from adapterhub.client.index import entry_problems
+    from adapterhub.client.authoring import entry_problems
     from adapterhub.plugin import get_method
 
     model, expected = _trained(base_model_dir, "lora")

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from adapterhub.client import Installer
-from adapterhub.client.settings import get_settings
+from adapterhub.client import Client
+from adapterhub.settings import get_settings
 from adapterhub.errors import AdapterHubError
 
 SECRET = "s3cret-pass-7f2c"
@@ -33,7 +33,7 @@ def _error_text(exc: AdapterHubError) -> str:
 def test_endpoint_credentials_are_not_in_a_not_found_error(hub, tmp_path):
     settings = get_settings(home=tmp_path / "home", endpoint=_with_userinfo(hub.url))
     with pytest.raises(AdapterHubError) as info:
-        Installer(settings).plan(["alice/no-such-repo"])
+        Client(settings).plan(["alice/no-such-repo"])
     text = _error_text(info.value)
     assert "not found" in text and hub.url in text  # the message still says where it looked
     assert SECRET not in text and "deploy:" not in text
@@ -42,7 +42,7 @@ def test_endpoint_credentials_are_not_in_a_not_found_error(hub, tmp_path):
 def test_endpoint_credentials_are_not_in_a_connection_error(tmp_path):
     settings = get_settings(home=tmp_path / "home", endpoint=_with_userinfo(_closed_port_url()))
     with pytest.raises(AdapterHubError) as info:
-        Installer(settings).plan(["alice/some-repo"])
+        Client(settings).plan(["alice/some-repo"])
     assert SECRET not in _error_text(info.value)
 
 
@@ -59,7 +59,7 @@ def test_index_url_credentials_are_not_in_a_fetch_error(hub, tmp_path):
 
 
 def test_scrub_masks_token_and_userinfo():
-    from adapterhub.client.settings import scrub_secrets
+    from adapterhub.settings import scrub_secrets
 
     text = f"GET http://deploy:{SECRET}@h:1/x failed; Authorization: Bearer tok-abcdef; port {SECRET}@h"
     out = scrub_secrets(text, urls=[f"http://deploy:{SECRET}@h:1"], token="tok-abcdef")

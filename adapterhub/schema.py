@@ -27,7 +27,7 @@ def _schema_text(filename: str) -> str:
     except (ModuleNotFoundError, FileNotFoundError):
         pass
     # Running from a source checkout without an install: <repo>/schemas/.
-    source_tree = Path(__file__).resolve().parents[2] / "schemas" / filename
+    source_tree = Path(__file__).resolve().parents[1] / "schemas" / filename
     if source_tree.is_file():
         return source_tree.read_text(encoding="utf-8")
     raise FileNotFoundError(f"schema {filename} is neither in the adapterhub.schemas package nor in {source_tree.parent}")

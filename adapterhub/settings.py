@@ -1,8 +1,12 @@
-"""Where the client keeps its state and how it reaches the Hub, read from the environment at call time.
+"""Where adapterhub keeps its state and how it reaches the Hub, read from the environment at call time.
 
-huggingface_hub freezes its own environment at import; the client therefore reads everything here
-when a command runs and passes ``endpoint=``/``token=``/``cache_dir=`` explicitly.
-The token is held only in memory: it is never logged, printed, or written to any file.
+huggingface_hub freezes its own environment at import; adapterhub therefore reads everything here
+when a command runs, and :mod:`adapterhub.client.remote` passes ``endpoint=``/``token=``/
+``cache_dir=`` explicitly. The token is held only in memory: it is never logged, printed, or
+written to any file. URLs that carry credentials (``https://user:secret@host``) are shown only
+through :func:`public_url` and :func:`scrub_secrets`.
+
+Used by the client, the runtime (``load_adapter`` of a name), publishing and the CLI.
 """
 
 from __future__ import annotations
@@ -43,7 +47,15 @@ class Settings:
     @property
     def public_endpoint(self) -> str:
         """The endpoint without ``user:password@``, for messages: credentials never reach output."""
-        return strip_userinfo(self.endpoint)
+        return public_url(self.endpoint)
+
+    def write_token(self) -> str | None:
+        """The token for a push: ``token`` (``HF_TOKEN``, or ``--token``), else a saved Hub login."""
+        if self.token:
+            return self.token
+        from huggingface_hub import get_token
+
+        return get_token()
 
     def scrub(self, text: str) -> str:
         """``text`` with the endpoint's credentials and the token masked (for error messages)."""
@@ -59,14 +71,21 @@ class Settings:
         return self.home / "hf-cache"
 
 
-def strip_userinfo(url: str) -> str:
-    """``http://user:pass@host/x`` to ``http://host/x``; other URLs unchanged."""
+def public_url(url: str, *, drop_query: bool = False) -> str:
+    """``url`` without ``user:password@``, for messages and lock files; other URLs unchanged.
+
+    ``drop_query`` also drops ``?query`` and ``#fragment`` (where tokens travel too): for URLs that
+    are recorded, such as an index URL in a lock file.
+    """
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not (drop_query and (parts.query or parts.fragment)):
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])
+    if drop_query:
+        parts = parts._replace(query="", fragment="")
+    return urlunsplit(parts)
 
 
 def scrub_secrets(text: str, *, urls: Sequence[str] = (), token: str | None = None) -> str:
@@ -81,7 +100,7 @@ def scrub_secrets(text: str, *, urls: Sequence[str] = (), token: str | None = No
         netloc = urlsplit(url).netloc
         if "@" in netloc:
             userinfo = netloc.rsplit("@", 1)[0]
-            text = text.replace(url, strip_userinfo(url))
+            text = text.replace(url, public_url(url))
             password = userinfo.partition(":")[2]
             secrets += [userinfo, password, unquote(password)]
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
