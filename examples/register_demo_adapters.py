@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from adapterhub.demo.publish import adapterhub_cli, check_against_bundled, publish_demo_adapters
+from adapterhub.client.authoring import build_index
+from adapterhub.demo.publish import check_against_bundled, publish_demo_adapters
 from adapterhub.demo.tasks import DEMO_ORG, DEMO_TASKS
 from adapterhub.server.testing import running_hub
 
@@ -38,7 +39,8 @@ def main() -> int:
         token = secrets.token_urlsafe(24)
         with running_hub(Path(tmp) / "hub", {DEMO_ORG: token}) as hub:
             published = publish_demo_adapters(hub.url, token, Path(tmp), say, index_dir=INDEX_DIR)
-    adapterhub_cli(["index", "build", str(INDEX_DIR)], say)
+    say(f"  $ adapterhub index build {INDEX_DIR}")
+    build_index(INDEX_DIR)
     # The installed package reads the index from the source tree (editable install): what was just
     # written must now be what a push produces.
     check_against_bundled(published)

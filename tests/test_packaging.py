@@ -52,3 +52,17 @@ def test_ci_runs_the_lower_bounds_and_the_previous_release():
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".ci/compat --lower-bounds" in ci
     assert ".ci/compat --previous" in ci
+
+
+def test_every_python_package_ships_in_the_wheel():
+    """A subpackage missing from [tool.setuptools] packages works in an editable install but is
+    absent from the wheel; every folder with an __init__.py must be listed."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for top, name in (("adapterhub", "adapterhub"), ("plugins", "adapterhub.default_plugins")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *rel)))
+    assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
+    assert all(p.startswith("adapterhub") for p in listed)

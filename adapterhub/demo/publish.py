@@ -2,7 +2,8 @@
 
 One code path serves three callers: ``adapterhub demo`` (publishes to its temporary Hub),
 ``adapterhub hub serve --demo`` (seeds a running Hub) and ``examples/register_demo_adapters.py``
-(regenerates the bundled ``registry_index`` entries). Each runs ``adapterhub push`` with the same
+(regenerates the bundled ``registry_index`` entries). Each makes the request ``adapterhub push`` makes
+(through :func:`adapterhub.publish.push_directory`, showing the equivalent command) with the same
 options and a fixed ``SOURCE_DATE_EPOCH``, so every push of a demo release produces byte-identical
 files, and, since the Hub's commit ids hash a commit's content (parent, message, author, files)
 and a repo's first commit names the repo, the same commit id on every fresh Hub. The bundled
@@ -12,11 +13,9 @@ entries pin that commit; :func:`check_against_bundled` proves a Hub really holds
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shlex
-import sys
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -29,32 +28,11 @@ Say = Callable[[str], None]
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 
 
-def adapterhub_cli(args: list[str], say: Say, *, env: dict[str, str] | None = None, quiet: bool = False) -> None:
-    """Run an ``adapterhub`` command in this process, exactly as the CLI would (errors propagate).
-
-    ``env`` is set for the duration of the command and restored afterwards. ``quiet`` holds the
-    command's own output back, and shows it (on stderr) only if the command fails.
-    """
-    from ..cli import cli
-
+def shown_command(args: list[str], env: dict[str, str] | None = None) -> str:
+    """The shell line of an ``adapterhub`` command, with ``--token`` values masked."""
     shown = [("***" if prev == "--token" else a) for prev, a in zip(["", *args], args)]
     prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
-    if not quiet:
-        say(f"  $ {prefix}adapterhub {shlex.join(shown)}")
-    stderr = sys.stderr
-    held = io.StringIO()
-    # Commands print their human summary on stdout; the caller's stdout is for its own report.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_environment(env or {}))
-        stack.enter_context(contextlib.redirect_stdout(held if quiet else stderr))
-        if quiet:
-            stack.enter_context(contextlib.redirect_stderr(held))
-        try:
-            cli.main(args=args, prog_name="adapterhub", standalone_mode=False)
-        except BaseException:
-            if quiet:
-                stderr.write(f"$ {prefix}adapterhub {shlex.join(shown)}\n{held.getvalue()}")
-            raise
+    return f"{prefix}adapterhub {shlex.join(shown)}"
 
 
 @contextlib.contextmanager
@@ -71,17 +49,26 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def push_arguments(task: DemoTask, endpoint: str, token: str, entry_file: Path) -> list[str]:
-    """The ``adapterhub push`` arguments of a demo release; the bundled entry was made with these."""
+def push_request(task: DemoTask, endpoint: str, token: str, entry_file: Path) -> tuple[list[str], dict[str, Any]]:
+    """The ``adapterhub push`` arguments of a demo release (the bundled entry was made with these) and
+    the same request as :func:`adapterhub.publish.push_directory` keywords."""
+    from ..publish import parse_metrics
+
     metrics = json.loads(metrics_path().read_text(encoding="utf-8"))["tasks"]
-    return [
+    accuracy = metrics[task.key]["accuracy"]
+    args = [
         "push", str(adapter_dir(task)), "--repo", task.repo_id, "--version", DEMO_VERSION,
         "--name", task.name, "--task", task.task, "--license", task.license,
-        "--description", task.description, "--metric", f"accuracy={metrics[task.key]['accuracy']}",
+        "--description", task.description, "--metric", f"accuracy={accuracy}",
         "--base-model", str(base_model_path()), "--endpoint", endpoint, "--token", token,
         "--entry-out", str(entry_file),
         "--no-check",  # whoever installs the demo adapters loads them onto MiniLM anyway
     ]
+    kwargs = dict(repo_id=task.repo_id, version=DEMO_VERSION, name=task.name, task=task.task,
+                  license=task.license, description=task.description, metrics=parse_metrics([f"accuracy={accuracy}"]),
+                  base_model=str(base_model_path()), endpoint=endpoint, token=token, entry_out=entry_file,
+                  check=False)
+    return args, kwargs
 
 
 def bundled_entry(task: DemoTask) -> dict[str, Any] | None:
@@ -119,13 +106,20 @@ def publish_demo_adapters(
     per adapter, not the push commands and their output. Returns, per adapter, what was published
     and how it compares with the bundled index.
     """
+    from ..publish import push_directory
+
     published = []
     for task in DEMO_TASKS:
         entry_file = Path(workdir) / "entries" / f"{task.directory}-{DEMO_VERSION}.entry.json"
-        args = push_arguments(task, endpoint, token, entry_file)
+        args, kwargs = push_request(task, endpoint, token, entry_file)
         if index_dir is not None:
             args += ["--index-dir", str(index_dir)]
-        adapterhub_cli(args, say, env={SOURCE_DATE_EPOCH: str(DEMO_RELEASE_EPOCH)}, quiet=quiet)
+            kwargs["index_dir"] = index_dir
+        env = {SOURCE_DATE_EPOCH: str(DEMO_RELEASE_EPOCH)}
+        if not quiet:
+            say(f"  $ {shown_command(args, env)}")
+        with _environment(env):
+            push_directory(adapter_dir(task), **kwargs)
         version = json.loads(entry_file.read_text(encoding="utf-8"))["versions"][DEMO_VERSION]
         revision = version["source"]["revision"]
         bundled = compare_with_bundled(task, revision, version["files"])

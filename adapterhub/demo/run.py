@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .publish import adapterhub_cli, check_against_bundled, publish_demo_adapters
+from .publish import _environment, check_against_bundled, publish_demo_adapters, shown_command
 from .tasks import DEMO_ORG, DEMO_TASKS, EMOTION, SENTIMENT, DemoTask, base_model_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,11 +66,19 @@ def _prepare_environment(workspace: Path) -> None:
 
 
 def install_with_cli(endpoint: str, lock_file: Path, say: Say) -> list[LockEntry]:
-    """``HF_ENDPOINT=URL adapterhub install NAME... --lock FILE`` (bundled index); the lock's entries."""
+    """What ``HF_ENDPOINT=URL adapterhub install NAME... --lock FILE`` does (bundled index), through
+    the client library; the lock's entries."""
+    from ..client import Client
     from ..client.lockfile import read_lock
 
-    adapterhub_cli(["install", *[t.name for t in DEMO_TASKS], "--lock", str(lock_file)], say,
-                   env={"HF_ENDPOINT": endpoint})
+    names = [t.name for t in DEMO_TASKS]
+    env = {"HF_ENDPOINT": endpoint}
+    say(f"  $ {shown_command(['install', *names, '--lock', str(lock_file)], env)}")
+    with _environment(env):
+        report = Client().install(names, lock=lock_file)
+    for result in report.results:
+        say(f"  {result.action} {result.name or result.record.display_name} {result.version or ''}: "
+            f"{len(result.record.files)} files, every sha256 checked")
     return read_lock(lock_file)
 
 

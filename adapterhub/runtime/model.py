@@ -5,7 +5,8 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 ``set_active`` call per method (:mod:`.dispatch`). Prediction heads that adapters carry are built
 and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
 :mod:`.sources`; what a merge may fold in, :mod:`.merging`; failed changes leave the model as it
-was (:mod:`.transaction`); whole compositions are saved by :mod:`.setup_file`.
+was (:mod:`.transaction`); loading and creating adapters is :mod:`.loading`; whole compositions
+are saved by :mod:`.setup_file`.
 
 The names follow PEFT's ``PeftModel`` where both have the operation (``load_adapter``,
 ``set_adapter``, ``merge_adapter``, ``disable_adapter``, ``get_nb_trainable_parameters``, ...) and
@@ -15,40 +16,23 @@ The names follow PEFT's ``PeftModel`` where both have the operation (``load_adap
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..composition import Block, as_block
-from ..errors import AdapterExistsError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError, UsageError
-from ..plugin.contract import AdapterFiles, AdapterMethod
-from ..plugin.registry import detect_method, get_method, get_methods
+from ..errors import AdapterNotLoadedError, CompositionError, UnsupportedOperationError
+from ..plugin.contract import AdapterMethod
+from ..plugin.registry import get_method
 from ..toolkit.quantize import disable_cpu_bf16_kernel
 from ..toolkit.structure import forget_structure
-from . import dispatch, heads, merging, setup_file, sources, transaction
+from . import dispatch, heads, merging, setup_file
+from .loading import AdapterInfo, AdapterLoading
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-@dataclass
-class AdapterInfo:
-    """What the runtime knows about one loaded adapter."""
-
-    name: str
-    method: str
-    source: str | None
-    format: str
-    num_parameters: int
-    mergeable: bool
-    trainable: bool = False
-    config: dict[str, Any] = field(default_factory=dict)
-    #: the adapter's own prediction head (head_config.json's "config"), None when it has none
-    head: dict[str, Any] | None = None
+__all__ = ["AdapterInfo", "AdapterModel"]
 
 
-class AdapterModel:
+class AdapterModel(AdapterLoading):
     """Wraps ``model`` in place. ``am.model`` (also ``am.get_base_model()``) is the mutated base model."""
 
     def __init__(self, model: Any) -> None:
@@ -102,156 +86,6 @@ class AdapterModel:
 
     def _methods_in_use(self) -> dict[str, AdapterMethod]:
         return {info.method: get_method(info.method) for info in self._infos.values()}
-
-    # -- loading ---------------------------------------------------------------------------
-
-    def load_adapter(
-        self,
-        source: str | Path,
-        name: str | None = None,
-        revision: str | None = None,
-        *,
-        allow_pickle: bool = False,
-    ) -> str:
-        """Load an adapter under ``name`` from a directory, a registry name or a Hub repo.
-
-        ``source``: an existing adapter directory (loaded as is), a registry name (``ns/name@spec``)
-        or a Hub repo id (``org/repo``, ``org/repo@rev``, ``hf://org/repo``). Registry names and repo
-        ids go through the client (resolve, download, verify every file) and are loaded from the
-        verified store directory; PEFT and transformers only ever see local files, so they never
-        reach the network themselves. ``revision``: a Hub revision.
-        """
-        path = sources.local_adapter_dir(source, revision)
-        if path is None:
-            path = sources.install(str(source), revision)
-        name = name or sources.default_name(str(source), path)
-        self._check_new_name(name)
-        method = detect_method(path, self.model)
-        files = method.read(path, allow_pickle=allow_pickle)
-        files.source = files.source or str(path)
-        method.check(self.model, files)  # before any mutation
-        head = None
-        if files.head:
-            head_spec = {**files.head, "source": files.source}
-            heads.check_head(head_spec, self.model)
-            head = heads.build_head(head_spec, self.model)
-            head.requires_grad_(False)
-        transaction.run_transactionally(
-            self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
-            self._structure_changed)
-        transaction.match_training_mode(self.model)
-        if head is not None:
-            self._heads.attach(name, head)
-            transaction.match_training_mode(self.model)
-        self._infos[name] = AdapterInfo(
-            name=name,
-            method=method.name,
-            source=str(source),
-            format=files.format,
-            num_parameters=sum(int(t.numel()) for t in files.state_dict.values())
-            + sum(int(p.numel()) for p in self._heads.parameters(name)),
-            mergeable=method.mergeable,
-            config=dict(files.config),
-            head=self._heads.config(name),
-        )
-        self._dispatch()
-        return name
-
-    def add_adapter(self, name: str, method: Any, **config: Any) -> AdapterFiles:
-        """Create a fresh trainable adapter. ``method`` is a method name (``"lora"``) with its options
-        as keywords, or a PEFT config object (``LoraConfig(...)``), whose ``peft_type`` picks the method.
-        Afterwards exactly the trainable adapters' parameters need grad."""
-        self._check_new_name(name)
-        impl, config = self._method_for_new(method, config)
-        if not impl.trainable:
-            raise UnsupportedOperationError(f"method {impl.name!r} cannot create trainable adapters")
-        files = transaction.run_transactionally(
-            self.model, lambda: impl.create(self.model, name, dict(config)), f"method {impl.name!r} creating {name!r}",
-            self._structure_changed)
-        transaction.match_training_mode(self.model)
-        params = impl.parameters(self.model, name)
-        self._infos[name] = AdapterInfo(
-            name=name,
-            method=impl.name,
-            source=None,
-            format="peft",
-            num_parameters=sum(int(p.numel()) for p in params),
-            mergeable=impl.mergeable,
-            trainable=True,
-            config=dict(files.config),
-        )
-        if self._active is None:
-            self._active = as_block(name)
-        self._dispatch()
-        return files
-
-    def _method_for_new(self, method: Any, config: dict[str, Any]) -> tuple[AdapterMethod, dict[str, Any]]:
-        if isinstance(method, str):
-            return get_method(method), config
-        to_dict = getattr(method, "to_dict", None)
-        peft_type = getattr(method, "peft_type", None)
-        if to_dict is None or peft_type is None:
-            raise UsageError(f"add_adapter: method must be a method name or a PEFT config, got {method!r}",
-                             hint="`adapterhub methods` lists the method names")
-        from ..toolkit.peft import jsonable_config
-
-        as_dict = {**jsonable_config(to_dict()), **config}
-        kind = str(getattr(peft_type, "value", peft_type)).upper()
-        claimants = [m for m in get_methods().values() if kind in m.peft_types and m.detect(as_dict, set(), self.model)]
-        if not claimants:
-            raise UnsupportedOperationError(f"no installed method creates PEFT type {kind!r}",
-                                            hint="`adapterhub methods` lists the installed methods")
-        impl = max(claimants, key=lambda m: m.priority)
-        return impl, {k: v for k, v in as_dict.items() if k != "peft_type"}
-
-    def add_head(
-        self,
-        name: str,
-        num_labels: int,
-        *,
-        labels: Sequence[str] | None = None,
-        head_type: str = "classification",
-        layers: int = 2,
-        activation_function: str = "tanh",
-        use_pooler: bool = False,
-        dropout_prob: float | None = None,
-        seed: int | None = None,
-    ) -> None:
-        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's classification layout).
-
-        The head reads the encoder's first token; it answers whenever ``name`` does (see
-        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by ``save_adapter``
-        in the AdapterHub format.
-        """
-        self._method(name)
-        if name in self._heads:
-            raise AdapterExistsError(f"adapter {name!r} already has a head", hint="delete_adapter() and load it again")
-        spec = heads.new_head_spec(
-            self.model, num_labels, head_type=head_type, layers=layers, activation_function=activation_function,
-            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, seed=seed,
-        )
-        self._heads.attach(name, heads.build_head(spec, self.model))
-        transaction.match_training_mode(self.model)
-        self._trainable_heads.add(name)
-        info = self._infos[name]
-        info.head = self._heads.config(name)
-        info.num_parameters += sum(int(p.numel()) for p in self._heads.parameters(name))
-        self._dispatch()
-        self._apply_trainable()
-
-    def _head_kind(self, name: str) -> str | bool:
-        """How adapter ``name`` takes part in choosing the answering head (see heads.route)."""
-        if name in self._heads:
-            return "runtime"
-        if self._infos[name].config.get("modules_to_save"):
-            return "model"  # a PEFT copy of the model's own classifier answers through the model's head
-        return False
-
-    def _check_new_name(self, name: str) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("__"):
-            raise UsageError(f"invalid adapter name {name!r}", hint="use letters, digits, '_' and '-'")
-        if name in self._infos:
-            raise AdapterExistsError(f"an adapter named {name!r} is already loaded", hint="pass another name=")
 
     # -- composition -----------------------------------------------------------------------
 
