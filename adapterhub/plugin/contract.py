@@ -79,7 +79,7 @@ class AdapterMethod(ABC):
     :meth:`activate_stack`, :meth:`remove`, :meth:`export`. Optional, by capability:
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
     (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
-    :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`.
+    :meth:`parameters` (``trainable``), :meth:`make_trainable`, :meth:`check`, :meth:`unload`.
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -262,6 +262,12 @@ class AdapterMethod(ABC):
     def parameters(self, model: Any, name: str) -> list[Any]:
         """The trainable ``torch.nn.Parameter`` objects of adapter ``name``."""
         raise UnsupportedOperationError(f"method {self.name!r} does not expose trainable parameters")
+
+    def make_trainable(self, model: Any, name: str) -> None:
+        """Called when the runtime makes a *loaded* adapter trainable (``load_adapter(..., is_trainable=True)``,
+        ``set_trainable``), before its :meth:`parameters` get ``requires_grad``. Optional: a method whose
+        training needs more than that (BitFit tracks which adapter the live biases belong to) does it here;
+        an adapter from :meth:`create` is trainable already."""
 
     def capabilities(self) -> dict[str, bool]:
         return {

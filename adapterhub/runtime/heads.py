@@ -160,6 +160,16 @@ def new_head_spec(model: Any, num_labels: int, *, head_type: str = "classificati
     return {"config": config, "state_dict": layers_.state_dict(), "name": "", "hidden_size": _hidden_size(model)}
 
 
+def write_head_beside(path: Any, head: dict[str, Any], model: Any, name: str) -> list[Any]:
+    """Write ``head`` as AdapterHub's head files into ``path``, beside an adapter saved in another format."""
+    from ..toolkit.adapters_format.heads import write_head
+
+    config = getattr(model, "config", None)
+    return write_head(path, head, {
+        "name": name, "hidden_size": _hidden_size(model), "model_class": type(model).__name__,
+        "model_name": getattr(config, "_name_or_path", "") or "", "model_type": getattr(config, "model_type", "")})
+
+
 # --- routing -------------------------------------------------------------------------------------
 
 

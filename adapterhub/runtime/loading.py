@@ -47,6 +47,7 @@ class AdapterLoading:
         revision: str | None = None,
         *,
         allow_pickle: bool = False,
+        is_trainable: bool = False,
     ) -> str:
         """Load an adapter under ``name`` from a directory, a registry name or a Hub repo.
 
@@ -55,6 +56,9 @@ class AdapterLoading:
         ids go through the client (resolve, download, verify every file) and are loaded from the
         verified store directory; PEFT and transformers only ever see local files, so they never
         reach the network themselves. ``revision``: a Hub revision.
+
+        ``is_trainable`` (PEFT's spelling): load it to continue training it, as :meth:`set_trainable`
+        does afterwards; otherwise a loaded adapter and its head stay frozen.
         """
         path = sources.local_adapter_dir(source, revision)
         if path is None:
@@ -64,6 +68,10 @@ class AdapterLoading:
         method = detect_method(path, self.model)
         files = method.read(path, allow_pickle=allow_pickle)
         files.source = files.source or str(path)
+        if files.head is None:  # a head saved beside an adapter whose own format has no place for it
+            from ..toolkit.adapters_format.heads import read_head
+
+            files.head = read_head(path, allow_pickle)
         method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
@@ -90,6 +98,8 @@ class AdapterLoading:
             head=self._heads.config(name),
         )
         self._dispatch()
+        if is_trainable:
+            self.set_trainable([name])
         return name
 
     def add_adapter(self, name: str, method: Any, **config: Any) -> AdapterFiles:
@@ -118,6 +128,7 @@ class AdapterLoading:
         if self._active is None:
             self._active = as_block(name)
         self._dispatch()
+        self._apply_trainable()
         return files
 
     def _method_for_new(self, method: Any, config: dict[str, Any]) -> tuple[AdapterMethod, dict[str, Any]]:

@@ -6,7 +6,12 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
 :mod:`.sources`; what a merge may fold in, :mod:`.merging`; failed changes leave the model as it
 was (:mod:`.transaction`); loading and creating adapters is :mod:`.loading`; whole compositions
-are saved by :mod:`.setup_file`.
+are saved by :mod:`.setup_file`; what transformers' ``Trainer`` (and TRL) need from a model to train
+the adapters is :mod:`.training`.
+
+``AdapterModel`` is a ``torch.nn.Module`` whose one child is the wrapped model: ``parameters()``,
+``to()``, ``train()`` and the other module methods act on the whole model, adapters included, and
+attributes it does not have itself (``config``, ``device``, ...) are the wrapped model's.
 
 The names follow PEFT's ``PeftModel`` where both have the operation (``load_adapter``,
 ``set_adapter``, ``merge_adapter``, ``disable_adapter``, ``get_nb_trainable_parameters``, ...) and
@@ -20,6 +25,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..composition import Block, as_block
 from ..errors import AdapterNotLoadedError, CompositionError, UnsupportedOperationError
 from ..plugin.contract import AdapterMethod
@@ -28,14 +35,16 @@ from ..toolkit.quantize import disable_cpu_bf16_kernel
 from ..toolkit.structure import forget_structure
 from . import dispatch, heads, merging, setup_file
 from .loading import AdapterInfo, AdapterLoading
+from .training import AdapterTraining
 
 __all__ = ["AdapterInfo", "AdapterModel"]
 
 
-class AdapterModel(AdapterLoading):
+class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
     """Wraps ``model`` in place. ``am.model`` (also ``am.get_base_model()``) is the mutated base model."""
 
     def __init__(self, model: Any) -> None:
+        super().__init__()
         forget_structure(model)  # whatever was cached about this model before it was handed to us is stale
         self.model = model
         self._infos: dict[str, AdapterInfo] = {}
@@ -135,13 +144,16 @@ class AdapterModel(AdapterLoading):
         self._dispatched.clear()
 
     def _apply_trainable(self) -> None:
+        """Exactly the trainable adapters (and heads) that are active need grad; inactive ones wait frozen."""
+        active = set(self.active_adapters)
         for info in self._infos.values():
             if info.trainable:
+                flag = info.name in active and info.name not in self._merged
                 for p in get_method(info.method).parameters(self.model, info.name):
-                    p.requires_grad_(True)
+                    p.requires_grad_(flag)
         for name in self._trainable_heads:
             for p in self._heads.parameters(name):
-                p.requires_grad_(True)
+                p.requires_grad_(name in active)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -153,18 +165,24 @@ class AdapterModel(AdapterLoading):
         self._dispatch(parallel_rows=rows)
         return out
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the model with the active setup.
+    def forward(self, *args: Any, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None,
+                position_ids: Any = None, inputs_embeds: Any = None, labels: Any = None, **kwargs: Any) -> Any:
+        """Run the model with the active setup (``am(**batch)``); arguments go to the wrapped model.
 
         When a Parallel / BatchSplit serves children that answer with different heads, the result
         is a :class:`~adapterhub.runtime.heads.MultiHeadOutput`: a list with one output per child
         (its rows, its head's ``logits``); otherwise the model's own output type.
+
+        The named arguments are the usual inputs of a text model: transformers' ``Trainer`` keeps
+        the dataset columns that ``forward`` names (and finds the labels by name), so they are
+        spelled out; any other keyword reaches the wrapped model too.
         """
+        named = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "position_ids": position_ids, "inputs_embeds": inputs_embeds, "labels": labels}
+        kwargs.update({k: v for k, v in named.items() if v is not None})
         if args and dispatch.find_parallel(self._active) is not None:
             raise CompositionError("Parallel needs keyword inputs: call am(input_ids=..., attention_mask=...)")
         return self.model(*args, **self._prepare_inputs(kwargs))
-
-    forward = __call__
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         if args and dispatch.find_parallel(self._active) is not None:
@@ -172,9 +190,12 @@ class AdapterModel(AdapterLoading):
         return self.model.generate(*args, **self._prepare_inputs(kwargs))
 
     def __getattr__(self, item: str) -> Any:
-        # train(), eval(), config, device, parameters() ... of the wrapped model
-        if item.startswith("_") or item == "model":
-            raise AttributeError(item)
+        try:  # torch.nn.Module keeps submodules (``model``), parameters and buffers out of __dict__
+            return super().__getattr__(item)
+        except AttributeError:
+            if item.startswith("_") or item == "model":
+                raise
+        # config, device, dtype, generation_config, ... of the wrapped model
         return getattr(self.model, item)
 
     @contextlib.contextmanager
@@ -280,7 +301,9 @@ class AdapterModel(AdapterLoading):
 
         ``format``: ``"peft"`` or ``"adapters"``; None writes the method's native format (PEFT's for
         LoRA, IA3, prompt methods and BitFit; AdapterHub's for bottleneck adapters), or AdapterHub's
-        when the adapter carries a prediction head, which only that format holds.
+        when the adapter carries a prediction head and the method can write that format. A method
+        without it (QLoRA, P-tuning, BitFit) keeps its own files and gets the head's files beside
+        them (``head_config.json`` + ``model_head.safetensors``), which ``load_adapter`` reads back.
         """
         method = self._method(adapter_name)
         if adapter_name in self._merged:
@@ -289,9 +312,10 @@ class AdapterModel(AdapterLoading):
         files = method.export(self.model, adapter_name)
         # the runtime owns heads: whatever the method exported, the saved head is the one on the model
         files.head = self._heads.export(adapter_name)
+        head_beside = files.head is not None and "adapters" not in method.formats
         if format is None:
-            format = "adapters" if files.head is not None and "adapters" in method.formats else method.formats[0]
-        if files.head is not None and format != "adapters":
+            format = "adapters" if files.head is not None and not head_beside else method.formats[0]
+        if files.head is not None and format != "adapters" and not head_beside:
             raise UnsupportedOperationError(
                 f"adapter {adapter_name!r} carries a prediction head, which the {format!r} format cannot hold",
                 hint="save it with format='adapters' (head_config.json + model_head.safetensors)",
@@ -301,7 +325,11 @@ class AdapterModel(AdapterLoading):
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
         files.name = files.name or adapter_name
         files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
-        return method.save(files, Path(save_directory), format=format)
+        head, files.head = (files.head, None) if head_beside else (None, files.head)
+        written = method.save(files, Path(save_directory), format=format)
+        if head is not None:
+            written += heads.write_head_beside(Path(save_directory), head, self.model, adapter_name)
+        return written
 
     def save_setup(self, path: str | Path) -> Path:
         """Write the composition and where each adapter comes from; trained adapters are saved next to it."""

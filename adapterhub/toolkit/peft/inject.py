@@ -27,6 +27,7 @@ class PeftInjection:
         self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source)
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        self.check_options(config)
         self._inject(model, name, config, None, source=None, inference_mode=False)
         return self.export(model, name)
 
