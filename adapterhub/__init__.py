@@ -35,12 +35,14 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client, ensure_installed
     from .publish import push_adapter
+    from .runtime.callbacks import SaveAdaptersCallback
     from .runtime.model import AdapterModel
     from .toolkit.quantize import quantize_4bit
 
 _LAZY = {
     "Client": ("adapterhub.client", "Client"),
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
+    "SaveAdaptersCallback": ("adapterhub.runtime.callbacks", "SaveAdaptersCallback"),
     "quantize_4bit": ("adapterhub.toolkit.quantize", "quantize_4bit"),
     "ensure_installed": ("adapterhub.client", "ensure_installed"),
     "push_adapter": ("adapterhub.publish", "push_adapter"),
@@ -64,6 +66,7 @@ __all__ = [
     "PickleRefusedError",
     "PublishError",
     "ResolutionError",
+    "SaveAdaptersCallback",
     "Stack",
     "UnsupportedOperationError",
     "UsageError",

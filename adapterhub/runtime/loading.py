@@ -133,7 +133,14 @@ class AdapterLoading:
 
     def _method_for_new(self, method: Any, config: dict[str, Any]) -> tuple[AdapterMethod, dict[str, Any]]:
         if isinstance(method, str):
-            return get_method(method), config
+            impl = get_method(method)
+            # a method that claims this method's files on this model before it does (QLoRA over LoRA
+            # on a 4-bit base) creates the adapter: loading its files back picks the same one
+            for other in get_methods().values():
+                shared = set(other.peft_types) & set(impl.peft_types)
+                if other.priority > impl.priority and shared and other.detect({"peft_type": sorted(shared)[0]}, set(), self.model):
+                    impl = other
+            return impl, config
         to_dict = getattr(method, "to_dict", None)
         peft_type = getattr(method, "peft_type", None)
         if to_dict is None or peft_type is None:

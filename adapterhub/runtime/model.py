@@ -301,9 +301,10 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
 
         ``format``: ``"peft"`` or ``"adapters"``; None writes the method's native format (PEFT's for
         LoRA, IA3, prompt methods and BitFit; AdapterHub's for bottleneck adapters), or AdapterHub's
-        when the adapter carries a prediction head and the method can write that format. A method
-        without it (QLoRA, P-tuning, BitFit) keeps its own files and gets the head's files beside
-        them (``head_config.json`` + ``model_head.safetensors``), which ``load_adapter`` reads back.
+        when the adapter carries a prediction head and the method can write this adapter in that
+        format. Otherwise (QLoRA, P-tuning, BitFit, IA3 on feed-forward inputs) the adapter keeps its
+        own format and the head's files go beside it (``head_config.json`` + ``model_head.safetensors``),
+        which ``load_adapter`` reads back.
         """
         method = self._method(adapter_name)
         if adapter_name in self._merged:
@@ -313,6 +314,7 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         # the runtime owns heads: whatever the method exported, the saved head is the one on the model
         files.head = self._heads.export(adapter_name)
         head_beside = files.head is not None and "adapters" not in method.formats
+        requested = format
         if format is None:
             format = "adapters" if files.head is not None and not head_beside else method.formats[0]
         if files.head is not None and format != "adapters" and not head_beside:
@@ -325,6 +327,11 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
         files.name = files.name or adapter_name
         files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
+        if files.head is not None and format == "adapters" and requested is None:
+            try:  # the AdapterHub format holds the head, when it can hold this adapter
+                return method.save(files, Path(save_directory), format=format)
+            except UnsupportedOperationError:  # refused before writing anything (the save contract)
+                head_beside, format = True, method.formats[0]
         head, files.head = (files.head, None) if head_beside else (None, files.head)
         written = method.save(files, Path(save_directory), format=format)
         if head is not None:

@@ -133,6 +133,20 @@ class AdapterTraining:
                     param.copy_(state_dict[key].to(device=param.device, dtype=param.dtype))
         return _IncompatibleKeys(missing, unexpected)
 
+    @property
+    def base_model(self) -> Any:
+        """The wrapped model's backbone (``model.base_model``: the ``LlamaModel`` in a ``LlamaForCausalLM``),
+        as the adapters see it: calling it runs the whole adapted model up to the backbone's output.
+
+        TRL's trainers replace ``forward`` with a fused LM head that calls ``model.base_model(...)``
+        and projects its hidden states itself. Calling the bare backbone would skip what adapters do
+        around it (prompt tuning and P-tuning prepend virtual tokens to the wrapped model's input), so
+        this runs the wrapped model and stops at the backbone's output, keeping the hidden states of
+        the real tokens only (the labels TRL aligns them with have no virtual positions). Attributes
+        are the backbone's own.
+        """
+        return _AdaptedBackbone(self)
+
     # -- saving ----------------------------------------------------------------------------------
 
     def save_pretrained(
@@ -164,3 +178,44 @@ class AdapterTraining:
         for name in names:
             written += self.save_adapter(root if len(names) == 1 else root / name, name)
         return written
+
+
+class _StopAtBackbone(Exception):
+    def __init__(self, output: Any) -> None:
+        super().__init__("backbone reached")
+        self.output = output
+
+
+class _AdaptedBackbone:
+    """``AdapterModel.base_model``: see there."""
+
+    def __init__(self, adapter_model: Any) -> None:
+        self._am = adapter_model
+        self._backbone = getattr(adapter_model.model, "base_model", adapter_model.model)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._backbone, item)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        am = self._am
+        if self._backbone is am.model:
+            return am(*args, **kwargs)  # a bare backbone: the wrapped model is all there is
+
+        def stop(module: Any, inputs: Any, output: Any) -> None:
+            raise _StopAtBackbone(output)
+
+        first = args[0] if args else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        handle = self._backbone.register_forward_hook(stop)
+        try:
+            am(*args, **kwargs)
+        except _StopAtBackbone as reached:
+            output = reached.output
+        else:
+            raise RuntimeError(f"{type(am.model).__name__} did not run its backbone")
+        finally:
+            handle.remove()
+        hidden = output.last_hidden_state
+        real = first.shape[1] if first is not None else hidden.shape[1]
+        if hidden.shape[1] > real:  # virtual tokens in front of the real ones
+            output.last_hidden_state = hidden[:, hidden.shape[1] - real:]
+        return output

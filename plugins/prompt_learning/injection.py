@@ -16,6 +16,13 @@ of the three methods and what each method has active. Hooks:
 * for AdapterHub-format prefix tuning on BERT-like encoders, a pre-hook on every self-attention
   module hands it an object whose ``update()`` prepends that layer's prefix keys/values, and widens
   the attention mask (no position shift, as in ``adapters``).
+
+**Gradient checkpointing.** transformers' checkpointed layers drop the key/value cache argument
+(``cache=None``) and re-run each layer during the backward pass. So the prefixes are also handed to
+every self-attention module by a pre-hook, from the state of the model call they belong to: when a
+layer's cache was dropped, its attention still gets that layer's prefix (a ``_LayerPrefix``), in the
+forward and in the re-run alike. That state lives until the next call of the model, not until the
+last layer ran, because the re-run comes later.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class PromptState:
         # what the model pre-hook leaves for the embeddings / attention hooks of the same call
         self.after_emb: tuple | None = None
         self.enc_prefix: tuple | None = None
+        # the PEFT-style prefix of the current call, (past, layers), for layers whose cache was dropped
+        self.layer_prefix: tuple | None = None
 
 
 #: One state per model, shared by the three prompt-learning methods (one pre-hook serves them all).
@@ -60,6 +69,8 @@ def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
             state.handles.append(embeddings.register_forward_hook(_make_embeddings_hook(model)))
         for idx, attn in enumerate(encoder_self_attentions(model)):
             state.handles.append(attn.register_forward_pre_hook(_make_attention_hook(model, idx), with_kwargs=True))
+        for idx, attn in enumerate(self_attentions(model)):
+            state.handles.append(attn.register_forward_pre_hook(_make_layer_prefix_hook(model, idx), with_kwargs=True))
     return state
 
 
@@ -87,6 +98,17 @@ def encoder_self_attentions(model: nn.Module) -> list[nn.Module]:
         return []
     return [m for n, m in base.named_modules()
             if n.endswith("attention.self") and all(hasattr(m, a) for a in ("query", "key", "value"))]
+
+
+def self_attentions(model: nn.Module) -> list[nn.Module]:
+    """Every self-attention module, in layer order: BERT-like ones, else decoder attentions (``layer_idx``)."""
+    encoder = encoder_self_attentions(model)
+    if encoder:
+        return encoder
+    base = getattr(model, "base_model", model)
+    found = [m for m in base.modules() if type(m).__name__.endswith("Attention")
+             and isinstance(getattr(m, "layer_idx", None), int) and not getattr(m, "is_cross_attention", False)]
+    return sorted(found, key=lambda m: m.layer_idx)
 
 
 # --- the prompt modules --------------------------------------------------------------------------
@@ -166,6 +188,8 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
     state = _states.get(model)
     if state is None:
         return None
+    # a new call: what the previous one left for its layers (and their checkpointed re-runs) is done
+    state.enc_prefix = state.layer_prefix = None
     input_blocks = _active(state, ("prompt_tuning", "p_tuning"), style="peft")
     prefix_blocks = _active(state, ("prefix_tuning",), style="peft")
     after_emb = _active(state, ("prompt_tuning",), style="adapters")
@@ -220,7 +244,9 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         n = _virtual_length(prefix_blocks)
         virtual += n
         if not cached:
-            compat.set_cache(model, kwargs, _prefix_cache(model, prefix_blocks, batch))
+            past, _, layers, _ = _prefix_tensor(model, prefix_blocks, batch)
+            compat.set_cache(model, kwargs, _prefix_cache(model, past, layers))
+            state.layer_prefix = (past, layers)
             past_len = n
         if kwargs.get("position_ids") is not None:
             # the real tokens sit after the prefix in every layer's keys (PEFT offsets them likewise)
@@ -283,9 +309,9 @@ def _prefix_tensor(model: nn.Module, blocks, batch: int) -> tuple[torch.Tensor, 
     return past, n, layers, heads
 
 
-def _prefix_cache(model: nn.Module, blocks, batch: int):
-    """A key/value cache that already holds the active prefixes, one (key, value) pair per layer."""
-    past, n, layers, _ = _prefix_tensor(model, blocks, batch)
+def _prefix_cache(model: nn.Module, past: torch.Tensor, layers: int):
+    """A key/value cache that already holds the prefixes ``past`` (from :func:`_prefix_tensor`), one
+    (key, value) pair per layer."""
     dtype = next(model.parameters()).dtype
     return compat.dynamic_cache([(past[2 * i].to(dtype), past[2 * i + 1].to(dtype)) for i in range(layers)])
 
@@ -300,6 +326,23 @@ def _make_embeddings_hook(model: nn.Module):
         blocks, batch = pending
         prompts = _batched(blocks, output.shape[0])
         return torch.cat([prompts.to(output.dtype), output], 1)
+
+    return hook
+
+
+def _make_layer_prefix_hook(model: nn.Module, layer: int):
+    """A PEFT-style prefix for a self-attention module whose cache argument a checkpointed layer dropped."""
+
+    def hook(module, args, kwargs):
+        state = _states.get(model)
+        pending = None if state is None else state.layer_prefix
+        if pending is None or compat.get_cache(kwargs) is not None:
+            return None  # no prefix, or the cache that holds it reached the layer
+        past, layers = pending
+        if layer >= layers:
+            return None
+        kwargs = compat.set_cache(module, dict(kwargs), _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
+        return args, kwargs
 
     return hook
 
@@ -324,8 +367,6 @@ def _make_attention_hook(model: nn.Module, layer: int):
         past, n, layers, _ = _prefix_tensor(model, blocks, batch)
         if layer >= layers:
             return None
-        if layer == layers - 1 or layer == len(encoder_self_attentions(model)) - 1:
-            state.enc_prefix = None
         kwargs = dict(kwargs)
         compat.set_cache(module, kwargs, _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
         mask = kwargs.get("attention_mask")
