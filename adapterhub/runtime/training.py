@@ -49,7 +49,8 @@ class AdapterTraining:
 
     def set_trainable(self, adapter_names: str | Sequence[str], trainable: bool = True) -> None:
         """Make loaded adapters (and their heads) trainable, e.g. to continue training one from disk
-        or the Hub; ``trainable=False`` freezes them again. Only active adapters get gradients."""
+        or the Hub; the base model is frozen, as for a new adapter. ``trainable=False`` freezes them
+        again. Only active adapters get gradients."""
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         for name in names:
             method = self._method(name)
@@ -57,6 +58,10 @@ class AdapterTraining:
                 raise UnsupportedOperationError(f"adapter {name!r}: method {method.name!r} cannot be trained")
             if name in self._merged:
                 raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge_adapter() first")
+        if trainable:
+            # training an adapter means a frozen base, as add_adapter leaves it (the trainable adapters
+            # that are active get their flags back just below)
+            self.model.requires_grad_(False)
         for name in names:
             info = self._infos[name]
             method = get_method(info.method)

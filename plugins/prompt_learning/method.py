@@ -97,8 +97,16 @@ class _PromptLearningMethod(AdapterMethod):
             if self.adapters_arch is None:
                 raise UnsupportedOperationError(
                     f"{self.name} has no AdapterHub-format equivalent", hint="save with format='peft'")
+            model_type = str((adapter.extras.get("adapters_meta") or {}).get("model_type") or "")
+            if adapter.format == "peft" and model_type and model_type not in ADAPTERS_PROMPT_TUNING_REFUSED:
+                # On an encoder the two formats compute differently: PEFT puts the virtual tokens in front
+                # of the input (the real tokens' positions shift), AdapterHub's inserts them after the
+                # embeddings. Writing one as the other would change what the adapter does.
+                raise UnsupportedOperationError(
+                    f"{path}: this {self.name} adapter works the PEFT way (virtual tokens in front of the input) "
+                    f"and AdapterHub's format means another computation on a {model_type!r} model",
+                    hint="save it with format='peft'")
             if self.name == "prompt_tuning":
-                model_type = str((adapter.extras.get("adapters_meta") or {}).get("model_type") or "")
                 if model_type in ADAPTERS_PROMPT_TUNING_REFUSED:
                     raise UnsupportedOperationError(
                         f"{path}: cannot save prompt tuning for a {model_type!r} model in the AdapterHub format: "
