@@ -35,8 +35,9 @@ def check_options(
     aliases = dict(aliases or {})
     problems: list[str] = []
     for key in options:
-        if key in unsupported and options[key] is not None:
-            problems.append(f"{key!r} is not supported by adapterhub's {method} method")
+        if key in unsupported:
+            if options[key] is not None:
+                problems.append(f"{key!r} is not supported by adapterhub's {method} method")
             continue
         if key in valid:
             continue
