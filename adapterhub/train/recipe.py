@@ -71,6 +71,8 @@ def method_options(method: str, user: dict[str, Any], model_type: str | None) ->
         targets = lora_targets(model_type)
         if targets:
             options["target_modules"] = targets
+        if model_type == "gpt2":
+            options["fan_in_fan_out"] = True  # GPT-2's Conv1D layers store weights transposed
     options.update(user)
     return options
 
