@@ -352,9 +352,12 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         """(trainable parameters, all parameters), as PEFT's method of the same name."""
         trainable = total = 0
         for p in self.model.parameters():
-            total += p.numel()
+            count = p.numel()
+            if type(p).__name__ == "Params4bit":  # two 4-bit weights per byte of storage, as PEFT counts them
+                count *= 2 * (p.element_size() if hasattr(p, "element_size") else 1)
+            total += count
             if p.requires_grad:
-                trainable += p.numel()
+                trainable += count
         return trainable, total
 
     def print_trainable_parameters(self) -> None:

@@ -48,7 +48,8 @@ def render(result: Any, *, format: str, command: str | None = None) -> str:
               f"| batch size | {result.batch_size} |",
               f"| max length | {result.max_length} tokens |",
               f"| seed | {result.seed} |",
-              f"| training time | {result.train_seconds:.1f} s ({result.seconds_per_epoch:.1f} s per epoch) |", ""]
+              f"| training time | {result.train_seconds:.1f} s ({result.seconds_per_epoch:.1f} s per epoch, "
+              f"{result.cpu_seconds_per_epoch:.1f} CPU s per epoch) |", ""]
 
     lines += ["## Results", ""]
     if result.metrics:
@@ -61,6 +62,7 @@ def render(result: Any, *, format: str, command: str | None = None) -> str:
     share = 100 * result.trainable_parameters / result.total_parameters if result.total_parameters else 0.0
     lines += ["## Size and memory", "", "| | |", "|---|---|",
               f"| trainable parameters | {result.trainable_parameters:,} of {result.total_parameters:,} ({share:.3f}%) |",
+              f"| of which the adapter's own | {result.adapter_parameters:,} |",
               f"| peak memory (RSS of the training process) | {result.peak_rss_mb:.0f} MB |",
               f"| adapter files | {result.adapter_bytes:,} bytes |", ""]
     if command:

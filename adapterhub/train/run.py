@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -55,12 +54,15 @@ class TrainResult:
     labels: list[str] | None
     train_data: DataSet
     eval_data: DataSet | None
-    trainable_parameters: int
+    trainable_parameters: int  # the adapter's and its head's
     total_parameters: int
+    adapter_parameters: int  # the adapter's own (without the head)
     metrics: dict[str, float]
     peak_rss_mb: float
-    train_seconds: float
+    train_seconds: float  # wall clock
     seconds_per_epoch: float
+    cpu_seconds_per_epoch: float  # CPU time of this process (all its threads)
+    median_step_seconds: float  # the median optimizer step: steady when other work comes and goes
     steps: int
     epochs: float
     learning_rate: float
@@ -77,8 +79,11 @@ class TrainResult:
             "base_model": self.base_repo_id, "options": self.options, "labels": self.labels,
             "train_rows": len(self.train_data.rows), "eval_rows": len(self.eval_data.rows) if self.eval_data else 0,
             "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters,
-            "trainable_percent": round(share, 4), "metrics": self.metrics, "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "trainable_percent": round(share, 4), "adapter_parameters": self.adapter_parameters,
+            "metrics": self.metrics, "peak_rss_mb": round(self.peak_rss_mb, 1),
             "train_seconds": round(self.train_seconds, 2), "seconds_per_epoch": round(self.seconds_per_epoch, 2),
+            "cpu_seconds_per_epoch": round(self.cpu_seconds_per_epoch, 2),
+            "median_step_seconds": round(self.median_step_seconds, 4),
             "steps": self.steps, "epochs": self.epochs, "learning_rate": self.learning_rate,
             "batch_size": self.batch_size, "seed": self.seed, "adapter_bytes": self.adapter_bytes, "files": self.files,
         }
@@ -91,7 +96,12 @@ def _has_accelerator() -> bool:
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MB (Linux reports KB, macOS bytes)."""
+    """The process's peak resident memory so far, in MB (Linux reports KB, macOS bytes; 0 where the
+    platform has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -169,6 +179,29 @@ _NOT_LOGITS = ["last_hidden_state", "pooler_output", "hidden_states", "attention
                "past_key_values", "cache"]
 
 
+def step_timer() -> Any:
+    """A TrainerCallback that times every optimizer step (``.median()``: the median step, in seconds)."""
+    import statistics
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.durations: list[float] = []
+            self._started = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.durations.append(time.perf_counter() - self._started)
+
+        def median(self) -> float:
+            return statistics.median(self.durations) if self.durations else 0.0
+
+    return StepTimer()
+
+
 def _accuracy(prediction: Any) -> dict[str, float]:
     import numpy as np
 
@@ -191,6 +224,9 @@ def train_adapter(request: TrainRequest) -> TrainResult:
     train = _features(request.train, request.task, tokenizer, recipe.max_length, labels)
     evaluation = _features(request.eval, request.task, tokenizer, recipe.max_length, labels) if request.eval else None
     trainable, total = am.get_nb_trainable_parameters()
+    from ..plugin.registry import get_method
+
+    adapter = sum(p.numel() for p in get_method(am.adapters[ADAPTER_NAME].method).parameters(am.model, ADAPTER_NAME))
 
     if request.task == "causal-lm":
         collator = transformers.DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
@@ -209,13 +245,15 @@ def train_adapter(request: TrainRequest) -> TrainResult:
         trainer = transformers.Trainer(
             model=am, args=args, train_dataset=train, eval_dataset=evaluation, data_collator=collator,
             compute_metrics=_accuracy if labels is not None else None)
+        timer = step_timer()
+        trainer.add_callback(timer)
         if not request.progress:
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # it prints every log line to stdout
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         trainer.train()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         metrics: dict[str, float] = {}
         if evaluation is not None:
             raw = trainer.evaluate(ignore_keys=_NOT_LOGITS)
@@ -225,12 +263,14 @@ def train_adapter(request: TrainRequest) -> TrainResult:
                 metrics["eval_perplexity"] = float(math.exp(min(metrics["eval_loss"], 50.0)))
         steps, epochs = trainer.state.global_step, float(trainer.state.epoch or recipe.epochs)
     peak = peak_rss_mb()
-    return _write(request, am, repo_id, options, labels, trainable, total, metrics, peak, seconds, steps, epochs)
+    counts = (trainable, total, adapter)
+    times = (seconds, cpu, timer.median())
+    return _write(request, am, repo_id, options, labels, counts, metrics, peak, times, steps, epochs)
 
 
 def _write(request: TrainRequest, am: Any, repo_id: str | None, options: dict[str, Any], labels: list[str] | None,
-           trainable: int, total: int, metrics: dict[str, float], peak: float, seconds: float, steps: int,
-           epochs: float) -> TrainResult:
+           counts: tuple[int, int, int], metrics: dict[str, float], peak: float, times: tuple[float, float, float],
+           steps: int, epochs: float) -> TrainResult:
     out = request.out
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -241,8 +281,9 @@ def _write(request: TrainRequest, am: Any, repo_id: str | None, options: dict[st
         result = TrainResult(
             out=out, method=recipe.method, task=request.task, base=request.base, base_repo_id=repo_id,
             options=_jsonable(options), labels=labels, train_data=request.train, eval_data=request.eval,
-            trainable_parameters=trainable, total_parameters=total, metrics=metrics, peak_rss_mb=peak,
-            train_seconds=seconds, seconds_per_epoch=seconds / epochs if epochs else seconds, steps=steps,
+            trainable_parameters=counts[0], total_parameters=counts[1], adapter_parameters=counts[2], metrics=metrics,
+            peak_rss_mb=peak, train_seconds=times[0], seconds_per_epoch=times[0] / (epochs or 1),
+            cpu_seconds_per_epoch=times[1] / (epochs or 1), median_step_seconds=times[2], steps=steps,
             epochs=epochs, learning_rate=recipe.resolved_learning_rate(), batch_size=recipe.batch_size,
             max_length=recipe.max_length, seed=recipe.seed,
             adapter_bytes=sum(p.stat().st_size for p in written if p.is_file()),
