@@ -282,6 +282,11 @@ class AdapterModel(AdapterLoading):
         LoRA, IA3, prompt methods and BitFit; AdapterHub's for bottleneck adapters), or AdapterHub's
         when the adapter carries a prediction head, which only that format holds.
         """
+        if adapter_name not in self._infos and str(save_directory) in self._infos:
+            raise AdapterNotLoadedError(
+                f"adapter {str(adapter_name)!r} is not loaded, but {str(save_directory)!r} is: the arguments are "
+                "save_adapter(save_directory, adapter_name)",
+                hint=f"am.save_adapter({str(adapter_name)!r}, {str(save_directory)!r})")
         method = self._method(adapter_name)
         if adapter_name in self._merged:
             raise UnsupportedOperationError(f"adapter {adapter_name!r} is merged",

@@ -46,13 +46,19 @@ class IA3Method(PeftTunerMethod):
         module = self.base_module(model, module_path)
         if module is None:
             return f"target module {module_path!r} (for {key}) not found in the model"
-        weight = getattr(module, "weight", None)
-        if weight is None or weight.dim() != 2:
-            return None
-        dims = set(weight.shape)
+        if hasattr(module, "in_features") and hasattr(module, "out_features"):
+            # a 4-bit base keeps its weight packed ([n, 1] bytes): the layer's own widths are the truth
+            dims = {int(module.in_features), int(module.out_features)}
+            described = f"in={module.in_features}, out={module.out_features}"
+        else:
+            weight = getattr(module, "weight", None)
+            if weight is None or weight.dim() != 2:
+                return None
+            dims = {int(d) for d in weight.shape}
+            described = f"weight {tuple(weight.shape)}"
         if len(shape) != 2 or 1 not in shape or max(shape) not in dims:
             return (
-                f"module {module_path!r} ({type(module).__name__}, weight {tuple(weight.shape)}): the adapter's "
+                f"module {module_path!r} ({type(module).__name__}, {described}): the adapter's "
                 f"{key} has shape {shape}, expected [1, n] or [n, 1] with n one of {sorted(dims)}"
             )
         return None

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from ...errors import AdapterNotLoadedError
 from ...plugin.contract import AdapterFiles, AdapterMethod
 from ..model_state import PerModel
+from ..structure import unwrapped_name
 from .activate import PeftActivation
 from .check import PeftChecks
 from .files import PeftFiles, jsonable_config
@@ -53,11 +54,12 @@ class PeftModelState:
 def canonical_key(key: str) -> str:
     """A PEFT state-dict key with other tuners' wrappers taken out.
 
-    When a second method wraps the same module, PEFT's keys for the inner one go through the outer
-    layer's ``base_layer`` (``value.base_layer.lora_A.weight``). The adapter itself does not depend
-    on what else wraps the module, so neither do its saved keys: ``value.lora_A.weight``.
+    When other methods wrap the same module, PEFT's keys for the inner one go through each outer
+    layer's ``base_layer`` (``value.base_layer.lora_A.weight``, ``value.base_layer.base_layer...``
+    under two). The adapter itself does not depend on what else wraps the module, so neither do its
+    saved keys: ``value.lora_A.weight``.
     """
-    return key.replace(".base_layer.", ".")
+    return unwrapped_name(key)
 
 
 class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftMerging, AdapterMethod):
