@@ -93,8 +93,8 @@ def push_command(
     click.echo(f"{state} {repo_id}@{result.tag} commit {result.commit}")
     if result.entry_path:
         click.echo(f"entry: {result.entry_path}")
-    if result.name:
-        click.echo(f"install with: adapterhub install {result.name}@{result.version}")
+    for number, command in enumerate(result.install):
+        click.echo(("install with: " if number == 0 else "          or: ") + command)
 
 
 @click.command("convert")

@@ -62,12 +62,10 @@ def push_request(task: DemoTask, endpoint: str, token: str, entry_file: Path) ->
         "--description", task.description, "--metric", f"accuracy={accuracy}",
         "--base-model", str(base_model_path()), "--endpoint", endpoint, "--token", token,
         "--entry-out", str(entry_file),
-        "--no-check",  # whoever installs the demo adapters loads them onto MiniLM anyway
     ]
     kwargs = dict(repo_id=task.repo_id, version=DEMO_VERSION, name=task.name, task=task.task,
                   license=task.license, description=task.description, metrics=parse_metrics([f"accuracy={accuracy}"]),
-                  base_model=str(base_model_path()), endpoint=endpoint, token=token, entry_out=entry_file,
-                  check=False)
+                  base_model=str(base_model_path()), endpoint=endpoint, token=token, entry_out=entry_file)
     return args, kwargs
 
 

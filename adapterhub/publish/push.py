@@ -122,7 +122,7 @@ def push_directory(
             )
 
     say(f"validating {path}")
-    adapter = validate_adapter_dir(path, base_model=base_model, check=check)
+    adapter = validate_adapter_dir(path, base_model=base_model, check=check, task=task, name=name)
     task = task or adapter.default_task
     if task is None:
         raise PublishError(
@@ -130,7 +130,8 @@ def push_directory(
             hint="pass --task, e.g. --task sentiment-analysis",
         )
     if adapter.load_checked:
-        say(f"checked: {adapter.method} adapter loads onto {adapter.base_model.local_path} and runs")
+        say(f"checked: the {adapter.method} adapter loads onto {adapter.base_model.repo_id} as "
+            f"{adapter.load_checked} and runs")
     tag = f"v{version}"
     manifest_fields = {
         "name": name, "version": version, "method": adapter.stamp, "format": adapter.format,
@@ -148,7 +149,9 @@ def push_directory(
         result = PushResult(
             repo_id=repo_id, version=version, tag=tag, name=name, commit=None, method=adapter.method,
             files=record_files(staging, exclude=()), manifest=manifest, dry_run=dry_run,
-            private=private, load_checked=adapter.load_checked, skipped=adapter.skipped,
+            private=private, load_checked=adapter.load_checked is not None,
+            checked_as=str(adapter.load_checked) if adapter.load_checked else None,
+            skipped=adapter.skipped,
         )
         if dry_run:
             say(f"dry run: would push {len(result.files)} files to {repo_id} as {tag}")
@@ -196,6 +199,12 @@ def push_directory(
     from .register import register_release
 
     register_release(result, index_dir=index_dir, entry_out=entry_out, progress=say)
+    from ..settings import DEFAULT_ENDPOINT
+    from .card import install_commands
+
+    result.install = install_commands(
+        repo_id, version, result.name, index=str(index_dir) if index_dir is not None else None,
+        endpoint=None if settings.public_endpoint == DEFAULT_ENDPOINT else settings.public_endpoint)
     return result
 
 
@@ -219,7 +228,8 @@ def push_adapter(model: Any, name: str, repo: str, /, *, version: str, **kwargs:
     name of the release (``NS/NAME``), as with ``adapterhub push --name``.
 
     ``format`` ("peft" or "adapters") defaults to PEFT when the method can write it. Other keyword
-    arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...).
+    arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...). No
+    standalone entry file is written unless ``entry_out=`` names one (``result.entry`` holds it).
     """
     from ..errors import AdapterNotLoadedError
     from ..plugin.registry import get_method
@@ -233,4 +243,10 @@ def push_adapter(model: Any, name: str, repo: str, /, *, version: str, **kwargs:
     with tempfile.TemporaryDirectory(prefix="adapterhub-save-") as tmp:
         folder = Path(tmp) / name
         model.save_adapter(folder, name, format=save_format)
-        return push_directory(folder, repo_id=repo, version=version, **kwargs)
+        keep_entry = kwargs.get("entry_out") is not None
+        if not keep_entry:  # never a file in the working directory the caller did not ask for
+            kwargs["entry_out"] = Path(tmp) / "entry.json"
+        result = push_directory(folder, repo_id=repo, version=version, **kwargs)
+        if not keep_entry:
+            result.entry_path = None
+        return result

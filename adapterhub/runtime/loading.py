@@ -57,13 +57,15 @@ class AdapterLoading:
         reach the network themselves. ``revision``: a Hub revision.
         """
         path = sources.local_adapter_dir(source, revision)
-        if path is None:
+        installed = path is None
+        if installed:
             path = sources.install(str(source), revision)
         name = name or sources.default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
         files = method.read(path, allow_pickle=allow_pickle)
-        files.source = files.source or str(path)
+        # messages name what the user asked for (a registry name, a repo id), not a store path
+        files.source = str(source) if installed else files.source or str(path)
         method.check(self.model, files)  # before any mutation
         head = None
         if files.head:

@@ -237,3 +237,48 @@ def test_push_without_token_and_private_push(hub, base_model_dir, tmp_path):
     owner = HfApi(endpoint=hub.url, token=TOKEN)
     assert owner.model_info("alice/secret-lora").private is True
     assert [t.name for t in owner.list_repo_refs("alice/secret-lora").tags] == ["v0.1.0"]
+
+
+@pytest.mark.slow
+def test_cli_pushes_a_sequence_classification_lora_and_its_printed_commands_work(hub, base_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """The demo's case: a SEQ_CLS LoRA with its classifier, base saved as BertModel, pushed WITH the load
+    check; every `adapterhub install` line the push prints then works exactly as printed."""
+    import shlex
+
+    import torch
+    from transformers import BertForSequenceClassification, BertModel
+
+    from adapterhub import AdapterModel
+    from adapterhub.errors import IncompatibleBaseModelError
+
+    torch.manual_seed(0)
+    am = AdapterModel(BertForSequenceClassification.from_pretrained(base_model_dir, num_labels=3))
+    am.add_adapter("cls", "lora", r=2, target_modules=["query", "value"], modules_to_save=["classifier"],
+                   task_type="SEQ_CLS")
+    adapter_dir = tmp_path / "cls"
+    am.save_adapter(adapter_dir, "cls")
+    index_dir = tmp_path / "my-index"
+    pushed = run_cli("push", str(adapter_dir), "--repo", "alice/tiny-cls", "--version", "0.1.0",
+                     "--name", "alice/tiny-cls", "--base-model", str(base_model_dir), "--endpoint", hub.url,
+                     "--index-dir", str(index_dir), token=TOKEN, cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "as BertForSequenceClassification(num_labels=3)" in pushed.stderr
+    commands = [line.split(": ", 1)[1] for line in pushed.stdout.splitlines() if line.lstrip().startswith(("install with:", "or:"))]
+    assert len(commands) == 2 and f"--index {index_dir}" in commands[0] and "hf://alice/tiny-cls@v0.1.0" in commands[1]
+    for number, command in enumerate(commands):
+        args = shlex.split(command)
+        assert args[:2] == ["adapterhub", "install"]
+        # a fresh shell: no HF_ENDPOINT, no ADAPTERHUB_INDEX (conftest unsets both), an empty store
+        env = {"ADAPTERHUB_HOME": str(tmp_path / f"home-{number}")}
+        done = run_cli(*args[1:], env=env, cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+
+    # loaded by registry name onto the wrong class: the error names the adapter as asked, and the fix
+    monkeypatch.setenv("ADAPTERHUB_INDEX", str(index_dir))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    with pytest.raises(IncompatibleBaseModelError) as err:
+        AdapterModel(BertModel.from_pretrained(base_model_dir)).load_adapter("alice/tiny-cls@0.1.0")
+    assert str(err.value).startswith("alice/tiny-cls@0.1.0 does not fit BertModel")
+    assert "installed-v1" not in str(err.value)
+    assert "num_labels=3" in err.value.hint

@@ -59,9 +59,13 @@ class PeftChecks:
         if problems:
             where = adapter.source or "adapter"
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            from ..model_fit import mismatch_hint
+
+            base = adapter.config.get("base_model_name_or_path")
             raise IncompatibleBaseModelError(
                 f"{where} does not fit {type(model).__name__}: " + "; ".join(problems[:3]) + more,
-                hint="the adapter was trained for a different base model; check base_model_name_or_path",
+                hint=mismatch_hint(model, adapter) or "the adapter was trained for a different base model"
+                + (f" (its config names {base})" if base else "; check base_model_name_or_path"),
             )
 
     def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
