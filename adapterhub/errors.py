@@ -148,3 +148,8 @@ class PublishError(AdapterHubError):
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
+
+
+class PublishArgumentsError(PublishError, UsageError):
+    """Push arguments that are malformed (a version that is not X.Y.Z, a repo id without a
+    namespace, ...): a usage error, exit code 2, listing every bad argument."""

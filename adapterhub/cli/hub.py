@@ -80,6 +80,9 @@ def serve(
         threshold = lfs_threshold if lfs_threshold is not None else lfs_threshold_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if not table:
+        info("warning: no users (--user NAME:TOKEN or ADAPTERHUB_HUB_USERS=NAME:TOKEN): this Hub is read-only, "
+             "nobody can push to it" + (" (the demo adapters are published by an internal user)" if demo else ""))
     demo_token = ""
     if demo:
         from ..demo.tasks import DEMO_ORG

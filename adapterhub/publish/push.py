@@ -18,7 +18,7 @@ from typing import Any
 from ..client import remote
 from ..client.hashing import git_blob_sha1, sha256_file
 from ..client.models import FileEntry
-from ..errors import IntegrityError, PublishError
+from ..errors import IntegrityError, PublishArgumentsError, PublishError
 from ..settings import get_settings
 from .manifest import CARD_NAME, MANIFEST_NAME, RELEASE_METADATA_FILES, record_files, release_time
 from .release import NAME, PushResult, check_arguments, stage_release
@@ -110,7 +110,7 @@ def push_directory(
         name = repo_id.lower()
     problems = check_arguments(repo_id, version, name, task)
     if problems:
-        raise PublishError("cannot push: bad arguments", problems=problems)
+        raise PublishArgumentsError("cannot push: bad arguments", problems=problems)
     settings = get_settings(endpoint=endpoint).with_overrides(token=token)
     if not dry_run:
         remote.check_online(settings, f"pushing {repo_id}")
