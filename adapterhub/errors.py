@@ -69,6 +69,10 @@ class CompositionError(UnsupportedOperationError):
     """A composition block that a method cannot take part in, or a malformed block."""
 
 
+class MissingDependencyError(AdapterHubError, ImportError):
+    """An optional dependency a feature needs is not installed (bitsandbytes for QLoRA, ...)."""
+
+
 # --- adapter files and models --------------------------------------------------------------
 
 

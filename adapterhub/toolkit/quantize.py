@@ -52,6 +52,21 @@ def disable_cpu_bf16_kernel(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def import_bitsandbytes() -> Any:
+    """``bitsandbytes``, or a clear error naming the extra that installs it."""
+    try:
+        import bitsandbytes
+        import bitsandbytes.functional  # noqa: F401 - the submodule every 4-bit path uses
+    except ImportError as exc:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"4-bit quantisation and QLoRA need bitsandbytes, which cannot be imported ({exc})",
+            hint="pip install 'adapterhub[qlora]' (bitsandbytes 0.47 or newer; it runs on the CPU too)",
+        ) from None
+    return bitsandbytes
+
+
 def quantize_4bit(
     model: Any,
     quant_type: str = "nf4",
@@ -62,7 +77,7 @@ def quantize_4bit(
 ) -> Any:
     """Replace every ``nn.Linear`` (except modules whose name ends with one of ``skip``) by a CPU
     ``bnb.nn.Linear4bit`` holding the quantised weight. Modifies ``model`` in place and returns it."""
-    import bitsandbytes as bnb
+    bnb = import_bitsandbytes()
     import torch
 
     compute_dtype = compute_dtype or torch.float32

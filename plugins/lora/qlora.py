@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapterhub.plugin import UnsupportedOperationError
-from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, is_4bit_layer
+from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, import_bitsandbytes, is_4bit_layer
 
 from .method import LoraMethod
 
@@ -52,9 +52,9 @@ class QLoraMethod(LoraMethod):
         if not is_4bit_layer(base):
             super().merge_layer(layer, name, weight)
             return
-        import bitsandbytes as bnb
         import torch
 
+        bnb = import_bitsandbytes()
         old = layer.scaling.get(name)
         layer.set_scale(name, weight)
         try:
@@ -82,7 +82,7 @@ class QLoraMethod(LoraMethod):
 
 def dequantize(param: Any) -> Any:
     """The dense weight of a ``Params4bit``, whichever CPU layout it is in (does not modify ``param``)."""
-    import bitsandbytes.functional as F
+    F = import_bitsandbytes().functional
 
     data, quant_state = param.data, param.quant_state
     if getattr(quant_state, "packing_format_for_cpu", False):
