@@ -92,6 +92,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map library errors to ``error: ...`` and an exit code."""
+    from .output import show_warnings_as_lines
+
+    show_warnings_as_lines()
     try:
         cli.main(args=argv, prog_name="adapterhub", standalone_mode=False)
     except click.exceptions.Exit as exc:
