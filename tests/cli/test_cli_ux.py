@@ -148,3 +148,16 @@ def test_a_hub_without_users_warns_that_it_is_read_only(tmp_path):
         assert "read-only" not in hub.stderr_text()
     finally:
         hub.close()
+
+
+def test_the_plan_for_a_local_folder_says_copy_not_download(tmp_path):
+    folder = make_adapter(tmp_path / "mine")
+    result = run_cli("install", str(folder), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "download" not in result.stderr
+    assert "to copy)" in result.stderr and "adapter_model.safetensors" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "adapter_config.json" in line]
+    assert lines and lines[0].rstrip().endswith("copy")
+    assert "Total:" in result.stderr and "to copy:" in result.stderr
+    plan = run_cli("install", str(folder), "--dry-run", "--json").json()["plan"]
+    assert plan["download_bytes"] == 0 and plan["copy_bytes"] == plan["total_bytes"] > 0
