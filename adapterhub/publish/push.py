@@ -90,6 +90,7 @@ def push_directory(
     entry_out: str | os.PathLike[str] | None = None,
     check: bool = True,
     dry_run: bool = False,
+    exclude: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> PushResult:
     """Validate the adapter in ``path``, push it to ``repo_id`` as tag ``v{version}`` and register it.
@@ -102,6 +103,7 @@ def push_directory(
         (default ``./<name>-<version>.entry.json``).
     :param check: load the adapter onto a locally available base model and run a forward pass.
     :param dry_run: validate and stage only: no token needed, nothing uploaded or written.
+    :param exclude: glob patterns (a file name or a path in the folder) of files to leave out.
     :raises PublishError: listing every validation problem, a missing token, or a version conflict.
     :raises OfflineError: offline mode is on (and this is not a dry run).
     """
@@ -122,7 +124,8 @@ def push_directory(
             )
 
     say(f"validating {path}")
-    adapter = validate_adapter_dir(path, base_model=base_model, check=check, task=task, name=name)
+    adapter = validate_adapter_dir(path, base_model=base_model, check=check, task=task, name=name,
+                                   exclude=exclude)
     task = task or adapter.default_task
     if task is None:
         raise PublishError(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from ..client.detect import stamp_method
 from ..client.models import MethodStamp
 from ..errors import AdapterHubError, PublishError
-from ..layout import adapter_files, is_pickle, skipped_files
+from ..layout import adapter_files, is_pickle, is_training_state, matches_any, skipped_files
 from ..plugin.contract import AdapterFiles, AdapterMethod, read_adapter_config
 from ..plugin.registry import detect_method
 from .load_check import LoadedAs
@@ -152,10 +154,25 @@ def detect_format(config: dict[str, Any]) -> str:
     return "peft"
 
 
-def publishable_files(path: Path) -> tuple[list[str], list[str]]:
+def publishable_files(path: Path, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(files to publish, files skipped), by :func:`adapterhub.layout.adapter_files` for a publish:
-    hidden files and folders, caches and an old manifest are skipped."""
-    return adapter_files(path, for_publish=True), skipped_files(path, for_publish=True)
+    hidden files and folders, caches, an old manifest and whatever matches an ``exclude`` glob
+    (``--exclude``) are skipped."""
+    files = adapter_files(path, for_publish=True)
+    excluded = [f for f in files if matches_any(f, tuple(exclude))]
+    return [f for f in files if f not in excluded], sorted([*skipped_files(path, for_publish=True), *excluded])
+
+
+def training_state_problem(path: Path, files: list[str]) -> str | None:
+    """One problem naming the training-state files of a checkpoint folder, with the flags that leave them out."""
+    training = [f for f in files if is_training_state(f)]
+    if not training:
+        return None
+    flags = " ".join(f"--exclude {shlex.quote(f)}" for f in training)
+    return (f"{path}: {', '.join(training)} {'is' if len(training) == 1 else 'are'} training state of a "
+            "checkpoint folder (optimizer, scheduler, random state, training arguments), not part of the "
+            f"adapter: leave {'it' if len(training) == 1 else 'them'} out with {flags}, or publish the folder "
+            "that save_adapter / save_pretrained wrote")
 
 
 def _inside(target: Path, folder: Path) -> bool:
@@ -186,20 +203,25 @@ def validate_adapter_dir(
     check: bool = True,
     task: str | None = None,
     name: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> ValidatedAdapter:
     """Validate ``path`` for publishing; raise one :class:`PublishError` listing every problem.
 
     ``task`` (``--task``) helps pick the class the base model is loaded in for the load check
-    (:mod:`.load_check`); ``name``, the registry name, is how problems name the adapter.
+    (:mod:`.load_check`); ``name``, the registry name, is how problems name the adapter;
+    ``exclude``: glob patterns of files to leave out of the release (``--exclude``).
     """
     path = Path(path)
     if not path.is_dir():
         raise PublishError(f"{path}: not a directory", hint="pass the folder save_adapter/save_pretrained wrote")
 
     problems: list[str] = []
-    files, skipped = publishable_files(path)
+    files, skipped = publishable_files(path, exclude)
     problems.extend(links_leaving(path, files))
-    pickles = [f for f in files if is_pickle(f)]
+    training = training_state_problem(path, files)
+    if training:
+        problems.append(training)
+    pickles = [f for f in files if is_pickle(f) and not is_training_state(f)]
     for pickled in pickles:
         problems.append(f"{path / pickled}: pickled weights cannot be published (unsafe to load); "
                         + CONVERT_HINT.format(dir=path))

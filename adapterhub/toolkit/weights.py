@@ -22,6 +22,20 @@ from ..fileio import atomic_write_bytes
 from ..layout import PICKLE_SUFFIXES
 
 
+def unpickling_refusal(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it with
+    ``weights_only=False`` (which would run whatever code the file holds): adapterhub never relays it."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds Python objects, not only tensors (it needs {found.group(1)} to be rebuilt)"
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds Python objects, not only tensors"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_tensors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
     """Load a weights file. Pickle files need ``allow_pickle`` and are read with ``weights_only=True``."""
     path = Path(path)
@@ -44,7 +58,9 @@ def load_tensors(path: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error
-            raise AdapterFormatError(f"{path}: cannot be read with torch.load(weights_only=True) ({exc})") from None
+            raise AdapterFormatError(
+                f"{path}: cannot be read with torch.load(weights_only=True): {unpickling_refusal(exc)}",
+                hint="an adapter's weights are a dict of tensors; this file is something else") from None
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                  for k, v in data.items()):
             raise AdapterFormatError(f"{path}: expected a dict of named tensors, got {type(data).__name__}")
