@@ -282,3 +282,21 @@ def test_cli_pushes_a_sequence_classification_lora_and_its_printed_commands_work
     assert str(err.value).startswith("alice/tiny-cls@0.1.0 does not fit BertModel")
     assert "installed-v1" not in str(err.value)
     assert "num_labels=3" in err.value.hint
+
+
+@pytest.mark.slow
+def test_push_adapter_writes_no_entry_file_unless_asked(hub, base_model_dir, tmp_path, monkeypatch):
+    from adapterhub.publish import push_adapter
+
+    model, _ = _trained(base_model_dir, "lora")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
+                          base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False)
+    assert list(work.iterdir()) == []  # nothing dropped into the working directory
+    assert result.entry is not None and result.entry["name"] == "alice/no-entry-file" and result.entry_path is None
+    asked = tmp_path / "asked.entry.json"
+    again = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
+                         base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False, entry_out=asked)
+    assert again.noop and again.entry_path == asked and asked.is_file() and list(work.iterdir()) == []
