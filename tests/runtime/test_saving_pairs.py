@@ -206,3 +206,29 @@ def test_bitfit_targets_the_same_biases_whatever_wraps_them(bert_template):
     assert set(got) == expected and "encoder.layer.0.attention.self.value.bias" in got
     trainable = {n for n, p in wrapped.model.named_parameters() if p.requires_grad}
     assert "encoder.layer.0.attention.self.value.base_layer.bias" in trainable
+
+
+#: IA3 on attention only: the adapters library's IA3 cannot scale feed-forward inputs
+ADAPTERS_FORMAT = {"lora": VARIANTS["lora"], "rslora": VARIANTS["rslora"], "dora": VARIANTS["dora"],
+                   "ia3": ("ia3", {"target_modules": ["query", "value"], "feedforward_modules": []})}
+
+
+@pytest.mark.parametrize(("first", "second"), [("lora", "ia3"), ("ia3", "lora"), ("dora", "ia3"), ("ia3", "rslora")])
+def test_the_adapterhub_format_too(first, second, bert_template, tmp_path):
+    """LoRA and IA3 also save in AdapterHub's format; wrapped by the other method, they reload alone."""
+    am = AdapterModel(copy.deepcopy(bert_template))
+    for name in (first, second):
+        method, config = ADAPTERS_FORMAT[name]
+        am.add_adapter(name, method, **config)
+        am.set_adapter(name)
+        _give_weights(am, name)
+    for name in (first, second):
+        if name in ("dora", "rslora"):
+            continue  # the adapters library has neither DoRA nor rsLoRA: PEFT's format only (refused)
+        am.set_adapter(name)
+        before = _output(am)
+        am.save_adapter(tmp_path / name, name, format="adapters")
+        alone = AdapterModel(copy.deepcopy(bert_template))
+        alone.load_adapter(tmp_path / name, name=name)
+        alone.set_adapter(name)
+        torch.testing.assert_close(_output(alone), before, atol=1e-6, rtol=0)
