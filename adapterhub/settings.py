@@ -161,9 +161,7 @@ def _env_number(name: str, default: float, *, integer: bool = False, positive: b
     except ValueError:
         value = -1
     if value < 0 or (positive and value == 0) or value != value or value == float("inf"):
-        from .errors import UsageError
-
         kind = "a whole number" if integer else "a number of seconds"
-        raise UsageError(f"{name}={raw!r} is not {kind}{' above 0' if positive else ''}",
-                         hint=f"unset {name} to use the default ({default:g})")
+        raise ValueError(f"{name}={raw!r} is not {kind}{' above 0' if positive else ''} "
+                         f"(unset it to use the default, {default:g})")
     return value

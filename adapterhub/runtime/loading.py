@@ -64,6 +64,7 @@ class AdapterLoading:
         method = detect_method(path, self.model)
         files = method.read(path, allow_pickle=allow_pickle)
         files.source = files.source or str(path)
+        method.check_dtypes(files)  # whatever reader the method used
         method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
