@@ -126,8 +126,9 @@ def stage_missing(items: tuple[PlanItem, ...], *, store: Store, settings: Settin
     if problems:
         first = next(label for label in [i.resolved.label for i in items] if label in problems)
         listed = [p if len(problems) == 1 else f"{label}: {p}" for label, ps in problems.items() for p in ps]
+        origin = f" from {settings.public_endpoint}" if jobs else ""
         raise IntegrityError(
-            f"{first}: {len(listed)} file(s) failed verification; nothing was installed",
+            f"{first}: {len(listed)} file(s){origin} failed verification; nothing was installed",
             problems=listed,
             hint="the server or the connection delivered wrong bytes; retry, and report it if it persists",
         )

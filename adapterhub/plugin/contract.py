@@ -340,4 +340,18 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
         raise AdapterFormatError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    if "peft_type" not in config and "config" in config:  # AdapterHub's layout: its own fields are typed
+        for field, types, kind in _ADAPTERS_FIELDS:
+            value = config.get(field)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise AdapterFormatError(f"{config_path}: {field}: expected {kind}, got {json.dumps(value)[:60]}",
+                                         hint="the AdapterHub-format config is damaged; re-download or re-save it")
     return config
+
+
+#: The top-level fields of AdapterHub's adapter_config.json, with their JSON types (each may be null).
+_ADAPTERS_FIELDS = (
+    ("config", dict, "an object"), ("name", str, "a string"), ("hidden_size", int, "an integer"),
+    ("model_type", str, "a string"), ("model_class", str, "a string"), ("model_name", str, "a string"),
+    ("version", str, "a string"),
+)

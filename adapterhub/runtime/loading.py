@@ -6,19 +6,35 @@ state these methods fill in (``_infos``, ``_heads``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..composition import as_block
-from ..errors import AdapterExistsError, UnsupportedOperationError, UsageError
+from ..errors import AdapterExistsError, AdapterFormatError, AdapterHubError, UnsupportedOperationError, UsageError
 from ..plugin.contract import AdapterFiles, AdapterMethod
 from ..plugin.registry import detect_method, get_method, get_methods
 from . import heads, sources, transaction
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+@contextlib.contextmanager
+def _format_errors(path: Path, method: AdapterMethod) -> Iterator[None]:
+    """Reading and checking an adapter: a plugin that trips over a malformed value (a string where
+    a number belongs) still answers with an AdapterFormatError naming the folder, not a traceback."""
+    try:
+        yield
+    except AdapterHubError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        raise AdapterFormatError(
+            f"{path}: method {method.name!r} cannot read this adapter ({type(exc).__name__}: {exc})",
+            hint="a value in adapter_config.json or the weights has the wrong type or shape; re-save the adapter",
+        ) from exc
 
 
 @dataclass
@@ -62,10 +78,11 @@ class AdapterLoading:
         name = name or sources.default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
-        files = method.read(path, allow_pickle=allow_pickle)
-        files.source = files.source or str(path)
-        method.check_dtypes(files)  # whatever reader the method used
-        method.check(self.model, files)  # before any mutation
+        with _format_errors(path, method):
+            files = method.read(path, allow_pickle=allow_pickle)
+            files.source = files.source or str(path)
+            method.check_dtypes(files)  # whatever reader the method used
+            method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
             head_spec = {**files.head, "source": files.source}
