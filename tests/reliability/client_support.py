@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -161,8 +162,8 @@ def proxy(seeded) -> Iterator[FaultProxy]:
 
 
 def visible_installs(home: Path) -> list[Path]:
-    """Install records in the store: what ``list`` shows."""
-    return sorted(home.glob("installed-v1/**/*.json"))
+    """Install records in the store (``installed-v1/<key>/<commit>.json``): what ``list`` shows."""
+    return sorted(p for p in home.glob("installed-v1/**/*.json") if re.fullmatch(r"[0-9a-f]{40}\.json", p.name))
 
 
 def partial_files(home: Path) -> list[Path]:
