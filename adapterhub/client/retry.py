@@ -129,8 +129,9 @@ class Waits:
         GiveUp when no attempt is left or the budget cannot pay for the wait."""
         policy = self.policy
         self.charge(failure.stalled)
+        attempts = f"{attempt} attempt{'s' if attempt > 1 else ''}"
         if attempt > policy.retries:
-            raise GiveUp(f"gave up after {attempt} attempts")
+            raise GiveUp(f"gave up after {attempts}")
         if failure.retry_after is not None:
             wait = min(failure.retry_after, policy.retry_after_max_s)
             asked = f"the server asked to wait {failure.retry_after:g} s"
@@ -142,7 +143,7 @@ class Waits:
         with self._lock:
             left = policy.max_wait_s - self._spent
             if wait > left:
-                raise GiveUp(f"gave up after {attempt} attempts: waiting {wait:g} s more would exceed the "
+                raise GiveUp(f"gave up after {attempts}: waiting {wait:g} s more would exceed the "
                              f"{policy.max_wait_s:g} s an install may wait (ADAPTERHUB_MAX_WAIT)")
             self._spent += wait
         log.warning("%s: %s; %s (retry %d of %d)", what, failure.reason, note, attempt, policy.retries)

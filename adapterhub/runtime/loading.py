@@ -89,9 +89,10 @@ class AdapterLoading:
             heads.check_head(head_spec, self.model)
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
-        transaction.run_transactionally(
-            self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
-            self._structure_changed)
+        with _format_errors(path, method):  # PEFT itself trips over some malformed config values
+            transaction.run_transactionally(
+                self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
+                self._structure_changed)
         transaction.match_training_mode(self.model)
         if head is not None:
             self._heads.attach(name, head)

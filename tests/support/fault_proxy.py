@@ -8,7 +8,8 @@ default); each queued fault is used once, in order, and every request is logged.
 
 Faults (``Fault.kind``):
 
-* ``status``: answer ``status`` (500, 429, ...) at once, with ``Retry-After: retry_after`` if given;
+* ``status``: answer ``status`` (500, 429, ...) at once, with ``Retry-After: retry_after`` if given
+  (``echo``: the body repeats the request's headers, token included, as a careless server might);
 * ``reset``: forward the head and ``at`` of the body, then reset the connection (TCP RST);
 * ``truncate``: forward the head and ``at`` of the body, then close cleanly (FIN);
 * ``length_long`` / ``length_short``: announce a Content-Length longer (+``extra`` bytes) or shorter
@@ -22,6 +23,7 @@ reaches beyond 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -40,6 +42,7 @@ class Fault:
     at: float = 0.5  # fraction of the body before the fault strikes
     extra: int = 1000
     seconds: float = 30.0
+    echo: bool = False
 
 
 @dataclass
@@ -155,7 +158,8 @@ class FaultProxy:
         if fault is not None and fault.kind == "status":
             hit.status = fault.status
             extra = f"Retry-After: {fault.retry_after}\r\n" if fault.retry_after is not None else ""
-            payload = b'{"error": "injected fault"}'
+            said = "; ".join(f"{k.strip()}: {v.strip()}" for k, v in headers) if fault.echo else ""
+            payload = json.dumps({"error": f"injected fault {said}".strip()}).encode()
             client.sendall(
                 f"HTTP/1.1 {fault.status} Injected\r\nContent-Type: application/json\r\n{extra}"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
