@@ -15,7 +15,8 @@ Faults (``Fault.kind``):
 * ``length_long`` / ``length_short``: announce a Content-Length longer (+``extra`` bytes) or shorter
   (``at`` of it) than the body, send what was announced or the whole body, then close;
 * ``stall``: forward the head and ``at`` of the body, then send nothing for ``seconds``;
-* ``flip``: change one byte of the body (at ``at`` of it), as a hostile server or a broken link would.
+* ``flip``: change one byte of the body (at ``at`` of it), as a hostile server or a broken link would;
+* ``drop_range``: forward the request without its ``Range`` header (a server that ignores Range).
 
 ``throttle`` (bytes per second) slows every forwarded body, for the Ctrl-C tests. Nothing here
 reaches beyond 127.0.0.1.
@@ -165,7 +166,8 @@ class FaultProxy:
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
             )
             return
-        kept = [(k, v) for k, v in headers if k.strip().lower() not in ("connection", "keep-alive", "proxy-connection")]
+        dropped = {"connection", "keep-alive", "proxy-connection"} | ({"range"} if fault and fault.kind == "drop_range" else set())
+        kept = [(k, v) for k, v in headers if k.strip().lower() not in dropped]
         request = lines[0] + "\r\n" + "".join(f"{k}:{v}\r\n" for k, v in kept) + "Connection: close\r\n\r\n"
         with socket.create_connection(self.upstream, timeout=30) as upstream:
             upstream.sendall(request.encode("latin-1") + body)
