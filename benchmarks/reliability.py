@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         took = time.monotonic() - start
         rows = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
     print(f"\n{'bounded' if bounded else 'full'} run, {took:.0f} s, pytest exit {run.returncode}\n")
-    print("| case | outcome | ok/tried | seconds |")
+    print("| case | outcome | ok/tried | done after (s, from the start of its test) |")
     print("|---|---|---|---|")
     for row in rows:
         print(f"| {row['case']} | {row['outcome']} | {row['ok']}/{row['tried']} | {row['seconds']} |")

@@ -318,8 +318,10 @@ def _error_response(response: Any) -> Any:
         body += chunk
         if len(body) >= 65536:
             break
-    return httpx2.Response(response.status_code, headers=response.headers, content=body[:65536],
-                           request=response.request)
+    # The body is decoded already: drop the headers that describe its encoding on the wire.
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx2.Response(response.status_code, headers=headers, content=body[:65536], request=response.request)
 
 
 def _reason(exc: Exception) -> str:

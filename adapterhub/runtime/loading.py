@@ -24,13 +24,14 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 @contextlib.contextmanager
 def _format_errors(path: Path, method: AdapterMethod) -> Iterator[None]:
-    """Reading and checking an adapter: a plugin that trips over a malformed value (a string where
-    a number belongs) still answers with an AdapterFormatError naming the folder, not a traceback."""
+    """Reading, checking and applying an adapter: a plugin (or PEFT) that trips over a malformed value
+    (a string where a number belongs, a ``megatron_config`` naming a module that is not installed)
+    still answers with an AdapterFormatError naming the folder, not a traceback."""
     try:
         yield
     except AdapterHubError:
         raise
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ImportError) as exc:
         raise AdapterFormatError(
             f"{path}: method {method.name!r} cannot read this adapter ({type(exc).__name__}: {exc})",
             hint="a value in adapter_config.json or the weights has the wrong type or shape; re-save the adapter",

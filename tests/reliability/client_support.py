@@ -47,17 +47,22 @@ class Tally:
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    ended: float = 0.0
 
     def record(self, ok: bool, why: str = "") -> None:
+        self.ended = time.monotonic()
         self.tried += 1
         if ok:
             self.ok += 1
         else:
             self.failures.append(why)
 
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
     def line(self) -> str:
-        return (f"reliability: {self.name}: {self.outcome} {self.ok}/{self.tried} "
-                f"({time.monotonic() - self.started:.1f} s)")
+        return f"reliability: {self.name}: {self.outcome} {self.ok}/{self.tried} ({self.seconds:.1f} s)"
 
 
 class Tallies:
@@ -89,7 +94,7 @@ def tally(capsys) -> Iterator[Tallies]:
             if report:
                 with open(report, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps({"case": t.name, "outcome": t.outcome, "ok": t.ok, "tried": t.tried,
-                                         "seconds": round(time.monotonic() - t.started, 1), "full": FULL}) + "\n")
+                                         "seconds": round(t.seconds, 1), "full": FULL}) + "\n")
 
 
 # --- the Hub ---------------------------------------------------------------------------------------
