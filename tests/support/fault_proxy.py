@@ -18,7 +18,7 @@ Faults (``Fault.kind``):
 * ``flip``: change one byte of the body (at ``at`` of it), as a hostile server or a broken link would;
 * ``drop_range``: forward the request without its ``Range`` header (a server that ignores Range).
 
-``throttle`` (bytes per second) slows every forwarded body, for the Ctrl-C tests. Nothing here
+``throttle`` (bytes per second) slows every forwarded body (uploads too), for the Ctrl-C tests. Nothing here
 reaches beyond 127.0.0.1.
 """
 
@@ -146,11 +146,16 @@ class FaultProxy:
         headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
         length = next((int(v) for k, v in headers if k.strip().lower() == "content-length"), 0)
         body = rest
+        started = time.monotonic()
         while len(body) < length:
             chunk = client.recv(65536)
             if not chunk:
                 return
             body += chunk
+            if self.throttle:  # an upload as slow as a download
+                delay = len(body) / self.throttle - (time.monotonic() - started)
+                if delay > 0 and self._stop.wait(delay):
+                    return
         rng = next((v.strip() for k, v in headers if k.strip().lower() == "range"), None)
         fault = self._next_fault(method, target)
         hit = Hit(method, target, rng, fault.kind if fault else None)
