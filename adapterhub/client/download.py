@@ -136,8 +136,8 @@ def _attempt(url: str, headers: dict[str, str], part: _Partial, transfers: _Tran
     before = part.have
     try:
         with open_file(url, headers, start=part.have, read_timeout=transfers.waits.policy.read_timeout_s) as stream:
-            transfers.add(stream)
             try:
+                transfers.add(stream)
                 if part.have and stream.status != 206:  # the server ignored Range: start over
                     part.restart()
                     before = 0
@@ -193,10 +193,10 @@ def _fetch_one(settings: Settings, job: FetchJob, headers: dict[str, str], progr
                 try:
                     wait = waits.plan(failure, attempt, job.what)
                 except GiveUp as give_up:
+                    kept = f"the {part.have} bytes received are kept and the next install resumes them; " if part.have else ""
                     raise DownloadError(
                         f"{job.what}: download from {settings.public_endpoint} failed: {failure.reason}; {give_up}",
-                        hint=f"the {part.have} bytes received are kept and the next install resumes them; check "
-                        f"that the Hub is reachable and try again later ({SETTINGS_HINT})",
+                        hint=f"{kept}check that the Hub is reachable and try again later ({SETTINGS_HINT})",
                     ) from None
                 waits.sleep(wait)
             except Exception as exc:  # an HTTP error no retry fixes (404, 401, ...)
