@@ -19,6 +19,8 @@ class ExitCode(enum.IntEnum):
     ERROR = 1
     #: Bad command line (click's own usage errors also exit 2).
     USAGE = 2
+    #: Interrupted (Ctrl-C, SIGINT): 128 + 2, as shells report it.
+    INTERRUPTED = 130
 
 
 class AdapterHubError(Exception):

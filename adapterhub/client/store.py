@@ -93,10 +93,11 @@ class Store:
         return False
 
     def add_blob(self, source: Path, sha256: str) -> Path:
-        """Move an already verified file into the blob store (a no-op if the blob exists)."""
+        """Move an already verified file into the blob store (a no-op if an intact blob exists; a
+        damaged one is replaced, so `install --force` repairs files whose sha256 the plan lacked)."""
         target = self.blob_path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if target.exists() and self.blob_ok(sha256, source.stat().st_size):
             source.unlink(missing_ok=True)
         else:
             os.chmod(source, read_only_mode())  # read-only, readable as far as the umask allows

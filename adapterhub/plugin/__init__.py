@@ -23,13 +23,23 @@ from ..errors import (
     PickleRefusedError,
     UnsupportedOperationError,
 )
-from .contract import COMBINE_MODES, CONFIG_NAME, AdapterFiles, AdapterMethod, read_adapter_config
+from .contract import (
+    COMBINE_MODES,
+    CONFIG_NAME,
+    FLOAT_DTYPES,
+    QUANTIZED_DTYPES,
+    AdapterFiles,
+    AdapterMethod,
+    read_adapter_config,
+)
 from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
 
 __all__ = [
     "COMBINE_MODES",
     "CONFIG_NAME",
+    "FLOAT_DTYPES",
+    "QUANTIZED_DTYPES",
     "AdapterExistsError",
     "AdapterFiles",
     "AdapterFormatError",

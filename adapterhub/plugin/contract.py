@@ -32,6 +32,30 @@ CONFIG_NAME = "adapter_config.json"
 #: The combine modes the runtime passes to :meth:`AdapterMethod.set_active`.
 COMBINE_MODES = ("stack", "average", "batch_split")
 
+#: Floating-point tensor types (safetensors' names): what adapter weights are.
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+#: bitsandbytes' quantised layouts (packed 4-bit and int8 weights), which QLoRA files may also hold.
+QUANTIZED_DTYPES = frozenset({"U8", "I8"})
+#: ``str(torch_dtype)`` -> safetensors' name, so that dtypes are checked without importing torch.
+TORCH_DTYPE_NAMES = {
+    "torch.float16": "F16", "torch.bfloat16": "BF16", "torch.float32": "F32", "torch.float64": "F64",
+    "torch.uint8": "U8", "torch.int8": "I8", "torch.int16": "I16", "torch.int32": "I32", "torch.int64": "I64",
+    "torch.uint16": "U16", "torch.uint32": "U32", "torch.uint64": "U64", "torch.bool": "BOOL",
+    "torch.float8_e4m3fn": "F8_E4M3", "torch.float8_e5m2": "F8_E5M2", "torch.complex64": "C64",
+}
+
+
+def dtype_name(tensor: Any) -> str:
+    """safetensors' name of a tensor's dtype (``F32``); torch's own spelling if it has none."""
+    return TORCH_DTYPE_NAMES.get(str(tensor.dtype), str(tensor.dtype))
+
+
+def describe_dtypes(dtypes: Any) -> str:
+    names = sorted(dtypes)
+    if set(names) == FLOAT_DTYPES:
+        return "floating point (" + ", ".join(names) + ")"
+    return ", ".join(names)
+
 
 @dataclass
 class AdapterFiles:
@@ -100,6 +124,10 @@ class AdapterMethod(ABC):
     trainable: ClassVar[bool] = True
     #: When several methods claim the same files, the highest priority wins (QLoRA over LoRA).
     priority: ClassVar[int] = 0
+    #: The tensor types (safetensors' names) this method's files may hold. Readers refuse any other
+    #: before the model is touched: an ``I32`` header where ``F32`` belongs has the same byte count
+    #: and would otherwise load as integers. :meth:`allowed_dtypes` can narrow it per tensor.
+    tensor_dtypes: ClassVar[frozenset[str]] = FLOAT_DTYPES
 
     # -- files ------------------------------------------------------------------------------
 
@@ -125,6 +153,29 @@ class AdapterMethod(ABC):
         """Write ``adapter`` to directory ``path`` in ``format`` (None: the method's native format,
         ``formats[0]``); return the files written. A format that cannot hold the adapter exactly is
         refused before anything is written."""
+
+    def allowed_dtypes(self, key: str) -> frozenset[str]:
+        """The dtypes tensor ``key`` (named as in the file) may have; default :attr:`tensor_dtypes`.
+        Pass it to the toolkit readers (``dtypes=self.allowed_dtypes``)."""
+        return self.tensor_dtypes
+
+    def check_dtypes(self, adapter: AdapterFiles) -> None:
+        """Refuse an adapter holding a tensor of a type :meth:`allowed_dtypes` does not allow (an
+        :class:`~adapterhub.errors.AdapterFormatError` naming it). The runtime calls it after
+        :meth:`read`, whatever reader the method used, and before :meth:`check`."""
+        where = adapter.source or "adapter"
+        tensors = [("", adapter.state_dict)]
+        if adapter.head:
+            tensors.append(("head ", adapter.head.get("state_dict") or {}))
+        for kind, state in tensors:
+            for key, tensor in state.items():
+                allowed = self.allowed_dtypes(key) if not kind else FLOAT_DTYPES
+                if hasattr(tensor, "dtype") and dtype_name(tensor) not in allowed:
+                    raise AdapterFormatError(
+                        f"{where}: {kind}tensor {key!r} has dtype {dtype_name(tensor)}; {self.name} tensors must be "
+                        f"{describe_dtypes(allowed)}",
+                        hint="the weights file declares a type its method cannot use; re-save the adapter",
+                    )
 
     # -- model ------------------------------------------------------------------------------
 
@@ -289,4 +340,18 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
         raise AdapterFormatError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    if "peft_type" not in config and "config" in config:  # AdapterHub's layout: its own fields are typed
+        for field, types, kind in _ADAPTERS_FIELDS:
+            value = config.get(field)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise AdapterFormatError(f"{config_path}: {field}: expected {kind}, got {json.dumps(value)[:60]}",
+                                         hint="the AdapterHub-format config is damaged; re-download or re-save it")
     return config
+
+
+#: The top-level fields of AdapterHub's adapter_config.json, with their JSON types (each may be null).
+_ADAPTERS_FIELDS = (
+    ("config", dict, "an object"), ("name", str, "a string"), ("hidden_size", int, "an integer"),
+    ("model_type", str, "a string"), ("model_class", str, "a string"), ("model_name", str, "a string"),
+    ("version", str, "a string"),
+)

@@ -6,19 +6,36 @@ state these methods fill in (``_infos``, ``_heads``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..composition import as_block
-from ..errors import AdapterExistsError, UnsupportedOperationError, UsageError
+from ..errors import AdapterExistsError, AdapterFormatError, AdapterHubError, UnsupportedOperationError, UsageError
 from ..plugin.contract import AdapterFiles, AdapterMethod
 from ..plugin.registry import detect_method, get_method, get_methods
 from . import heads, sources, transaction
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+@contextlib.contextmanager
+def _format_errors(path: Path, method: AdapterMethod) -> Iterator[None]:
+    """Reading, checking and applying an adapter: a plugin (or PEFT) that trips over a malformed value
+    (a string where a number belongs, a ``megatron_config`` naming a module that is not installed)
+    still answers with an AdapterFormatError naming the folder, not a traceback."""
+    try:
+        yield
+    except AdapterHubError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ImportError) as exc:
+        raise AdapterFormatError(
+            f"{path}: method {method.name!r} cannot read this adapter ({type(exc).__name__}: {exc})",
+            hint="a value in adapter_config.json or the weights has the wrong type or shape; re-save the adapter",
+        ) from exc
 
 
 @dataclass
@@ -63,19 +80,22 @@ class AdapterLoading:
         name = name or sources.default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
-        files = method.read(path, allow_pickle=allow_pickle)
-        # messages name what the user asked for (a registry name, a repo id), not a store path
-        files.source = str(source) if installed else files.source or str(path)
-        method.check(self.model, files)  # before any mutation
+        with _format_errors(path, method):
+            files = method.read(path, allow_pickle=allow_pickle)
+            # messages name what the user asked for (a registry name, a repo id), not a store path
+            files.source = str(source) if installed else files.source or str(path)
+            method.check_dtypes(files)  # whatever reader the method used
+            method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
             head_spec = {**files.head, "source": files.source}
             heads.check_head(head_spec, self.model)
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
-        transaction.run_transactionally(
-            self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
-            self._structure_changed)
+        with _format_errors(path, method):  # PEFT itself trips over some malformed config values
+            transaction.run_transactionally(
+                self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
+                self._structure_changed)
         transaction.match_training_mode(self.model)
         if head is not None:
             self._heads.attach(name, head)

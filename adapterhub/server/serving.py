@@ -70,7 +70,7 @@ def serve_forever(server: BaseWSGIServer, announce: Callable[[str], None]) -> No
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         announce(f"Serving on {server_url(server)}")
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.1)  # a stop (SIGINT, SIGTERM) is seen within 0.1 s
     finally:
         server.server_close()
         for sig, handler in previous.items():

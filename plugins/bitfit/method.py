@@ -63,7 +63,7 @@ class BitFitMethod(AdapterMethod):
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
         path = Path(path)
-        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
         bad = [k for k in state if not k.endswith("bias")]
         if bad:
             raise AdapterFormatError(f"{path}: a BitFit adapter holds only biases, found {bad[:3]}")

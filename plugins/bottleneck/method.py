@@ -58,7 +58,7 @@ class BottleneckMethod(AdapterMethod):
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
         config = read_adapter_config(path)
-        files = read_adapters_bottleneck(path, config, allow_pickle)
+        files = read_adapters_bottleneck(path, config, allow_pickle, self.allowed_dtypes)
         files.config = normalise_config(files.config)
         return files
 

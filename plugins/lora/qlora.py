@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.plugin import UnsupportedOperationError
+from adapterhub.plugin import FLOAT_DTYPES, QUANTIZED_DTYPES, UnsupportedOperationError
 from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, import_bitsandbytes, is_4bit_layer
 
 from .method import LoraMethod
@@ -20,6 +20,12 @@ class QLoraMethod(LoraMethod):
     description = "LoRA on a bitsandbytes 4-bit (nf4/fp4) base; merge re-quantises, unmerge is exact"
     priority = 10
     formats = ("peft",)
+    # A QLoRA file may carry bitsandbytes' packed 4-bit / int8 weights (of modules saved whole); its
+    # LoRA factors are floating point like any LoRA's.
+    tensor_dtypes = FLOAT_DTYPES | QUANTIZED_DTYPES
+
+    def allowed_dtypes(self, key: str) -> frozenset[str]:
+        return FLOAT_DTYPES if "lora_" in key else self.tensor_dtypes
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         return (

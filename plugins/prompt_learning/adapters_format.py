@@ -10,21 +10,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from adapterhub.plugin import CONFIG_NAME, AdapterFiles, AdapterFormatError, UnsupportedOperationError
+from adapterhub.plugin import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles, AdapterFormatError, UnsupportedOperationError
 from adapterhub.toolkit.adapters_format.heads import read_head, read_static_head
 from adapterhub.toolkit.adapters_format.layout import adapter_name, full_config, meta, read_raw, write
 
 
 
-def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
+def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = False,
+                         dtypes: Any = FLOAT_DTYPES) -> AdapterFiles:
     """adapters prefix tuning / prompt tuning, as canonical PEFT-style ``prompt_embeddings``."""
     import torch
 
     path = Path(path)
     inner = dict(config.get("config") or {})
     arch = inner.get("architecture")
-    state, _ = read_raw(path, config, allow_pickle)
+    state, _ = read_raw(path, config, allow_pickle, dtypes)
     name = config.get("name", "")
     hidden = int(config.get("hidden_size") or 0)
     heads = {"head": read_head(path, allow_pickle), "static_head": read_static_head(path, allow_pickle)}

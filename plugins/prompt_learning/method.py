@@ -74,8 +74,8 @@ class _PromptLearningMethod(AdapterMethod):
         path = Path(path)
         config = read_adapter_config(path)
         if is_adapters_format(config):
-            return read_adapters_prompt(path, config, allow_pickle)
-        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
+            return read_adapters_prompt(path, config, allow_pickle, self.allowed_dtypes)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
         if "prompt_embeddings" not in state:
             raise AdapterFormatError(
                 f"{path}: weights hold {sorted(state)[:3]}, not 'prompt_embeddings'",

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from adapterhub.client import remote
+from adapterhub.client import download, remote
 from adapterhub.client.models import FileEntry
 from adapterhub.errors import AdapterHubError, DownloadError, OfflineError, ResolutionError
 from adapterhub.settings import get_settings
@@ -50,8 +50,8 @@ def _offline_error(call) -> str:
 def test_offline_blocks_hub_metadata_and_downloads(offline, tmp_path, no_sockets):
     assert "alice/x@v1" in _offline_error(lambda: remote.resolve_snapshot(offline, "alice/x", "v1"))
     assert remote.list_refs(offline, "alice/x") == []
-    job = remote.FetchJob("alice/x", COMMIT, FileEntry("a.bin", 3, "ab" * 32), tmp_path / "a.incomplete")
-    assert "1 file(s) not in the store" in _offline_error(lambda: remote.fetch_files(offline, [job], progress=False))
+    job = download.FetchJob("alice/x", COMMIT, FileEntry("a.bin", 3, "ab" * 32), tmp_path / "a.incomplete")
+    assert "1 file(s) not in the store" in _offline_error(lambda: download.fetch_files(offline, [job], progress=False))
     assert not job.partial.exists() and no_sockets == []
 
 

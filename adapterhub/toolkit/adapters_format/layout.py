@@ -23,7 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...plugin.contract import CONFIG_NAME, AdapterFiles
+from ...plugin.contract import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
+from ..safetensors_header import DtypeRule
 from ..weights import find_weights, load_tensors, save_tensors, write_json
 
 WEIGHTS_SAFETENSORS = "adapter.safetensors"
@@ -70,9 +71,12 @@ def architecture(config: dict) -> str:
     return str(arch)
 
 
-def load_weights(path: Path, safetensors_name: str, pickle_name: str, allow_pickle: bool) -> dict:
-    """The tensors of ``safetensors_name`` (or, with ``allow_pickle``, ``pickle_name``) in ``path``."""
-    return load_tensors(find_weights(Path(path), (safetensors_name, pickle_name)), allow_pickle=allow_pickle)
+def load_weights(path: Path, safetensors_name: str, pickle_name: str, allow_pickle: bool,
+                 dtypes: DtypeRule = FLOAT_DTYPES) -> dict:
+    """The tensors of ``safetensors_name`` (or, with ``allow_pickle``, ``pickle_name``) in ``path``,
+    each of a dtype ``dtypes`` allows."""
+    return load_tensors(find_weights(Path(path), (safetensors_name, pickle_name)), allow_pickle=allow_pickle,
+                        dtypes=dtypes)
 
 
 def _legacy_rename(key: str) -> str:
@@ -95,9 +99,11 @@ def _base_prefix(config: dict, keys: list[str]) -> str | None:
     return None
 
 
-def read_raw(path: str | Path, config: dict, allow_pickle: bool) -> tuple[dict, str | None]:
-    """Weights with legacy renames applied and the base-model prefix removed, plus that prefix."""
-    state = load_weights(Path(path), WEIGHTS_SAFETENSORS, WEIGHTS_PICKLE, allow_pickle)
+def read_raw(path: str | Path, config: dict, allow_pickle: bool,
+             dtypes: DtypeRule = FLOAT_DTYPES) -> tuple[dict, str | None]:
+    """Weights with legacy renames applied and the base-model prefix removed, plus that prefix.
+    Every tensor must have a dtype ``dtypes`` allows (by its name in the file)."""
+    state = load_weights(Path(path), WEIGHTS_SAFETENSORS, WEIGHTS_PICKLE, allow_pickle, dtypes)
     state = {_legacy_rename(k): v for k, v in state.items()}
     prefix = _base_prefix(config, list(state))
     if prefix:

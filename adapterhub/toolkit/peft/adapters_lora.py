@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AdapterFormatError, UnsupportedOperationError
-from ...plugin.contract import CONFIG_NAME, AdapterFiles
+from ...plugin.contract import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
 from ..adapters_format.heads import read_head, read_static_head
 from ..adapters_format.layout import adapter_name, full_config, meta, read_raw, write
+from ..safetensors_header import DtypeRule
 
 LORA_DEFAULTS: dict[str, Any] = {
     "architecture": "lora", "selfattn_lora": True, "intermediate_lora": False, "output_lora": False,
@@ -28,7 +29,8 @@ _ATTN_LETTER = {"query": "q", "key": "k", "value": "v", "q_proj": "q", "k_proj":
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.loras\.(?P<name>[^.]+)\.(?P<param>lora_A|lora_B)$")
 
 
-def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
+def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = False,
+                       dtypes: DtypeRule = FLOAT_DTYPES) -> AdapterFiles:
     """An adapters-format LoRA (method "lora") or IA3 (composition_mode "scale": method "ia3")
     converted to PEFT's config and key naming, keys relative to the bare base model."""
     path = Path(path)
@@ -41,7 +43,7 @@ def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = Fals
             )
     if inner.get("vera_d") is not None or inner.get("vera_b") is not None:
         raise UnsupportedOperationError(f"{path / CONFIG_NAME}: VeRA adapters are not supported")
-    state, _ = read_raw(path, config, allow_pickle)
+    state, _ = read_raw(path, config, allow_pickle, dtypes)
     is_ia3 = inner.get("composition_mode") == "scale"
     r, alpha = inner["r"], inner["alpha"]
     canonical: dict[str, Any] = {}

@@ -8,6 +8,7 @@ drops that prefix. AdapterHub-format LoRA/IA3 folders are converted by :mod:`.ad
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class PeftFiles:
     name: str
     peft_type: str
     adapters_architecture: str | None
+    allowed_dtypes: Callable[[str], frozenset[str]]  # AdapterMethod's
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if "peft_type" in config:
@@ -64,10 +66,10 @@ class PeftFiles:
         if "peft_type" not in config:
             from .adapters_lora import read_adapters_lora
 
-            files = read_adapters_lora(path, config, allow_pickle)
+            files = read_adapters_lora(path, config, allow_pickle, dtypes=self.allowed_dtypes)
             files.method = self.name
             return files
-        config, tensors, _ = read_adapter_dir(path, PEFT_WEIGHTS, allow_pickle=allow_pickle)
+        config, tensors, _ = read_adapter_dir(path, PEFT_WEIGHTS, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
         return AdapterFiles(self.name, config, strip_peft_prefix(tensors), format="peft", source=str(path))
 
     def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
