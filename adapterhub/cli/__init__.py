@@ -31,6 +31,7 @@ _COMMANDS = {
     "index": "index",
     "push": "publish",
     "convert": "publish",
+    "export": "export",
     "hub": "hub",
     "methods": "plugins",
     "plugins": "plugins",
