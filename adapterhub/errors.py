@@ -19,6 +19,8 @@ class ExitCode(enum.IntEnum):
     ERROR = 1
     #: Bad command line (click's own usage errors also exit 2).
     USAGE = 2
+    #: Stopped by Ctrl-C (128 + SIGINT, what a shell reports for an interrupted command).
+    INTERRUPTED = 130
 
 
 class AdapterHubError(Exception):
@@ -35,6 +37,12 @@ class AdapterHubError(Exception):
         if self.hint:
             return f"{self.message}\nhint: {self.hint}"
         return self.message
+
+
+class InterruptedByUser(AdapterHubError):
+    """A long command stopped by Ctrl-C after cleaning up after itself (exit status 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class UsageError(AdapterHubError, ValueError):

@@ -10,10 +10,6 @@ import click
 from .options import client_options
 from .output import emit_json, human_size, info, json_option
 
-#: The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
-
-
 def _weights(text: str | None) -> list[float] | None:
     if text is None:
         return None
@@ -51,6 +47,7 @@ def export_cmd(adapters: tuple[str, ...], base: str, out: Path, weights: str | N
     weights stay tied. Every adapter is installed and verified first, and everything that can be
     checked is checked before anything is written. Ctrl-C leaves nothing behind (exit status 130).
     """
+    from ..errors import InterruptedByUser
     from ..publish.export import export
 
     try:
@@ -58,8 +55,7 @@ def export_cmd(adapters: tuple[str, ...], base: str, out: Path, weights: str | N
                         max_shard_size=max_shard_size, push=push, private=private, token=token,
                         settings=settings, progress=not (quiet or as_json), allow_pickle=allow_pickle)
     except KeyboardInterrupt:
-        info(f"interrupted: nothing was written to {out}")
-        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        raise InterruptedByUser(f"interrupted: nothing was written to {out}") from None
     if as_json:
         emit_json(result.to_json())
         return

@@ -5,8 +5,9 @@ which also gives every file's size and the Hub's hashes). Only the files the cal
 safetensors shards, their index, configs, tokenizer files: never the pickles or the ``original/``
 folder of a repo) are fetched, into huggingface_hub's cache, which transformers shares, so a base
 that transformers already downloaded is not downloaded again. Every fetched file is then checked
-against the Hub's size and sha256 (LFS) or git blob id. Offline, the cache alone answers (no
-connection; its files are not re-verified, there is nothing to verify them against).
+against the Hub's size and sha256 (LFS) or git blob id. Offline, the cache alone answers: the
+snapshot the revision last resolved to, with the files it holds (no connection; they are not
+re-verified, there is nothing to verify them against).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class CheckpointSnapshot:
 def fetch_checkpoint(settings: Settings, repo_id: str, revision: str | None,
                      wanted: Callable[[str], bool]) -> CheckpointSnapshot:
     """The files of ``repo_id@revision`` for which ``wanted(path)`` is true, verified (see the module docstring)."""
-    if settings.offline:
-        path = remote.download_snapshot(settings, repo_id, revision or "main", ["*"])
+    if settings.offline:  # the cached snapshot of the revision (found by its config.json), as it is
+        path = remote.download_snapshot(settings, repo_id, revision or "main", ["config.json"])
         return CheckpointSnapshot(path, repo_id, path.name if len(path.name) == 40 else None)
     commit, files = remote.resolve_snapshot(settings, repo_id, revision)
     chosen = tuple(f for f in files if wanted(f.path))
@@ -46,7 +47,12 @@ def fetch_checkpoint(settings: Settings, repo_id: str, revision: str | None,
             f"{repo_id}@{commit[:12]}: none of its {len(files)} files is part of a safetensors checkpoint",
             hint="export needs a transformers checkpoint in safetensors (model.safetensors or shards with an index)",
         )
-    path = remote.download_snapshot(settings, repo_id, commit, [f.path for f in chosen])
+    # by the revision's name, so that huggingface_hub records it for an offline run; the snapshot
+    # it lands in is named by its commit, which must be the one just resolved
+    path = remote.download_snapshot(settings, repo_id, revision or "main", [f.path for f in chosen])
+    if path.name != commit:
+        raise ResolutionError(f"{repo_id}@{revision or 'main'} moved from {commit[:12]} to {path.name[:12]} while "
+                              "downloading", hint="run the export again, or pin the base: --base org/name@<commit>")
     problems = [p for f in chosen if (p := _mismatch(path / f.path, f))]
     if problems:
         raise IntegrityError(f"{repo_id}@{commit[:12]}: {len(problems)} file(s) of the base failed verification",

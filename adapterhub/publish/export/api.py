@@ -123,7 +123,8 @@ def export(
                                hint="set HF_TOKEN or pass --token TOKEN")
 
     base_ckpt = open_base(base, settings)
-    chosen, updates = _adapters(sources, weight_list, settings, progress=progress, allow_pickle=allow_pickle)
+    chosen, updates = _adapters(sources, weight_list, settings, progress=progress, allow_pickle=allow_pickle,
+                                base_repo=base_ckpt.repo_id)
     skel = skeleton(base_ckpt.config, base_ckpt.path)
     dropped = tied_copies(base_ckpt, skel, lambda a, b: _stored_equal(base_ckpt, a, b))
     plan = build_plan(base_ckpt, skel, chosen, updates, dtype=dtype, dropped=dropped)
@@ -161,7 +162,7 @@ def _weights(weights: Sequence[float] | None, count: int) -> list[float]:
 
 
 def _adapters(sources: list[str], weights: list[float], settings: Settings, *, progress: bool,
-              allow_pickle: bool) -> tuple[list[ExportAdapter], list[list[ParamUpdate]]]:
+              allow_pickle: bool, base_repo: str | None) -> tuple[list[ExportAdapter], list[list[ParamUpdate]]]:
     """Install and verify every adapter, then read it and ask its method for its updates."""
     from ...client import Client
     from ...plugin.registry import detect_method
@@ -180,7 +181,8 @@ def _adapters(sources: list[str], weights: list[float], settings: Settings, *, p
             requested=result.requested, name=name, version=result.version, method=method.name, commit=record.commit,
             path=result.path, weight=weight, sha256=weights_file.sha256 if weights_file else None,
             weights_file=weights_file.path if weights_file else None, files=record.files,
-            repo_id=record.source.repo_id, quantized_training=quantized_training(result.path, files.config),
+            repo_id=record.source.repo_id,
+            quantized_training=quantized_training(result.path, files.config, settings, base_repo),
         ))
         updates.append(method.merge_updates(files, weight))
     return chosen, updates

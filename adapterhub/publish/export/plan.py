@@ -143,7 +143,8 @@ def build_plan(base: BaseCheckpoint, skeleton: Skeleton, adapters: list[ExportAd
             target = keys.tensor(update.param)
             if target is None:
                 if not update.optional:
-                    missing.append(f"{adapter.name}: {update.param}")
+                    missing.append(f"{adapter.name}: {update.param}"
+                                   + (" (a module copy it saved: modules_to_save)" if update.replaces else ""))
                 continue
             layer_type = keys.layer_type(update.param)
             if update.check is not None:
@@ -153,10 +154,13 @@ def build_plan(base: BaseCheckpoint, skeleton: Skeleton, adapters: list[ExportAd
             steps.setdefault(target, []).append(Step(index, update, layer_type))
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        heads = any("modules_to_save" in m for m in missing)
         raise IncompatibleBaseModelError(
             f"the base {base.label} ({skeleton.architecture or base.config.get('model_type')}) has no parameter "
             + "; ".join(missing[:5]) + more,
-            hint="the adapter was trained on another architecture; check its base_model_name_or_path",
+            hint="export onto a checkpoint of the architecture the adapter was trained with, head included (e.g. "
+            "one saved with AutoModelForSequenceClassification)" if heads
+            else "the adapter was trained on another architecture; check its base_model_name_or_path",
         )
     # Within one adapter, updates of one tensor (tied parameters) follow the architecture's module
     # order, as PEFT's merge walks the modules; the sort is stable, so a saved copy stays first.
@@ -193,29 +197,49 @@ def check_mergeable(method: Any, source: str) -> None:
 _PEFT_QUANT_MARKER = "quantization config was used during training"
 
 
-def quantized_training(adapter_dir: Path, config: dict[str, Any]) -> str | None:
-    """How the adapter's base was quantized during training, when its files say so, else None.
+def quantized_training(adapter_dir: Path, config: dict[str, Any], settings: Any = None,
+                       base_repo: str | None = None) -> str | None:
+    """How the adapter's base was quantized during training, when something says so, else None.
 
-    PEFT's ``save_pretrained`` writes the bitsandbytes config of a quantized base into the
-    adapter's README.md; a ``base_model_name_or_path`` that is a local folder may say it too.
+    In order: the adapter's README.md, where PEFT's ``save_pretrained`` (and adapterhub's QLoRA
+    save) write the bitsandbytes config of a quantized base; the ``config.json`` of the base its
+    ``base_model_name_or_path`` names, a local folder or (online, when it is not the base being
+    exported onto) a Hub repo, read through the client.
     """
     readme = adapter_dir / "README.md"
     if readme.is_file():
         text = readme.read_text(encoding="utf-8", errors="replace")
         if _PEFT_QUANT_MARKER in text:
-            settings = dict(re.findall(r"^- (\w+): (.+)$", text, flags=re.MULTILINE))
-            return _describe(settings)
-    base = config.get("base_model_name_or_path")
-    if isinstance(base, str) and base and (Path(base) / "config.json").is_file():
-        import json
+            return _describe(dict(re.findall(r"^- (\w+): (.+)$", text, flags=re.MULTILINE)))
+    named = config.get("base_model_name_or_path")
+    if not isinstance(named, str) or not named:
+        return None
+    quant = _named_base_quantization(named, settings, base_repo)
+    return _describe({k: str(v) for k, v in quant.items()}) if isinstance(quant, dict) else None
+
+
+def _named_base_quantization(named: str, settings: Any, base_repo: str | None) -> Any:
+    import json
+
+    from ...errors import AdapterHubError
+
+    path = Path(named).expanduser()
+    if (path / "config.json").is_file():
+        config_file = path / "config.json"
+    elif (settings is None or settings.offline or named == base_repo or named.count("/") != 1
+          or not re.fullmatch(r"[\w.-]+/[\w.-]+", named)):
+        return None
+    else:
+        from ...client import remote
 
         try:
-            quant = json.loads((Path(base) / "config.json").read_text(encoding="utf-8")).get("quantization_config")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            quant = None
-        if isinstance(quant, dict):
-            return _describe({k: str(v) for k, v in quant.items()})
-    return None
+            config_file = remote.fetch_hf_file(settings, f"hf://{named}/config.json")
+        except AdapterHubError:
+            return None  # not on this Hub, private, gated: nothing says it was quantized
+    try:
+        return json.loads(config_file.read_text(encoding="utf-8")).get("quantization_config")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def _describe(settings: dict[str, str]) -> str:
