@@ -187,10 +187,13 @@ def build_plan(base: BaseCheckpoint, skeleton: Skeleton, adapters: list[ExportAd
 
 def check_mergeable(method: Any, source: str) -> None:
     if not method.mergeable:
+        from ...plugin.registry import get_methods
+
+        mergeable = sorted(m.name for m in get_methods().values() if m.mergeable)
         raise UnsupportedOperationError(
             f"adapter {source!r} (method {method.name!r}) cannot be merged into the base weights",
-            hint="only mergeable methods can be exported (`adapterhub methods` shows which: LoRA, IA3, BitFit); "
-            "serve this one as an adapter instead",
+            hint=f"only mergeable methods can be exported ({', '.join(mergeable)}); serve this one as an adapter "
+            "with AdapterModel instead",
         )
 
 
