@@ -210,9 +210,9 @@ def stream(plan: ExportPlan, shards: list[OutShard], folder: Path, *, progress: 
 
     try:
         for number, shard in enumerate(shards, 1):
+            writer = ShardFile(folder, shard)
             bar = tqdm(total=shard.nbytes, unit="B", unit_scale=True, desc=f"shard {number}/{len(shards)}",
                        file=sys.stderr, disable=None if progress else True)
-            writer = ShardFile(folder, shard)
             try:
                 for planned in shard.tensors:
                     entry = entries[planned.name]
