@@ -39,6 +39,12 @@ class AdapterHubError(Exception):
         return self.message
 
 
+class InterruptedByUser(AdapterHubError):
+    """A long command stopped by Ctrl-C after cleaning up after itself (exit status 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class UsageError(AdapterHubError, ValueError):
     """A request that cannot be understood (bad reference syntax, bad option combination)."""
 

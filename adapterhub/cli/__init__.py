@@ -35,6 +35,7 @@ _COMMANDS = {
     "index": "index",
     "push": "publish",
     "convert": "publish",
+    "export": "export",
     "hub": "hub",
     "methods": "plugins",
     "plugins": "plugins",

@@ -343,6 +343,28 @@ def translate_download_error(exc: Exception, what: str, settings: Settings) -> E
     return _translate(exc, what, settings)
 
 
+def download_snapshot(settings: Settings, repo_id: str, revision: str, paths: list[str]) -> Path:
+    """``paths`` of ``repo_id@revision`` in huggingface_hub's cache (``Settings.hf_cache_dir``, the
+    cache transformers shares), through ``snapshot_download``; returns the snapshot folder.
+
+    Offline, only the cache is read (``local_files_only``): no connection is opened, and a missing
+    file is an :class:`~adapterhub.errors.OfflineError`.
+    """
+    from huggingface_hub import snapshot_download
+
+    what = f"{repo_id}@{revision[:12]}"
+    options = {"revision": revision, "allow_patterns": paths, "cache_dir": settings.hf_cache_dir}
+    if settings.offline:
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=True, **options))
+        except _hub_errors():
+            raise OfflineError(f"{what}: not in the huggingface_hub cache ({settings.hf_cache_dir}) and offline "
+                               "mode is on", hint=_OFFLINE_HINT) from None
+    with _gate(settings, what):
+        return Path(snapshot_download(repo_id, endpoint=settings.endpoint, token=settings.token or False,
+                                      max_workers=settings.max_workers, **options))
+
+
 # --- index files -----------------------------------------------------------------------------------
 
 

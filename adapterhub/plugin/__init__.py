@@ -7,9 +7,10 @@ policy, adapter folders, per-model state, PEFT tuner plumbing, the AdapterHub fo
 layers) are in :mod:`adapterhub.toolkit`. A plugin imports nothing else of adapterhub's; a test
 enforces that for the built-in plugins and the example plugin.
 
-Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``),
-:mod:`.hookspecs` (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and
-:mod:`.registry` (what the plugins registered, and which method claims a folder).
+Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``, and
+``ParamUpdate``/``MergeSite`` for merging into a checkpoint without a model), :mod:`.hookspecs`
+(the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and :mod:`.registry` (what
+the plugins registered, and which method claims a folder).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from .contract import (
     QUANTIZED_DTYPES,
     AdapterFiles,
     AdapterMethod,
+    MergeSite,
+    ParamUpdate,
     read_adapter_config,
 )
 from .hookspecs import hookimpl
@@ -47,6 +50,8 @@ __all__ = [
     "AdapterNotLoadedError",
     "CompositionError",
     "IncompatibleBaseModelError",
+    "MergeSite",
+    "ParamUpdate",
     "PickleRefusedError",
     "UnsupportedOperationError",
     "detect_method",

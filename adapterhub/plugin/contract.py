@@ -13,6 +13,11 @@ and the weights or batch sizes, then calls :meth:`~AdapterMethod.activate_stack`
 capability flag is true by construction: a method that declares ``supports_average = False`` is
 never asked to average.
 
+Merging into a checkpoint without a model (``adapterhub export``, which streams a checkpoint one
+tensor at a time) asks a mergeable method for :meth:`AdapterMethod.merge_updates`: one
+:class:`ParamUpdate` per base parameter the adapter changes, computed from its config and tensors
+alone; each is applied to a :class:`MergeSite` (the parameter's name, layer type and base value).
+
 This module must not import torch: type hints name torch objects as strings.
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -92,6 +97,48 @@ class AdapterFiles:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MergeSite:
+    """One base parameter as a streamed merge (``adapterhub export``) sees it: no model, one tensor.
+
+    * ``name``: the parameter's name in the adapter's key space (relative to the model the adapter
+      is applied to, as in :attr:`AdapterFiles.state_dict`: ``"transformer.h.0.attn.c_attn.weight"``);
+    * ``layer_type``: class name of the module holding it in the base architecture (``"Linear"``,
+      ``"Conv1D"``, ``"Embedding"``, ...), ``""`` when the architecture is unknown;
+    * ``base``: its value in the base checkpoint, float32, before any adapter of this export was
+      merged (DoRA's weight norm is taken on it). Read-only.
+    """
+
+    name: str
+    layer_type: str
+    base: Any  # torch.Tensor
+
+
+@dataclass(frozen=True)
+class ParamUpdate:
+    """How merging one adapter changes one base parameter, computed from the adapter alone
+    (returned by :meth:`AdapterMethod.merge_updates`).
+
+    * ``apply(current, site)``: ``current`` is the parameter's value in float32 (the base with the
+      adapters merged before this one), which it may modify in place; it returns the new float32
+      value, same shape. ``site`` is the :class:`MergeSite`. The caller rounds to the output dtype
+      once, after every update of the parameter.
+    * ``check(shape, layer_type)``: called before anything is written with the checkpoint's shape
+      of the parameter and its layer type; returns why the update cannot apply (naming the shapes),
+      or None. None: no check.
+    * ``replaces``: the update discards the current value (a saved full copy of the parameter, such
+      as PEFT's ``modules_to_save``); no other update, of any adapter, may then touch the parameter.
+    * ``optional``: skipped when the checkpoint has no such parameter (IA3 scales a bias only where
+      the layer has one); otherwise a missing parameter is an error before anything is written.
+    """
+
+    param: str
+    apply: Callable[[Any, MergeSite], Any]
+    check: Callable[[tuple[int, ...], str], str | None] | None = None
+    replaces: bool = False
+    optional: bool = False
+
+
 class AdapterMethod(ABC):
     """One PEFT method. Subclass it in a plugin and register an instance via ``register_methods``.
 
@@ -103,7 +150,8 @@ class AdapterMethod(ABC):
     :meth:`activate_stack`, :meth:`remove`, :meth:`export`. Optional, by capability:
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
     (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
-    :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`.
+    :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`, :meth:`merge_updates`
+    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``).
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -282,6 +330,21 @@ class AdapterMethod(ABC):
     def unmerge(self, model: Any, name: str) -> None:
         """Undo :meth:`merge` for ``name``."""
         raise UnsupportedOperationError(f"method {self.name!r} cannot be merged or unmerged")
+
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        """Merging ``adapter`` scaled by ``weight`` into a base checkpoint, without a model: one
+        :class:`ParamUpdate` per base parameter it changes, computed from its config and tensors.
+
+        ``adapterhub export`` streams the checkpoint one tensor at a time and applies, in adapter
+        order, every update that targets the tensor. The result must equal what :meth:`merge`
+        followed by ``merge_and_unload`` gives on a model (the tests compare them with PEFT's
+        ``merge_and_unload``). Raise :class:`~adapterhub.errors.UnsupportedOperationError` for an
+        adapter (or a weight) that cannot be merged this way; it is called before anything is written.
+        """
+        raise UnsupportedOperationError(
+            f"method {self.name!r} cannot be merged into a checkpoint without a model",
+            hint="load the base with AdapterModel, merge_and_unload() and save_pretrained() instead",
+        )
 
     @abstractmethod
     def remove(self, model: Any, name: str) -> None:

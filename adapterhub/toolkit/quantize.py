@@ -38,6 +38,23 @@ def has_4bit_layers(model: Any) -> bool:
     return any(is_4bit_layer(m) for m in all_modules(model))
 
 
+def quantization_config(model: Any) -> dict[str, Any] | None:
+    """The 4-bit settings of ``model``'s ``Linear4bit`` layers, in transformers' ``BitsAndBytesConfig``
+    keys (``quant_method``, ``load_in_4bit``, ``bnb_4bit_quant_type``), or None without such layers."""
+    from .structure import all_modules
+
+    for module in all_modules(model):
+        if is_4bit_layer(module):
+            weight = module.weight
+            state = getattr(weight, "quant_state", None)
+            kind = getattr(weight, "quant_type", None) or getattr(state, "quant_type", None)
+            config: dict[str, Any] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+            if kind:
+                config["bnb_4bit_quant_type"] = str(kind)
+            return config
+    return None
+
+
 def disable_cpu_bf16_kernel(model: Any) -> None:
     """Keep bitsandbytes on its portable fp32 CPU path.
 

@@ -6,7 +6,8 @@ under their parameter names (relative to the model given to ``apply``, as they r
 method's wrapper around their module: ``value.bias`` even while a LoRA wraps ``value``, whose bias
 then lives at ``value.base_layer.bias``). On the model an adapter is
 kept as a *delta* over the base biases, so several can be stacked (deltas summed) or averaged
-(weighted deltas), merged into the base (kept after removal) and unmerged.
+(weighted deltas), merged into the base (kept after removal) and unmerged. Merged into a checkpoint
+without a model (``merge_updates``), each bias moves by ``weight * (trained - base)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from adapterhub.plugin import (
     AdapterMethod,
     AdapterNotLoadedError,
     IncompatibleBaseModelError,
+    MergeSite,
+    ParamUpdate,
     UnsupportedOperationError,
 )
 from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
@@ -192,6 +195,9 @@ class BitFitMethod(AdapterMethod):
         state["merged"][name] = float(weight)
         self._write(model)
 
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        return [_bias_update(key, value, float(weight)) for key, value in adapter.state_dict.items()]
+
     def unmerge(self, model: Any, name: str) -> None:
         state = self._check_loaded(model, name)
         if name not in state["merged"]:
@@ -240,3 +246,23 @@ class BitFitMethod(AdapterMethod):
         state = self._check_loaded(model, name)
         params = base_parameters(model)
         return [params[k] for k in state["deltas"][name]]
+
+
+def _bias_update(key: str, trained: Any, weight: float) -> ParamUpdate:
+    """``bias + weight * (trained - base)``; with weight 1 on an untouched bias, exactly ``trained``."""
+    shape = tuple(trained.shape)
+
+    def check(checkpoint_shape: tuple[int, ...], layer_type: str) -> str | None:
+        if tuple(checkpoint_shape) != shape:
+            return f"{key} has shape {list(checkpoint_shape)} in the checkpoint, the BitFit adapter's {list(shape)}"
+        return None
+
+    def apply(current: Any, site: MergeSite) -> Any:
+        import torch
+
+        value = trained.to(torch.float32)
+        if weight == 1.0:
+            return value + (current - site.base)
+        return current.add_(value - site.base, alpha=weight)
+
+    return ParamUpdate(key, apply, check)

@@ -3,14 +3,18 @@
 Stack multiplies the active vectors (PEFT's multi-adapter forward). Average uses the weighted sum of
 the vectors, as PEFT's ``add_weighted_adapter`` does for IA3; with weights summing to 1 that equals
 ``1 + sum(w_i * (l_i - 1))``, so merging with weight w folds ``1 + w * (l - 1)``.
+
+Merged into a checkpoint without a model (``module_updates``, PEFT's IA3 merge): a vector ``[out, 1]``
+scales the rows of the weight ``[out, in]`` and the bias; a feed-forward vector ``[1, in]`` scales its
+columns and leaves the bias alone. A ``Conv1D`` (``[in, out]``) takes the transposed vector.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, CompositionError
-from adapterhub.toolkit.peft import PeftTunerMethod
+from adapterhub.plugin import AdapterFiles, CompositionError, MergeSite, ParamUpdate, UnsupportedOperationError
+from adapterhub.toolkit.peft import PeftTunerMethod, layer_orientation
 
 #: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
 AVERAGE_KEY = "__adapterhub_average__"
@@ -94,3 +98,42 @@ class IA3Method(PeftTunerMethod):
             layer.merge(adapter_names=[name])
         finally:
             vector.data = original
+
+    def module_updates(self, adapter: AdapterFiles, module: str, tensors: dict[str, Any],
+                       weight: float) -> list[ParamUpdate]:
+        import torch
+
+        where = adapter.source or "ia3 adapter"
+        if set(tensors) != {"ia3_l"} or tensors["ia3_l"].dim() != 2 or 1 not in tensors["ia3_l"].shape:
+            raise UnsupportedOperationError(
+                f"{where}: module {module} has IA3 tensors {sorted(tensors)} "
+                f"{[list(t.shape) for t in tensors.values()]}; only Linear/Conv1D vectors [out, 1] or [1, in] "
+                "can be merged into a checkpoint without a model",
+                hint="load it with AdapterModel, merge_and_unload() and save_pretrained()")
+        vector = tensors["ia3_l"].to(torch.float32)
+        if weight != 1.0:
+            vector = 1.0 + weight * (vector - 1.0)
+        feedforward = vector.shape[1] != 1  # PEFT makes [1, in] for feed-forward modules, [out, 1] otherwise
+        config = adapter.config
+
+        def check(shape: tuple[int, ...], layer_type: str) -> str | None:
+            if len(shape) != 2:
+                return f"{module}.weight has shape {list(shape)}; IA3 can be merged only into 2-d Linear/Conv1D weights"
+            fan_in, fan_out = (shape[0], shape[1]) if layer_orientation(layer_type, config) else (shape[1], shape[0])
+            expected = (1, fan_in) if feedforward else (fan_out, 1)
+            if tuple(vector.shape) != expected:
+                return (f"{module}.weight has shape {list(shape)} (in={fan_in}, out={fan_out}); the IA3 vector is "
+                        f"{list(vector.shape)}, expected {list(expected)}")
+            return None
+
+        def scale_weight(current: Any, site: MergeSite) -> Any:
+            transposed = layer_orientation(site.layer_type, config)
+            return current.mul_(vector.T if transposed else vector)
+
+        def scale_bias(current: Any, site: MergeSite) -> Any:
+            if feedforward:
+                return current
+            return current.mul_(vector.reshape(current.shape))
+
+        return [ParamUpdate(f"{module}.weight", scale_weight, check),
+                ParamUpdate(f"{module}.bias", scale_bias, optional=True)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, AdapterFormatError, CompositionError, UnsupportedOperationError
+from adapterhub.plugin import AdapterFiles, AdapterFormatError, CompositionError, ParamUpdate, UnsupportedOperationError
 from adapterhub.toolkit.peft import PeftTunerMethod
 
 
@@ -141,6 +141,26 @@ class LoraMethod(PeftTunerMethod):
         finally:
             if old is not None:
                 layer.scaling[name] = old
+
+    # -- merging into a checkpoint without a model (adapterhub export) ---------------------------
+
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        from .streaming import check_config
+
+        check_config(adapter)
+        return super().merge_updates(adapter, weight)
+
+    def module_updates(self, adapter: AdapterFiles, module: str, tensors: dict[str, Any],
+                       weight: float) -> list[ParamUpdate]:
+        from .streaming import module_updates
+
+        if bool(adapter.config.get("use_dora")) != ("lora_magnitude_vector" in tensors):
+            raise AdapterFormatError(
+                f"{adapter.source or 'lora adapter'}: adapter_config.json use_dora={adapter.config.get('use_dora')!r} "
+                f"but module {module} {'lacks' if adapter.config.get('use_dora') else 'has'} a lora_magnitude_vector",
+                hint="the config and the weights of this adapter disagree; re-save it with PEFT",
+            )
+        return module_updates(adapter, module, tensors, weight)
 
 
 def _in_out(module: Any) -> tuple[int, int] | None:

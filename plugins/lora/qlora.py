@@ -3,14 +3,27 @@
 Merging dequantises the 4-bit weight, adds the LoRA delta and quantises again into a new parameter;
 the original quantised parameter is kept, so unmerge restores it bit for bit. (PEFT's own in-place
 merge on CPU reads the CPU-repacked layout as if it were the standard one and corrupts the model.)
+
+Saved, a QLoRA adapter is a plain PEFT LoRA plus a README.md that records the 4-bit settings it was
+trained against, in the block PEFT's ``save_pretrained`` used to write ("The following
+`bitsandbytes` quantization config was used during training: ..."), so that ``adapterhub export``
+can note, when it merges the adapter into the full-precision base, that it was trained on quantized
+weights.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from adapterhub.plugin import FLOAT_DTYPES, QUANTIZED_DTYPES, UnsupportedOperationError
-from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, import_bitsandbytes, is_4bit_layer
+from adapterhub.plugin import FLOAT_DTYPES, QUANTIZED_DTYPES, AdapterFiles, UnsupportedOperationError
+from adapterhub.toolkit.quantize import (
+    disable_cpu_bf16_kernel,
+    has_4bit_layers,
+    import_bitsandbytes,
+    is_4bit_layer,
+    quantization_config,
+)
 
 from .method import LoraMethod
 
@@ -42,6 +55,22 @@ class QLoraMethod(LoraMethod):
         files = super().create(model, name, config)
         disable_cpu_bf16_kernel(model)
         return files
+
+    def export(self, model: Any, name: str) -> AdapterFiles:
+        files = super().export(model, name)
+        files.extras["quantization"] = quantization_config(model)
+        return files
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        written = super().save(adapter, path, format=format)
+        settings = adapter.extras.get("quantization")
+        readme = Path(path) / "README.md"
+        if settings and not readme.exists():
+            lines = ["## Training procedure", "", "The following `bitsandbytes` quantization config was used during "
+                     "training:", *(f"- {k}: {v}" for k, v in settings.items()), ""]
+            readme.write_text("\n".join(lines), encoding="utf-8")
+            written.append(readme)
+        return written
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
         if self._dora(model, name):

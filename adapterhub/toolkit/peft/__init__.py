@@ -6,5 +6,16 @@
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
 from .method import PeftTunerMethod, canonical_key
+from .streaming import layer_orientation, match_pattern_key, shape_problem
 
-__all__ = ["BASE_ROW", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config", "strip_peft_prefix"]
+__all__ = [
+    "BASE_ROW",
+    "PEFT_PREFIX",
+    "PeftTunerMethod",
+    "canonical_key",
+    "jsonable_config",
+    "layer_orientation",
+    "match_pattern_key",
+    "shape_problem",
+    "strip_peft_prefix",
+]

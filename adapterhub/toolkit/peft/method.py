@@ -10,13 +10,14 @@ reading and saving. The class is assembled from one mixin per job:
 :mod:`.inject`         ``apply``, ``create``, purging a half-injected or removed adapter
 :mod:`.activate`       ``loaded_names``, ``layers``, ``activate_stack``/``_average``/``_batch_split``
 :mod:`.merge`          ``merge``, ``unmerge``, ``remove``, ``unload``
+:mod:`.streaming`      ``merge_updates``: merging into a checkpoint without a model (``module_updates``)
 this module            ``export``, ``parameters``, per-model state
 =====================  ===========================================================================
 
 A subclass sets ``name``, ``peft_type``, ``layer_class`` and ``param_markers`` and may override:
 ``check_tensor`` (shapes of its tensors), ``merge_layer`` (fold one layer), ``copy_parameter``
-(the copy merged into), ``average_adapters`` and ``reset_scales`` (Average), and
-``activate_batch_split``.
+(the copy merged into), ``average_adapters`` and ``reset_scales`` (Average),
+``activate_batch_split``, and ``module_updates`` (its merge maths, for ``adapterhub export``).
 
 No torch at import time: plugins import this module when they register.
 """
@@ -36,6 +37,7 @@ from .check import PeftChecks
 from .files import PeftFiles, jsonable_config
 from .inject import PeftInjection, owns_param
 from .merge import PeftMerging
+from .streaming import PeftStreamedMerge
 
 
 @dataclass
@@ -62,7 +64,8 @@ def canonical_key(key: str) -> str:
     return unwrapped_name(key)
 
 
-class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftMerging, AdapterMethod):
+class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftMerging, PeftStreamedMerge,
+                      AdapterMethod):
     """Shared implementation for a PEFT tuner type. Subclasses set the class attributes below."""
 
     #: PEFT's ``peft_type`` string.
