@@ -50,6 +50,10 @@ HEAD_TYPES = ("classification", "multilabel_classification", "tagging")
 HEADS_ATTR = "adapterhub_heads"
 #: The model's own head (a PEFT modules_to_save classifier, or no adapter head at all).
 MODEL_HEAD = None
+#: Decoders whose classification heads read the last token, as ``adapters`` (and transformers'
+#: ``*ForSequenceClassification``) do: the last token that is not ``pad_token_id``, or the last
+#: position when the model has no pad token. Every other model reads the first token.
+LAST_TOKEN_MODEL_TYPES = frozenset({"gpt2", "gptj", "llama", "mistral"})
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -79,14 +83,12 @@ def check_head(spec: dict[str, Any], model: Any) -> None:
         )
     got = {k: tuple(v.shape) for k, v in (spec.get("state_dict") or {}).items()}
     layers = config.get("layers", 2)
-    act = str(config.get("activation_function") or "tanh").lower()
+    act = config.get("activation_function")
     # A downloaded head_config.json must not make us build a huge head just to compare shapes:
     # every layer needs a tensor in the file, and the comparison runs on the meta device.
     if not isinstance(layers, int) or not 1 <= layers <= max(len(got), 1):
         raise IncompatibleBaseModelError(f"{_where(spec)}: config.layers={layers!r} does not match the head weights")
-    from transformers.activations import ACT2FN
-
-    if layers > 1 and act not in ACT2FN:
+    if layers > 1 and act and _activation(act) is None:
         raise UnsupportedOperationError(f"{_where(spec)}: config.activation_function {act!r} is not supported")
     import torch
 
@@ -108,21 +110,36 @@ def _hidden_size(model: Any) -> int:
     return int(hidden)
 
 
+def _activation(name: str) -> Any:
+    """The activation module ``adapters`` builds for ``name`` (its ``Activation_Function_Class``:
+    transformers' activations by lower-cased name, plus ``leakyrelu``); None when unknown."""
+    import torch
+    from transformers.activations import ACT2FN
+
+    name = str(name).lower()
+    if name == "leakyrelu":
+        return torch.nn.LeakyReLU()
+    return ACT2FN[name] if name in ACT2FN else None
+
+
 def _layers(hidden: int, config: dict[str, Any], default_dropout: float) -> Any:
-    """AdapterHub's layout: [Dropout, Linear(h, h), activation] * (layers - 1) + [Dropout, Linear(h, labels)].
+    """AdapterHub's layout (``adapters``' ``PredictionHead.build``): [Dropout, Linear(h, h),
+    activation] * (layers - 1) + [Dropout, Linear(h, labels)]. The hidden Linears always have a bias;
+    ``bias`` applies to the last one; no activation module when ``activation_function`` is empty.
 
     The indices of this Sequential are the keys of ``model_head.safetensors`` (``1.weight``, ``4.bias``).
     """
     import torch
-    from transformers.activations import ACT2FN
 
     p = config.get("dropout_prob")
     p = default_dropout if p is None else float(p)
     bias = bool(config.get("bias", True))
+    act = config.get("activation_function")
     modules: list[Any] = []
     for _ in range(int(config.get("layers", 2)) - 1):
-        act = str(config.get("activation_function") or "tanh").lower()
-        modules += [torch.nn.Dropout(p), torch.nn.Linear(hidden, hidden, bias=bias), ACT2FN[act]]
+        modules += [torch.nn.Dropout(p), torch.nn.Linear(hidden, hidden)]
+        if act:
+            modules.append(_activation(act))
     modules += [torch.nn.Dropout(p), torch.nn.Linear(hidden, int(config["num_labels"]), bias=bias)]
     return torch.nn.Sequential(*modules)
 
@@ -293,6 +310,7 @@ class HeadSet:
         self._hooks: list[Any] = []
         self._encoder_output: Any = None
         self._labels: Any = None
+        self._input_ids: Any = None
 
     def __contains__(self, name: str) -> bool:
         heads = self.model._modules.get(HEADS_ATTR)
@@ -329,7 +347,7 @@ class HeadSet:
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        self._encoder_output = self._labels = None
+        self._encoder_output = self._labels = self._input_ids = None
         self.route = Route((MODEL_HEAD,))
 
     def export(self, name: str) -> dict[str, Any] | None:
@@ -360,14 +378,15 @@ class HeadSet:
     def _take_labels(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         # labels are for the answering head; the model's own head may have another label count
         self._labels = None
+        self._input_ids = kwargs.get("input_ids", args[0] if args else None)
         if not self.route.idle and "labels" in kwargs:
             kwargs = dict(kwargs)
             self._labels = kwargs.pop("labels")
         return args, kwargs
 
     def _answer(self, module: Any, args: Any, output: Any) -> Any:
-        encoder_output, labels = self._encoder_output, self._labels
-        self._encoder_output = self._labels = None
+        encoder_output, labels, input_ids = self._encoder_output, self._labels, self._input_ids
+        self._encoder_output = self._labels = self._input_ids = None
         if self.route.idle:
             return output
         if encoder_output is None:
@@ -375,7 +394,7 @@ class HeadSet:
         if not hasattr(output, "keys"):
             raise UsageError("adapter heads need dict-like model outputs", hint="do not pass return_dict=False")
         if not self.route.multi:
-            return self._with_head(output, self.route.heads[0], encoder_output, labels)
+            return self._with_head(output, self.route.heads[0], encoder_output, labels, input_ids)
         total = int(encoder_output[0].shape[0])
         bounds = slice_rows(self.route.split, total)
         outputs = []
@@ -388,21 +407,30 @@ class HeadSet:
             pooled = getattr(encoder_output, "pooler_output", None)
             pooled = None if pooled is None else pooled[start:stop]
             sliced_labels = None if labels is None else labels[start:stop]
-            outputs.append(self._with_head(part, head, (rows, pooled), sliced_labels))
+            sliced_ids = None if input_ids is None else _rows_of(input_ids, start, stop, total)
+            outputs.append(self._with_head(part, head, (rows, pooled), sliced_labels, sliced_ids))
         return MultiHeadOutput(outputs, list(self.route.heads), list(self.route.split.children), bounds)
 
-    def _with_head(self, output: Any, head_name: str | None, encoder_output: Any, labels: Any) -> Any:
+    def _with_head(self, output: Any, head_name: str | None, encoder_output: Any, labels: Any,
+                   input_ids: Any = None) -> Any:
         if head_name is MODEL_HEAD:
             return output
         head = self.get(head_name)
-        logits = head(_head_input(head.head_config, encoder_output))
+        config = getattr(self.model, "config", None)
+        last_token = None
+        if getattr(config, "model_type", None) in LAST_TOKEN_MODEL_TYPES:
+            last_token = (getattr(config, "pad_token_id", None), input_ids)
+        logits = head(_head_input(head.head_config, encoder_output, last_token))
         output["logits"] = logits
         if labels is not None:
             output["loss"] = _loss(head.head_config, logits, labels)
         return output
 
 
-def _head_input(config: dict[str, Any], encoder_output: Any) -> Any:
+def _head_input(config: dict[str, Any], encoder_output: Any, last_token: tuple | None = None) -> Any:
+    """What the head reads: every token (tagging), the pooler output (``use_pooler``), the last
+    token (``last_token`` = (pad_token_id, input_ids) on the decoders of LAST_TOKEN_MODEL_TYPES),
+    else the first token."""
     hidden = encoder_output[0]
     if config.get("head_type") == "tagging":
         return hidden
@@ -410,6 +438,16 @@ def _head_input(config: dict[str, Any], encoder_output: Any) -> Any:
         pooled = encoder_output[1] if isinstance(encoder_output, tuple) else getattr(encoder_output, "pooler_output", None)
         if pooled is not None:
             return pooled
+    if last_token is not None:
+        import torch
+
+        pad, input_ids = last_token
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        if pad is None or input_ids is None:
+            return hidden[rows, -1]
+        # virtual tokens a prompt method put in front of the input shift every real position
+        offset = hidden.shape[1] - input_ids.shape[1]
+        return hidden[rows, (input_ids != pad).sum(-1).to(hidden.device) - 1 + offset]
     return hidden[:, 0]
 
 
