@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import UnsupportedOperationError
 from ...plugin.contract import AdapterFiles
 from ..adapters_format.layout import refusal
 
@@ -169,8 +170,7 @@ def lora_plan(adapter: AdapterFiles, state: dict[str, Any], model_type: str, met
     inner = dict(LORA_DEFAULTS)
     inner.update({k: v for k, v in (adapter.extras.get("adapters_config") or {}).items() if k in _KEPT})
     if method == "IA3":
-        tensors = {m: {"lora_B": p["ia3_l"].reshape(-1, 1)} for m, p in params.items()}
-        letters = ["q", "k", "v"] if "qkv" in kinds else [x for x in _QKV if x in kinds]
+        tensors, letters = _ia3_tensors(params, where, kinds)
         inner.update(r=1, alpha=1, dropout=0.0, composition_mode="scale", init_weights="ia3")
     else:
         tensors, letters, r, alpha = _lora_tensors(cfg, params, where, method, adapter)
@@ -185,6 +185,21 @@ def lora_plan(adapter: AdapterFiles, state: dict[str, Any], model_type: str, met
     return LibraryLora(inner, tensors)
 
 
+def _ia3_tensors(params: dict[str, dict[str, Any]], where: dict[str, tuple[int, str]],
+                 kinds: set[str]) -> tuple[dict, list[str]]:
+    """IA3's vectors as ``lora_B`` [out, 1]. On a fused q/k/v projection a block of ones (the
+    identity, as reading a library file that leaves the matrix out gives it) is left out."""
+    tensors = {m: {"lora_B": p["ia3_l"].reshape(-1, 1)} for m, p in params.items()}
+    fused = [m for m in params if where[m][1] == "qkv"]
+    if not fused:
+        return tensors, [x for x in _QKV if x in kinds]
+    blocks = {m: tensors[m]["lora_B"].chunk(3, 0) for m in fused}
+    letters = [x for i, x in enumerate(_QKV) if any(bool((b[i] != 1).any()) for b in blocks.values())] or list(_QKV)
+    for m in fused:
+        tensors[m] = {"lora_B": _cat([blocks[m][_QKV.index(x)] for x in letters])}
+    return tensors, letters
+
+
 def _lora_tensors(cfg: dict[str, Any], params: dict[str, dict[str, Any]], where: dict[str, tuple[int, str]],
                   method: str, adapter: AdapterFiles) -> tuple[dict, list[str], int, Any]:
     """(tensors, attn_matrices, r, alpha) of a LoRA: one rank and one scaling for every module;
@@ -197,9 +212,10 @@ def _lora_tensors(cfg: dict[str, Any], params: dict[str, dict[str, Any]], where:
         raise refusal(method, f"ranks {sorted(plain)} (rank_pattern)", "the library uses one rank r for every module")
     if plain:
         r = plain.pop()
-    else:
+    else:  # only fused projections: the smallest rank whose blocks they all decompose into
         saved = (adapter.extras.get("adapters_config") or {}).get("r")
-        r = int(saved) if saved and all(ranks[m] % int(saved) == 0 for m in fused) else min(ranks[m] for m in fused)
+        candidates = [int(c) for c in (saved, cfg.get("r")) if c] + [min(ranks[m] for m in fused)]
+        r = next((c for c in candidates if all(_decomposes(params[m], c) for m in fused)), candidates[-1])
     values = sorted(set(scalings.values()))
     if any(not math.isclose(v, values[0], rel_tol=1e-9, abs_tol=0.0) for v in values):
         raise refusal(method, f"scalings {values} (alpha_pattern / rank_pattern)",
@@ -225,6 +241,14 @@ def _cat(parts: list[Any]) -> Any:
     import torch
 
     return torch.cat(parts, 0).contiguous()
+
+
+def _decomposes(params: dict[str, Any], r: int) -> bool:
+    try:
+        _fused_blocks(params["lora_A"], params["lora_B"], r, "", "LoRA")
+    except UnsupportedOperationError:
+        return False
+    return True
 
 
 def _fused_blocks(a: Any, b: Any, r: int, module: str, method: str) -> dict[str, tuple[Any, Any]]:

@@ -1,0 +1,201 @@
+"""adapterhub's AdapterHub-format writes, judged by the real ``adapters`` 1.3.0 library.
+
+``tests/fixtures/generate/make_adapters_roundtrip.py`` had adapterhub write every case of
+``support.roundtrip_cases`` (LoRA, IA3, bottleneck, prompt and prefix tuning on BERT, GPT-2 and
+Llama, heads included) and then had the library load exactly those files, record its output at
+every position of a batch with a right-padded row, which keys it could not place, and its own
+save of the same adapter. Here:
+
+* what adapterhub writes today is what the library was given (byte for byte), so a regression in
+  the writer is caught;
+* the library's output equals adapterhub's, both for the adapter as built and as read back;
+* the library placed every tensor, and its own save has the same files, config keys and values,
+  weight names and shapes (the only differences are the library's own, each asserted: it cannot
+  write safetensors where tensors share storage, it saves prefix tuning's per-layer aliases, and
+  from its flex-head model it prefixes keys with ``bert.``);
+* the library's default ``load_adapter(dir)`` cannot read these folders (it wants
+  ``pytorch_adapter.bin``), which is why every load call adapterhub prints passes
+  ``use_safetensors=True``;
+* every combination the format cannot hold is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from support.roundtrip_cases import (
+    ADAPTER_NAME,
+    BASES,
+    BY_NAME,
+    CASES,
+    REFUSED,
+    ROUNDTRIP,
+    base_model,
+    build,
+    inputs,
+    output,
+    read_json,
+)
+
+from adapterhub import AdapterModel
+from adapterhub.errors import UnsupportedOperationError
+from adapterhub.toolkit.adapters_format.layout import BASE_PREFIXES, LOAD_CALL
+
+#: compared with outputs the `adapters` library produced: run by .ci/compat on every transformers release
+pytestmark = pytest.mark.fidelity
+
+ATOL = 1e-5
+NAMES = [c.name for c in CASES]
+
+
+def _fixture(name: str) -> tuple:
+    folder = ROUNDTRIP / name
+    return folder, read_json(folder / "case.json"), load_file(str(folder / "library_output.safetensors"))
+
+
+def test_every_case_has_a_fixture_and_every_fixture_a_case():
+    on_disk = sorted(p.name for p in ROUNDTRIP.iterdir() if p.is_dir())
+    assert on_disk == sorted(NAMES)
+    methods = {(c.method, c.base) for c in CASES}
+    for method in ("lora", "ia3", "bottleneck"):
+        assert {b for m, b in methods if m == method} == {"bert", "gpt2", "llama"}, method
+    assert {b for m, b in methods if m == "prefix_tuning"} == {"bert", "gpt2", "llama"}
+    assert ("prompt_tuning", "bert") in methods  # the library refuses prompt tuning on GPT-2 and Llama
+    assert {c.base for c in CASES if c.head} == {"bert", "gpt2", "llama"}
+    assert {c.head.get("head_type", "classification") for c in CASES if c.head} == {
+        "classification", "multilabel_classification", "tagging"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_writer_still_writes_what_the_library_was_given(name, tmp_path):
+    folder, spec, _ = _fixture(name)
+    assert spec["library_result"]["library_version"] == "1.3.0"
+    am = build(BY_NAME[name], tmp_path / "source")
+    written = am.save_adapter(tmp_path / "now", ADAPTER_NAME, format="adapters")
+    assert sorted(p.name for p in written) == spec["written_files"]
+    assert sorted(p.name for p in (tmp_path / "now").iterdir()) == sorted(p.name for p in (folder / "written").iterdir())
+    for path in (folder / "written").iterdir():
+        assert (tmp_path / "now" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_library_output_equals_adapterhubs_at_every_position(name, tmp_path):
+    folder, spec, ref = _fixture(name)
+    case = BY_NAME[name]
+    batch = {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
+    assert torch.equal(batch["attention_mask"], inputs()["attention_mask"])
+    assert (batch["attention_mask"] == 0).any()  # a padded row: every position is compared, padded ones too
+    expected = ref["expected"]
+    assert list(expected.shape) == spec["library_result"]["output_shape"]
+
+    built = output(build(case, tmp_path / "source"), batch)
+    reread = output(_reloaded(folder), batch)
+    assert built.shape == expected.shape
+    assert torch.allclose(built, expected, atol=ATOL, rtol=0), float((built - expected).abs().max())
+    assert torch.allclose(reread, expected, atol=ATOL, rtol=0), float((reread - expected).abs().max())
+    if "delta_vs_base" in spec["library_result"]:
+        assert spec["library_result"]["delta_vs_base"] > 1e-3  # the library ran the adapter, not the base
+
+
+def _reloaded(folder):
+    am = AdapterModel(base_model(read_json(folder / "case.json")["adapterhub"]["base"]))
+    am.set_adapter(am.load_adapter(folder / "written", name=ADAPTER_NAME))
+    am.model.eval()
+    return am
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_library_placed_every_tensor_and_saves_the_same_layout(name):
+    folder, spec, _ = _fixture(name)
+    result = spec["library_result"]
+    layout = read_json(folder / "library_layout.json")
+    written = folder / "written"
+    ours = sorted(p.name for p in written.iterdir())
+    pickled = not result["own_save"]["use_safetensors"]
+    flex_without_head = spec["library"]["class"].endswith("AdapterModel") and not BY_NAME[name].head
+    base_prefix = BASE_PREFIXES[spec["library"]["base"].split("-")[-1]] + "."
+
+    # the library could not place nothing of ours: prefix tuning's per-layer copies alias the pool
+    assert result["loading_info"]["unexpected_keys"] == []
+    aliases = {k for group in layout["shared"].get("pytorch_adapter.bin", []) for k in group
+               if not k.startswith("prefix_tuning.")}
+    assert set(result["loading_info"]["missing_keys"]) <= aliases
+
+    # file names: the same, except that the library pickles what it cannot write as safetensors
+    renamed = {"pytorch_adapter.bin": "adapter.safetensors", "pytorch_model_head.bin": "model_head.safetensors"}
+    assert sorted(renamed.get(f, f) for f in layout["files"]) == ours
+    assert pickled == any(f.endswith(".bin") for f in layout["files"])
+    if pickled:
+        assert "share memory" in result["own_save"]["safetensors_refused"]
+
+    for file_name, theirs in layout["json"].items():
+        mine = read_json(written / file_name)
+        assert set(mine) == set(theirs), file_name
+        if isinstance(theirs.get("config"), dict):
+            assert set(mine["config"]) == set(theirs["config"]), file_name
+            assert mine["config"] == theirs["config"], file_name  # every value read as written
+        for key in set(theirs) - {"config"}:
+            if key == "model_class" and flex_without_head:
+                assert (mine[key], theirs[key]) == (BASES[BY_NAME[name].base][2], spec["library"]["class"])
+            else:
+                assert mine[key] == theirs[key], (file_name, key)
+
+    for file_name, theirs in layout["tensors"].items():
+        mine = load_file(str(written / renamed.get(file_name, file_name)))
+
+        def ours_for(key: str) -> str:
+            return key[len(base_prefix):] if flex_without_head else key
+
+        # tensors the library keeps as one storage: we write each name it has (copied apart, the same
+        # values), except prefix tuning's per-layer aliases of the pool, which it restores on load
+        dropped = set()
+        for group in layout["shared"][file_name]:
+            present = [ours_for(k) for k in group if ours_for(k) in mine]
+            assert present, group
+            assert all(torch.equal(mine[present[0]], mine[k]) for k in present), group
+            dropped |= {k for k in group if ours_for(k) not in mine}
+        assert all(".prefix_tuning.pool.prefix_tunings." in k for k in dropped), dropped
+        expected = {ours_for(k): v for k, v in theirs.items() if k not in dropped}
+        assert sorted(mine) == sorted(expected), file_name
+        for key, tensor in mine.items():
+            assert list(tensor.shape) == expected[key]["shape"], key
+            assert str(tensor.dtype).replace("torch.", "") == expected[key]["dtype"], key
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_library_default_load_call_needs_use_safetensors(name):
+    _, spec, _ = _fixture(name)
+    assert "use_safetensors=True" in spec["library_result"]["load_call"]
+    assert spec["library_result"]["default_load_call"]["outcome"].startswith("OSError")
+    assert "use_safetensors=True" in LOAD_CALL
+
+
+@pytest.mark.parametrize("name", ["gpt2_prefix_tuning", "llama_prefix_tuning"])
+def test_decoder_prefix_is_the_librarys_eager_computation(name):
+    """The library's sdpa path masks a prefix out whenever a padding mask exists (recorded by the
+    generator): the output equals the base model's. adapterhub computes what eager attention does."""
+    _, spec, _ = _fixture(name)
+    sdpa = spec["library_result"]["library_sdpa"]
+    assert spec["library"]["attn_implementation"] == "eager"
+    assert max(sdpa["per_row_max_abs_diff_vs_base"]) < 1e-5
+    assert sdpa["max_abs_diff_vs_eager"] > 0.1
+
+
+@pytest.mark.parametrize("refused", REFUSED, ids=lambda r: r.name)
+def test_unsupported_combinations_are_refused_before_writing(refused, tmp_path):
+    am = AdapterModel(base_model(refused.base))
+    am.add_adapter(ADAPTER_NAME, refused.method, **refused.config)
+    if refused.head:
+        am.add_head(ADAPTER_NAME, **refused.head)
+    target = tmp_path / "out"
+    with pytest.raises(UnsupportedOperationError) as info:
+        am.save_adapter(target, ADAPTER_NAME, format="adapters")
+    message = f"{info.value} {getattr(info.value, 'hint', '')}"
+    for word in refused.expect:
+        assert word in message, (word, message)
+    assert "AdapterHub format" in message or "'adapters' format" in message or "AdapterHub-format" in message
+    assert not target.exists()  # nothing half-written
+    if refused.method != "bitfit" and not refused.head:
+        am.save_adapter(tmp_path / "peft", ADAPTER_NAME, format="peft")  # the format that holds it
+        assert (tmp_path / "peft" / "adapter_config.json").is_file()
