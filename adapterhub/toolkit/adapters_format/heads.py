@@ -1,6 +1,10 @@
 """Prediction heads saved beside an AdapterHub-format adapter (``head_config.json`` plus
 ``model_head.safetensors``): reading, checking a static head against the model, writing.
 
+Written heads are what ``adapters`` 1.3.0 saves from its flex-head model: ``model_class`` names
+that class (``BertAdapterModel``; the library refuses a head recorded for another class) and the
+config holds exactly the keyword arguments of the head type's class (:data:`HEAD_CONFIG_KEYS`).
+
 A *flex* head (``"config"`` is a dict: classification, tagging, ...) belongs to the adapter; the
 runtime builds and routes it (``adapterhub.runtime.heads``). A *static* head (``"config": null``)
 is the model class's own head (GPT-2's ``lm_head``) saved along; it must equal the model's weights.

@@ -15,6 +15,12 @@ adapterhub's methods drop both, and their keys are relative to the **bare base m
 architecture (bottleneck and prompt methods in their plugins, LoRA/IA3 in
 :mod:`adapterhub.toolkit.peft.adapters_lora`); this module reads raw weights and writes folders.
 
+Writing produces what ``adapters`` 1.3.0 saves for the same adapter: keys relative to the bare base
+model and ``model_class`` its class (``BertModel``), or, beside a prediction head, the library's
+flex-head layout (``bert.``-prefixed keys, ``BertAdapterModel``). Safetensors only: load such a
+folder in the library with :data:`LOAD_CALL`. A write the library would not reproduce exactly is
+refused before anything is written (:func:`refusal`).
+
 Nothing here imports torch at module level.
 """
 
