@@ -255,3 +255,24 @@ def test_adapters_prefix_with_leave_out_or_gates_is_refused_on_read(setting, tmp
     with pytest.raises(UnsupportedOperationError, match=next(iter(setting))):
         am.load_adapter(tmp_path / "p", name="p")
     assert not am.adapters
+
+
+def test_alpha_pattern_is_matched_like_peft_on_a_wrapper_model(tmp_path):
+    """On GPT2LMHeadModel PEFT matches alpha_pattern against 'transformer.h.0.attn.c_attn'; the writer,
+    which strips that prefix, must still see that layer 0 scales differently, and refuse."""
+    from transformers import GPT2LMHeadModel
+
+    from support.fixtures import BASE
+
+    am = AdapterModel(GPT2LMHeadModel.from_pretrained(str(BASE / "tiny-gpt2")).eval())
+    am.add_adapter("x", "lora", r=2, lora_alpha=4, target_modules=["c_attn"],
+                   alpha_pattern={r"transformer\.h\.0\.attn\.c_attn": 8})
+    with pytest.raises(UnsupportedOperationError, match="alpha"):
+        am.save_adapter(tmp_path / "out", "x", format="adapters")
+    assert not (tmp_path / "out").exists()
+    am.delete_adapter("x")
+    am.add_adapter("y", "lora", r=2, lora_alpha=4, target_modules=["c_attn"])  # uniform: written
+    am.save_adapter(tmp_path / "ok", "y", format="adapters")
+    assert read_json(tmp_path / "ok" / "adapter_config.json")["config"]["alpha"] == 4
+    # keys relative to the bare base model, as from the GPT2Model the library cases were checked on
+    assert all(k.startswith("h.") for k in load_file(str(tmp_path / "ok" / "adapter.safetensors")))

@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import UnsupportedOperationError
 from ...plugin.contract import AdapterFiles
-from ..adapters_format.layout import refusal
+from ..adapters_format.layout import BASE_PREFIXES, refusal
 
 #: Every LoRAConfig field of adapters 1.3.0 with its class default (the key set written).
 LORA_DEFAULTS: dict[str, Any] = {
@@ -130,12 +130,14 @@ def _leave_out(adapter: AdapterFiles, present: set[int], method: str) -> list[in
     return sorted(set(range(int(total))) - present)
 
 
-def _scaling(cfg: dict[str, Any], module: str, rank: int) -> float:
-    """PEFT's scaling of ``module``: its alpha (``alpha_pattern``) over its rank (sqrt with rsLoRA)."""
+def _scaling(cfg: dict[str, Any], module: str, rank: int, prefix: str | None) -> float:
+    """PEFT's scaling of ``module``: its alpha (``alpha_pattern``, matched as PEFT matches it against
+    the module's name in the model, which may carry the base prefix) over its rank (sqrt with rsLoRA)."""
     alpha = cfg.get("lora_alpha", 8)
     pattern = cfg.get("alpha_pattern") or {}
+    names = [module] + ([f"{prefix}.{module}"] if prefix else [])
     for key, value in pattern.items():
-        if re.match(rf"(.*\.)?({key})$", module):
+        if any(re.match(rf"(.*\.)?({key})$", name) for name in names):
             alpha = value
             break
     return alpha / (math.sqrt(rank) if cfg.get("use_rslora") else rank)
@@ -173,7 +175,7 @@ def lora_plan(adapter: AdapterFiles, state: dict[str, Any], model_type: str, met
         tensors, letters = _ia3_tensors(params, where, kinds)
         inner.update(r=1, alpha=1, dropout=0.0, composition_mode="scale", init_weights="ia3")
     else:
-        tensors, letters, r, alpha = _lora_tensors(cfg, params, where, method, adapter)
+        tensors, letters, r, alpha = _lora_tensors(cfg, params, where, method, adapter, BASE_PREFIXES.get(model_type))
         inner.update(r=r, alpha=alpha, dropout=cfg.get("lora_dropout", 0.0) or 0.0, composition_mode="add")
         if inner["init_weights"] == "ia3":
             inner["init_weights"] = "lora"
@@ -201,11 +203,11 @@ def _ia3_tensors(params: dict[str, dict[str, Any]], where: dict[str, tuple[int, 
 
 
 def _lora_tensors(cfg: dict[str, Any], params: dict[str, dict[str, Any]], where: dict[str, tuple[int, str]],
-                  method: str, adapter: AdapterFiles) -> tuple[dict, list[str], int, Any]:
+                  method: str, adapter: AdapterFiles, prefix: str | None) -> tuple[dict, list[str], int, Any]:
     """(tensors, attn_matrices, r, alpha) of a LoRA: one rank and one scaling for every module;
     a fused ``c_attn`` gets one block per matrix (PEFT's A repeated, or its block-diagonal form)."""
     ranks = {m: int(p["lora_A"].shape[0]) for m, p in params.items()}
-    scalings = {m: _scaling(cfg, m, ranks[m]) for m in params}
+    scalings = {m: _scaling(cfg, m, ranks[m], prefix) for m in params}
     plain = {ranks[m] for m in params if where[m][1] != "qkv"}
     fused = [m for m in params if where[m][1] == "qkv"]
     if len(plain) > 1:
