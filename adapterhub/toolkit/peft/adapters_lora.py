@@ -27,7 +27,7 @@ from typing import Any
 from ...errors import AdapterFormatError, UnsupportedOperationError
 from ...plugin.contract import CONFIG_NAME, AdapterFiles
 from ..adapters_format.heads import read_head, read_static_head
-from ..adapters_format.layout import BASE_PREFIXES, adapter_name, full_config, meta, read_raw, refusal, write
+from ..adapters_format.layout import BASE_PREFIXES, adapter_name, full_config, meta, read_raw, write
 from .adapters_lora_layout import LORA_DEFAULTS, LibraryLora, lora_plan
 
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.loras\.(?P<name>[^.]+)\.(?P<param>lora_A|lora_B)$")
@@ -37,8 +37,6 @@ _QKV = ("q", "k", "v")
 def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
     """An adapters-format LoRA (method "lora") or IA3 (composition_mode "scale": method "ia3")
     converted to PEFT's config and key naming, keys relative to the bare base model."""
-    import torch
-
     path = Path(path)
     inner = {**LORA_DEFAULTS, **(config.get("config") or {})}
     for flag in ("use_gating", "use_dora"):
@@ -85,7 +83,7 @@ def read_adapters_lora(path: str | Path, config: dict, allow_pickle: bool = Fals
                 pattern_key = re.escape(module)
                 rank_pattern[pattern_key] = int(a.shape[0])
                 alpha_pattern[pattern_key] = alpha * a.shape[0] / r
-        canonical[f"{module}.lora_A.weight"] = a.contiguous() if isinstance(a, torch.Tensor) else a
+        canonical[f"{module}.lora_A.weight"] = a.contiguous()
         canonical[f"{module}.lora_B.weight"] = b
     targets = sorted(tensors)
     common = {"base_model_name_or_path": config.get("model_name") or None, "revision": None,
@@ -180,5 +178,3 @@ def _relative_to_base(state: dict[str, Any], model_type: str) -> dict[str, Any]:
         return {k[len(prefix) + 1:]: v for k, v in state.items()}
     return dict(state)
 
-
-__all__ = ["read_adapters_lora", "write_adapters_lora", "refusal"]
