@@ -100,6 +100,10 @@ def push_command(
         click.echo(f"entry: {result.entry_path}")
     for number, command in enumerate(result.install):
         click.echo(("install with: " if number == 0 else "          or: ") + command)
+    if result.manifest.get("format") == "adapters":
+        from ..publish.card import adapters_load_call
+
+        click.echo(f"load with the adapters library: {adapters_load_call(repo_id, result.version)}")
 
 
 @click.command("convert")

@@ -77,8 +77,9 @@ class AdapterFiles:
       under ``"state_dict"``), built and routed by the runtime; None when it has none;
     * ``static_head``: a head the adapter saved that must equal the model's own (``adapters``
       saves GPT-2's ``lm_head``); the method checks it, nothing is loaded from it;
-    * ``name``, ``model_type``, ``hidden_size``: what a format that records them (AdapterHub's)
-      writes; the runtime fills them in before ``save``.
+    * ``name``, ``model_type``, ``hidden_size``, ``num_layers``: what a format that records them
+      (AdapterHub's) writes or needs (its ``leave_out`` lists the layers *without* the adapter, so
+      a writer must know how many there are); the runtime fills them in before ``save``.
 
     ``extras`` is for method-private data that travels from ``read`` to ``apply`` or ``save``.
     """
@@ -94,6 +95,7 @@ class AdapterFiles:
     name: str | None = None
     model_type: str | None = None
     hidden_size: int | None = None
+    num_layers: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

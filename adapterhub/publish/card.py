@@ -59,6 +59,32 @@ def install_commands(repo_id: str, version: str, name: str | None, *, index: str
     return commands
 
 
+def adapters_load_call(repo_id: str, version: str) -> str:
+    """The ``adapters`` library call that loads release ``version`` of ``repo_id``. adapterhub writes
+    safetensors only, and the library's default reads ``pytorch_adapter.bin``: ``use_safetensors=True``."""
+    return f'model.load_adapter("{repo_id}", version="v{version}", use_safetensors=True)'
+
+
+def adapters_library_usage(manifest: Mapping[str, Any], repo_id: str, base_id: str) -> list[str]:
+    """Card lines showing how to load an AdapterHub-format release with the ``adapters`` library
+    (its flex-head model class when the release carries a prediction head)."""
+    has_head = any(f["path"] == "head_config.json" for f in manifest.get("files", []))
+    model_lines = ([f'model = AutoAdapterModel.from_pretrained("{base_id}")  # the class that holds its head']
+                   if has_head else [f'model = AutoModel.from_pretrained("{base_id}")', "adapters.init(model)"])
+    return [
+        "With the `adapters` library (AdapterHub format, safetensors weights):",
+        "",
+        "```python",
+        "import adapters" if not has_head else "from adapters import AutoAdapterModel",
+        *([] if has_head else ["from transformers import AutoModel"]),
+        *model_lines,
+        f"name = {adapters_load_call(repo_id, manifest['version'])}",
+        "model.set_active_adapters(name)",
+        "```",
+        "",
+    ]
+
+
 def render_card(manifest: Mapping[str, Any], repo_id: str, *, existing_readme: str | None = None,
                 auto_class: str = "AutoModel", num_labels: int | None = None) -> str:
     """The full README.md text: front matter, summary, usage snippet, metrics, files.
@@ -125,6 +151,8 @@ def render_card(manifest: Mapping[str, Any], repo_id: str, *, existing_readme: s
         "```",
         "",
     ]
+    if manifest["format"] == "adapters":
+        lines += adapters_library_usage(manifest, repo_id, base_id)
     metrics = manifest.get("metrics") or {}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]

@@ -172,20 +172,23 @@ class AdapterLoading:
         activation_function: str = "tanh",
         use_pooler: bool = False,
         dropout_prob: float | None = None,
+        bias: bool = True,
         seed: int | None = None,
     ) -> None:
-        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's classification layout).
+        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's layout).
 
-        The head reads the encoder's first token; it answers whenever ``name`` does (see
-        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by ``save_adapter``
-        in the AdapterHub format.
+        A classification head reads the encoder's first token (on GPT-2, GPT-J, Llama and Mistral
+        the last one that is not padding, as ``adapters`` does), a tagging head every token; it
+        answers whenever ``name`` does (see :mod:`adapterhub.runtime.heads`) and is saved with the
+        adapter by ``save_adapter`` in the AdapterHub format. ``bias`` is the output layer's.
         """
         self._method(name)
         if name in self._heads:
             raise AdapterExistsError(f"adapter {name!r} already has a head", hint="delete_adapter() and load it again")
         spec = heads.new_head_spec(
             self.model, num_labels, head_type=head_type, layers=layers, activation_function=activation_function,
-            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, seed=seed,
+            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, bias=bias,
+            seed=seed,
         )
         self._heads.attach(name, heads.build_head(spec, self.model))
         transaction.match_training_mode(self.model)

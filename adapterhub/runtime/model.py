@@ -306,6 +306,7 @@ class AdapterModel(AdapterLoading):
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
         files.name = files.name or adapter_name
         files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
+        files.num_layers = files.num_layers or getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
         return method.save(files, Path(save_directory), format=format)
 
     def save_setup(self, path: str | Path) -> Path:

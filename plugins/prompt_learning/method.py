@@ -166,9 +166,10 @@ class _PromptLearningMethod(AdapterMethod):
 
         self.check(model, adapter)
         config = self._fill(model, adapter.config)
+        # AdapterHub-format prompts keep the library's computation: after the embeddings, and for
+        # prefixes (encoders: per attention layer; decoders: the key/value cache) without shifting the
+        # real tokens' positions
         style = "adapters" if adapter.format == "adapters" else "peft"
-        if style == "adapters" and self.name == "prefix_tuning" and not injection.encoder_self_attentions(model):
-            style = "peft"  # decoder models: the cache route is the same computation
         module = injection.FixedPrompt(adapter.state_dict["prompt_embeddings"])
         module.requires_grad_(False)
         self._register(model, name, module, config, style, dict(adapter.extras))

@@ -300,3 +300,40 @@ def test_push_adapter_writes_no_entry_file_unless_asked(hub, base_model_dir, tmp
     again = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
                          base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False, entry_out=asked)
     assert again.noop and again.entry_path == asked and asked.is_file() and list(work.iterdir()) == []
+def test_adapters_format_push_prints_and_cards_the_adapters_library_load_call(hub, base_model_dir, tmp_path):
+    """An AdapterHub-format release: `push` prints the call that loads it in the `adapters` library
+    (adapterhub writes safetensors only, and the library's default reads pytorch_adapter.bin), and
+    the card shows it with the flex-head class that holds its head."""
+    if "bottleneck" not in registered_methods():
+        pytest.skip("no bottleneck plugin installed")
+    from huggingface_hub import HfApi
+
+    from adapterhub.toolkit.adapters_format.layout import LOAD_CALL
+
+    model, _ = _trained(base_model_dir, "bottleneck")
+    model.add_head("a", 2, seed=0)
+    adapter_dir = tmp_path / "adapter"
+    model.save_adapter(adapter_dir, "a")  # a head: the AdapterHub format
+    assert (adapter_dir / "head_config.json").is_file()
+    pushed = run_cli("push", str(adapter_dir), "--repo", "alice/tiny-bn", "--version", "0.2.0", "--name", "alice/tiny-bn",
+                     "--task", "text-classification", "--base-model", str(base_model_dir), "--endpoint", hub.url,
+                     "--index-dir", str(tmp_path / "index"), "--no-check", token=TOKEN, cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    call = 'model.load_adapter("alice/tiny-bn", version="v0.2.0", use_safetensors=True)'
+    assert f"load with the adapters library: {call}" in pushed.stdout
+    assert "use_safetensors=True" in LOAD_CALL
+
+    card = HfApi(endpoint=hub.url).hf_hub_download("alice/tiny-bn", "README.md", revision="v0.2.0",
+                                                    cache_dir=tmp_path / "cache")
+    text = open(card, encoding="utf-8").read()
+    assert f"name = {call}" in text and "AutoAdapterModel.from_pretrained" in text
+    assert "library_name: adapter-transformers" in text
+
+    # a PEFT-format release prints no such line (PEFT loads it)
+    lora, _ = _trained(base_model_dir, "lora")
+    lora.save_adapter(tmp_path / "lora", "a")
+    peft_push = run_cli("push", str(tmp_path / "lora"), "--repo", "alice/tiny-lora-card", "--version", "0.1.0",
+                        "--task", "feature-extraction", "--base-model", str(base_model_dir), "--endpoint", hub.url, "--no-check",
+                        token=TOKEN, cwd=tmp_path)
+    assert peft_push.returncode == 0, peft_push.stderr
+    assert "adapters library" not in peft_push.stdout

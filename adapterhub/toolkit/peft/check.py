@@ -52,7 +52,12 @@ class PeftChecks:
             # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
             check_static_head(model, adapter)
         problems: list[str] = []
-        for key, tensor in adapter.state_dict.items():
+        state = adapter.state_dict
+        if adapter.extras.get("key_root") == "base_model":  # AdapterHub-format keys: relative to the bare base
+            from ..adapters_format.layout import rebase_keys
+
+            state = rebase_keys(state, model)
+        for key, tensor in state.items():
             problem = self.check_tensor(model, adapter, key, tuple(tensor.shape))
             if problem:
                 problems.append(problem)

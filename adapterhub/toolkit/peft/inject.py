@@ -24,7 +24,12 @@ class PeftInjection:
     """apply/create and purging (mixed into :class:`~.method.PeftTunerMethod`)."""
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
-        self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source)
+        state = adapter.state_dict
+        if adapter.extras.get("key_root") == "base_model":  # AdapterHub-format keys: relative to the bare base
+            from ..adapters_format.layout import rebase_keys
+
+            state = rebase_keys(state, model)
+        self._inject(model, name, adapter.config, state, source=adapter.source)
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
         self._inject(model, name, config, None, source=None, inference_mode=False)
