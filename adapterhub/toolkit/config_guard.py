@@ -13,8 +13,9 @@ from ..errors import AdapterFormatError
 
 #: Config fields PEFT uses as (or splices into) regular expressions.
 _PATTERN_FIELDS = ("target_modules", "exclude_modules", "feedforward_modules", "layers_pattern", "modules_to_save")
-#: Fields whose keys are regular expressions.
-_PATTERN_KEY_FIELDS = ("rank_pattern", "alpha_pattern")
+#: Fields whose keys are regular expressions: PEFT names every per-module override dict ``*_pattern``
+#: (``rank_pattern``, ``alpha_pattern``, ``lambda_pattern``, ``n_frequency_pattern``, ...).
+_PATTERN_KEY_SUFFIX = "_pattern"
 _MAX_PATTERN_CHARS = 1000
 #: Several unbounded repeats in a row already backtrack polynomially (n ** k on a module name).
 _MAX_UNBOUNDED_REPEATS = 6
@@ -31,9 +32,8 @@ def _patterns(config: dict[str, Any]) -> list[tuple[str, str]]:
             found.append((field, value))
         elif isinstance(value, list) and field in ("layers_pattern", "modules_to_save"):
             found += [(field, v) for v in value if isinstance(v, str)]
-    for field in _PATTERN_KEY_FIELDS:
-        value = config.get(field)
-        if isinstance(value, dict):
+    for field, value in config.items():
+        if isinstance(field, str) and field.endswith(_PATTERN_KEY_SUFFIX) and isinstance(value, dict):
             found += [(f"{field} key", k) for k in value if isinstance(k, str)]
     return found
 

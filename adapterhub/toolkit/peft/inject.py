@@ -1,7 +1,10 @@
 """Injecting a PEFT tuner adapter into a model as one transaction, and taking it out again.
 
 ``inject_adapter_in_model`` and ``set_peft_model_state_dict`` do the work; on any failure the
-half-injected adapter is purged, so the model is left as it was (the runtime checks that).
+half-injected adapter is purged, so the model is left as it was (the runtime checks that). A method
+with ``keeps_tuner`` keeps PEFT's tuner object per model instead and adds adapters to it as
+``PeftModel`` does (:mod:`.tuner_object`), for tuners with state shared between their layers.
+Loading a file never changes a base weight: injection is checked for that, and refused if it did.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from ...errors import IncompatibleBaseModelError
 from ...plugin.contract import AdapterFiles
 from ..config_guard import check_untrusted_config
 from ..structure import forget_structure
+from . import tuner_object
 
 
 def owns_param(param_name: str, adapter: str) -> bool:
@@ -23,8 +27,11 @@ def owns_param(param_name: str, adapter: str) -> bool:
 class PeftInjection:
     """apply/create and purging (mixed into :class:`~.method.PeftTunerMethod`)."""
 
+    keeps_tuner: bool
+
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
-        self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source)
+        self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source,
+                     tuner_state=adapter.extras.get("tuner_state"))
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
         self._inject(model, name, config, None, source=None, inference_mode=False)
@@ -39,30 +46,42 @@ class PeftInjection:
         *,
         source: str | None,
         inference_mode: bool = True,
+        tuner_state: dict[str, Any] | None = None,
     ) -> None:
         from peft import inject_adapter_in_model, set_peft_model_state_dict
 
         where = source or "adapter"
         check_untrusted_config(config, where, loading=state_dict is not None)
+        if tuner_state and not self.keeps_tuner:
+            raise IncompatibleBaseModelError(
+                f"{where} holds tensors outside the model that method {self.name!r} has no place for: "
+                f"{sorted(tuner_state)[:3]}")
         peft_config = self.peft_config(config, inference_mode=inference_mode)
         forget_structure(model)
+        base = tuner_object.base_weights(model) if state_dict is not None else None
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
                 warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
                 try:
-                    inject_adapter_in_model(peft_config, model, adapter_name=name)
-                except ValueError as exc:
+                    if self.keeps_tuner:
+                        tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
+                    else:
+                        inject_adapter_in_model(peft_config, model, adapter_name=name)
+                except (ValueError, TypeError, NotImplementedError) as exc:
                     raise IncompatibleBaseModelError(
                         f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
             if state_dict is not None:
                 state_dict = self.drop_unchanged_base_tensors(model, state_dict, where)
                 try:
-                    result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
-                except RuntimeError as exc:  # size mismatch from load_state_dict
+                    if self.keeps_tuner:
+                        result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
+                    else:
+                        result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
+                except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
                 unexpected = list(result.unexpected_keys)
-                missing = [k for k in result.missing_keys if owns_param(k, name)]
+                missing = [k for k in result.missing_keys if self.keeps_tuner or owns_param(k, name)]
                 if unexpected or missing:
                     raise IncompatibleBaseModelError(
                         f"{where} does not match the modules its config targets: "
@@ -70,6 +89,7 @@ class PeftInjection:
                         + (f"adapter parameters missing from the file: {missing[:3]}" if missing else ""),
                         hint="check target_modules in adapter_config.json against the weights",
                     )
+                tuner_object.check_base_unchanged(model, base, where, self.peft_type)
         except BaseException:
             self._purge(model, name)
             raise
@@ -88,6 +108,8 @@ class PeftInjection:
         configs = getattr(model, "peft_config", None)
         if isinstance(configs, dict):
             configs.pop(name, None)
+        if self.keeps_tuner:
+            tuner_object.forget_adapter(self._state(model), name, keep=bool(self.loaded_names(model)))
         self._strip_empty(model)
         forget_structure(model)
         if isinstance(configs, dict) and not configs:
