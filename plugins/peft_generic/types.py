@@ -18,10 +18,12 @@ PEFT_TYPES = (
     "TINYLORA", "PSOFT", "PEANUT", "SHADOW", "SUPERTUNING", "DEFT",
 )
 
-#: Config fields PEFT requires for a type and has no usable default for; used only to build the
-#: probe adapters that find out what PEFT supports (adapterhub.toolkit.peft.support).
+#: Config fields PEFT requires for a type and has no usable default for (or whose default makes the
+#: probe slow); used only to build the probe adapters that find out what PEFT supports
+#: (adapterhub.toolkit.peft.support).
 PROBE_HINTS: dict[str, dict[str, Any]] = {
     "ADALORA": {"total_step": 1},
+    "ADAMSS": {"r": 8, "num_subspaces": 2},
     "IA3": {"feedforward_modules": []},
     "TRAINABLE_TOKENS": {"token_indices": [1, 2], "target_modules": ["embed"]},
     "FROD": {"progressbar": False},

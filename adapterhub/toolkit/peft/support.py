@@ -82,7 +82,8 @@ def _build(peft_type: str, hints: dict[str, Any]) -> tuple[Any, Any, str | None]
         model = _probe_model(width)
 
         def config(**extra: Any) -> Any:
-            return PeftConfig.from_peft_type(peft_type=peft_type, target_modules=list(targets), **{**hints, **extra})
+            kwargs = {"target_modules": list(targets), **hints, **extra}
+            return PeftConfig.from_peft_type(peft_type=peft_type, **kwargs)
 
         try:
             tuner = tuner_cls(model, config(), adapter_name="a")
