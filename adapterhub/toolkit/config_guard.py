@@ -106,3 +106,64 @@ def check_untrusted_config(config: dict[str, Any], where: str, *, loading: bool)
             hint="convert the adapter to plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=...))"
             " or set init_lora_weights to true",
         )
+
+
+#: aten factory functions whose first argument is the size of the tensor they allocate
+_FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn", "randint", "randperm",
+              "eye", "arange", "new_empty", "new_zeros", "new_ones", "new_full", "empty_like")
+
+
+def allocation_bound(state_numel: int, model: Any) -> int:
+    """The most elements one tensor may have while an adapter with ``state_numel`` saved elements
+    is injected into ``model``: four times the larger of the adapter's tensors and the model's
+    largest parameter (what PEFT's layers, shared projections and SVD-based inits need), at least 2**20."""
+    largest = max((int(p.numel()) for p in model.parameters()), default=0)
+    return max(4 * max(int(state_numel), largest), 1 << 20)
+
+
+class AllocationGuard:
+    """While active, refuse to create any tensor of more than ``limit`` elements, before it is allocated.
+
+    A config from an untrusted file sizes what PEFT allocates when it injects the adapter (ranks,
+    projection sizes, vector banks), before the file's weights are compared with it; a config that
+    asks for more than the adapter and the model can need is refused here, naming the size.
+    """
+
+    def __init__(self, limit: int, where: str) -> None:
+        self.limit = limit
+        self.where = where
+        self._mode: Any = None
+
+    def __enter__(self) -> AllocationGuard:
+        import math
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        guard = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                kwargs = kwargs or {}
+                name = func.__name__.split(".")[0]
+                if name in _FACTORIES and args:
+                    size = args[0]
+                    if isinstance(size, int):
+                        numel = size * (size if name == "eye" else 1)
+                    elif isinstance(size, (list, tuple)) and all(isinstance(s, int) for s in size):
+                        numel = math.prod(size)
+                    else:
+                        numel = 0
+                    if numel > guard.limit:
+                        raise AdapterFormatError(
+                            f"{guard.where}: adapter_config.json asks for a tensor of {numel:,} elements while the "
+                            f"adapter is injected, more than it and the model can need ({guard.limit:,})",
+                            hint="the config and the weights of this adapter disagree; re-save it with PEFT",
+                        )
+                return func(*args, **kwargs)
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)

@@ -9,19 +9,43 @@ Loading a file never changes a base weight: injection is checked for that, and r
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
 from ...errors import IncompatibleBaseModelError
 from ...plugin.contract import AdapterFiles
-from ..config_guard import check_untrusted_config
-from ..structure import forget_structure
+from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
+from ..structure import forget_structure, walk_modules
 from . import tuner_object
+from .files import PEFT_PREFIX
 
 
 def owns_param(param_name: str, adapter: str) -> bool:
     """Whether a PEFT parameter name (``...lora_A.<adapter>.weight``) belongs to ``adapter``."""
     return f".{adapter}." in f".{param_name}."
+
+
+def _saved_twice(key: str, state_dict: dict[str, Any]) -> bool:
+    """Whether ``key`` (``...lm_head.base_layer.<tensor>``) is a copy PEFT saved of a tied layer's
+    tensor that the file also holds under its plain key: PEFT nests a second layer into a tied one
+    when a second adapter is added, saves through both, and ignores the copy where there is no nest."""
+    key = key.removeprefix(PEFT_PREFIX)
+    twin = state_dict.get(key.replace(".base_layer.", ".", 1)) if ".base_layer." in key else None
+    return twin is not None and key in state_dict and bool((twin == state_dict[key]).all())
+
+
+def _restore_modules(model: Any, modules: list[tuple[str, Any]]) -> None:
+    """Put every module of the ``walk_modules`` snapshot back at its path (parents before children)."""
+    owner = dict(modules)
+    for path, module in modules:
+        if not path:
+            continue
+        parent_path, _, child = path.rpartition(".")
+        parent = owner[parent_path]
+        if parent._modules.get(child) is not module:
+            parent._modules[child] = module
+    forget_structure(model)
 
 
 class PeftInjection:
@@ -58,16 +82,22 @@ class PeftInjection:
                 f"{sorted(tuner_state)[:3]}")
         peft_config = self.peft_config(config, inference_mode=inference_mode)
         forget_structure(model)
+        modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
         base = tuner_object.base_weights(model) if state_dict is not None else None
+        guard: Any = contextlib.nullcontext()
+        if state_dict is not None:  # sizes in a file's config are bounded by the file and the model
+            numel = sum(int(t.numel()) for t in [*state_dict.values(), *(tuner_state or {}).values()])
+            guard = AllocationGuard(allocation_bound(numel, model), where)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
                 warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
                 try:
-                    if self.keeps_tuner:
-                        tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
-                    else:
-                        inject_adapter_in_model(peft_config, model, adapter_name=name)
+                    with guard:
+                        if self.keeps_tuner:
+                            tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
+                        else:
+                            inject_adapter_in_model(peft_config, model, adapter_name=name)
                 except (ValueError, TypeError, NotImplementedError) as exc:
                     raise IncompatibleBaseModelError(
                         f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
@@ -80,7 +110,7 @@ class PeftInjection:
                         result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
                 except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
-                unexpected = list(result.unexpected_keys)
+                unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
                 missing = [k for k in result.missing_keys if self.keeps_tuner or owns_param(k, name)]
                 if unexpected or missing:
                     raise IncompatibleBaseModelError(
@@ -92,6 +122,7 @@ class PeftInjection:
                 tuner_object.check_base_unchanged(model, base, where, self.peft_type)
         except BaseException:
             self._purge(model, name)
+            _restore_modules(model, modules)
             raise
         finally:
             forget_structure(model)

@@ -70,6 +70,15 @@ def canonical_key(key: str) -> str:
     return key.replace(".base_layer.", ".")
 
 
+def canonical_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """:func:`canonical_key` for every key, except where two keys would become one: PEFT nests a
+    layer inside another of its own kind for tied weights (``lm_head.base_layer.<tensor>`` next to
+    ``lm_head.<tensor>``), and those keys are PEFT's own, kept as they are."""
+    collapsed = [canonical_key(k) for k in state_dict]
+    clashes = {k for k in collapsed if collapsed.count(k) > 1}
+    return {(k if c in clashes else c): v for (k, v), c in zip(state_dict.items(), collapsed, strict=True)}
+
+
 class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftMerging, AdapterMethod):
     """Shared implementation for a PEFT tuner type. Subclasses set the class attributes below."""
 
@@ -138,7 +147,7 @@ class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, Peft
         return AdapterFiles(
             self.name,
             config,
-            {canonical_key(k): v.detach().clone() for k, v in state_dict.items()},
+            canonical_keys({k: v.detach().clone() for k, v in state_dict.items()}),
             format="peft",
             model_type=getattr(getattr(model, "config", None), "model_type", None),
             extras={k: v for k, v in extras.items() if v},
