@@ -13,7 +13,7 @@ import contextlib
 import warnings
 from typing import Any
 
-from ...errors import IncompatibleBaseModelError
+from ...errors import AdapterHubError, IncompatibleBaseModelError
 from ...plugin.contract import AdapterFiles
 from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
 from ..structure import forget_structure, walk_modules
@@ -98,6 +98,8 @@ class PeftInjection:
                             tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
                         else:
                             inject_adapter_in_model(peft_config, model, adapter_name=name)
+                except AdapterHubError:
+                    raise
                 except (ValueError, TypeError, NotImplementedError) as exc:
                     raise IncompatibleBaseModelError(
                         f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
@@ -108,6 +110,8 @@ class PeftInjection:
                         result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
                     else:
                         result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
+                except AdapterHubError:
+                    raise
                 except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
                 unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
@@ -130,6 +134,8 @@ class PeftInjection:
     def _purge(self, model: Any, name: str) -> None:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
         self.reset_activation(model)
+        if self.keeps_tuner:
+            tuner_object.delete_adapter(self._state(model), name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for layer in list(self.layers(model, name)):
@@ -147,17 +153,24 @@ class PeftInjection:
             del model.peft_config
 
     def _strip_empty(self, model: Any) -> None:
+        """Put back the base module of every layer (and modules_to_save wrapper) left with no adapter;
+        again until none is left, since PEFT nests layers (a second adapter on a tied layer)."""
         from peft.utils.other import AuxiliaryTrainingWrapper
 
         layer_cls = self._layer_cls()
-        for module_name, module in list(model.named_modules()):
-            if not module_name:
-                continue
-            if isinstance(module, layer_cls) and not any(len(getattr(module, a)) for a in module.adapter_layer_names):
-                replacement = module.base_layer
-            elif isinstance(module, AuxiliaryTrainingWrapper) and not module._adapters:
-                replacement = module.original_module
-            else:
-                continue
-            parent_name, _, child = module_name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
+        changed = True
+        while changed:
+            changed = False
+            for module_name, module in list(model.named_modules()):
+                if not module_name:
+                    continue
+                if isinstance(module, layer_cls) and not any(len(getattr(module, a)) for a in module.adapter_layer_names):
+                    replacement = module.base_layer
+                elif isinstance(module, AuxiliaryTrainingWrapper) and not module._adapters:
+                    replacement = module.original_module
+                else:
+                    continue
+                parent_name, _, child = module_name.rpartition(".")
+                setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
+                changed = True
+                break

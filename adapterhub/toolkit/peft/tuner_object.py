@@ -11,8 +11,9 @@ per-model state, never inside the model) and does what ``PeftModel`` does:
 * weights go in and out through PEFT's ``set_peft_model_state_dict`` / ``get_peft_model_state_dict``
   on a view shaped like a ``PeftModel`` (``view.base_model`` is the tuner), so PEFT's own key
   mapping applies, including tuner-level tensors such as ``base_model.vera_A``;
-* removing an adapter also removes its entries from the tuner's shared containers; the tuner goes
-  when the method's last adapter does.
+* removing an adapter goes through PEFT's ``tuner.delete_adapter`` (layers and shared state), then
+  clears what a half-injected adapter left in the tuner's containers; the tuner goes when the
+  method's last adapter does.
 
 Also here: the check that loading an adapter left every base weight untouched.
 """
@@ -91,8 +92,21 @@ def export(tuner: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return inside, outside
 
 
+def delete_adapter(state: Any, name: str) -> None:
+    """PEFT's own ``delete_adapter`` on the tuner (its layers and its shared state, such as TinyLoRA's
+    vectors), when the tuner knows ``name``; a half-injected adapter it never registered is left to
+    the layer-by-layer purge."""
+    import warnings
+
+    tuner = state.tuner
+    if tuner is not None and name in tuner.peft_config:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tuner.delete_adapter(name)
+
+
 def forget_adapter(state: Any, name: str, *, keep: bool) -> None:
-    """Remove ``name`` from the tuner's shared containers; drop the tuner unless ``keep``."""
+    """Remove what is left of ``name`` in the tuner's shared containers; drop the tuner unless ``keep``."""
     tuner = state.tuner
     if tuner is None:
         return
