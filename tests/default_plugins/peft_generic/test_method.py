@@ -354,3 +354,27 @@ def test_adapterhub_errors_are_raised_not_peft_internals():
     with pytest.raises(AdapterHubError, match="loha/llama/a"):
         AdapterModel(bert).load_adapter(folder / "a", name="x")
     assert state_hash(bert) == before and not hasattr(bert, "peft_config")
+
+
+@pytest.mark.fidelity
+def test_lora_and_loha_stacked_match_peft_mixed_model():
+    """Two methods on one model (the lora plugin's LoRA and the generic plugin's LoHa) against
+    PEFT's own PeftMixedModel with both active; merged and unloaded too."""
+    from peft import PeftMixedModel
+
+    _, meta, _ = _case("LOHA", "llama")
+    mixed = PeftMixedModel.from_pretrained(_base(meta), str(TYPES / "lora" / "llama" / "a"), adapter_name="l")
+    mixed.load_adapter(str(TYPES / "loha" / "llama" / "a"), adapter_name="h")
+    mixed.set_adapter(["l", "h"])
+    expected = logits(mixed.eval(), _feed())
+    base = _base(meta)
+    pristine = state_dict_copy(base)
+    am = AdapterModel(base)
+    am.load_adapter(TYPES / "lora" / "llama" / "a", name="l")
+    am.load_adapter(TYPES / "loha" / "llama" / "a", name="h")
+    am.set_adapter(Stack("l", "h"))
+    torch.testing.assert_close(logits(am, _feed()), expected, atol=ATOL, rtol=0)
+    am.merge_adapter()
+    torch.testing.assert_close(logits(am, _feed()), expected, atol=ATOL, rtol=0)
+    am.unmerge_adapter()
+    assert state_dicts_equal(pristine, state_dict_copy(am.unload()))
