@@ -256,6 +256,7 @@ def test_generic_peft_type_push_install_and_lock_record_the_type(hub, base_model
     result = push_adapter(
         model, "a", "alice/tiny-loha-lock", version="1.0.0", name="peft-types/loha", task="sentiment-analysis",
         license="apache-2.0", base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, index_dir=index_dir,
+        entry_out=tmp_path / "entry.json",
     )
     assert result.manifest["method"] == "loha"
     entry = read_json(index_dir / "peft-types" / "loha.json")
