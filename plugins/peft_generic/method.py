@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from adapterhub.plugin import AdapterFiles, UnsupportedOperationError
-from adapterhub.toolkit.peft import PeftTunerMethod
+from adapterhub.toolkit.peft import PeftTunerMethod, layer_attributes
 
 from .types import NEEDS, PEFT_TYPES, PROBE_HINTS, REFUSED
 
@@ -88,7 +88,7 @@ class GenericPeftMethod(PeftTunerMethod):
 
     def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
         """The module a tensor belongs to must exist; PEFT's loading checks the shapes."""
-        own = _layer_attributes(self._layer_cls())
+        own = {"base_layer", *layer_attributes(self._layer_cls())}
         parts = key.split(".")
         at = next((i for i, part in enumerate(parts) if part in own), None)
         if at is None:
@@ -112,18 +112,6 @@ class GenericPeftMethod(PeftTunerMethod):
             layer.merge(adapter_names=[name])
         except (NotImplementedError, ValueError) as exc:  # PEFT refuses this layer (no bias to merge into, ...)
             raise UnsupportedOperationError(f"{self.name} adapter {name!r} cannot be merged here: {exc}") from None
-
-
-def _layer_attributes(layer_cls: type) -> set[str]:
-    """The attribute names under which PEFT's layers of a type (the class and its subclasses, such as
-    AdaLoRA's under LoRA's) hold adapter tensors."""
-    names = {"base_layer"}
-    stack = [layer_cls]
-    while stack:
-        cls = stack.pop()
-        names.update(getattr(cls, "adapter_layer_names", ()), getattr(cls, "other_param_names", ()))
-        stack.extend(cls.__subclasses__())
-    return names
 
 
 def method_for(peft_type: str) -> GenericPeftMethod:

@@ -5,6 +5,7 @@
 
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
-from .method import PeftTunerMethod, canonical_key
+from .method import PeftTunerMethod, canonical_key, layer_attributes
 
-__all__ = ["BASE_ROW", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config", "strip_peft_prefix"]
+__all__ = ["BASE_ROW", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config", "layer_attributes",
+           "strip_peft_prefix"]

@@ -17,8 +17,8 @@ this module            ``export``, ``parameters``, per-model state
 =====================  ===========================================================================
 
 A subclass sets ``name`` and ``peft_type``; ``layer_class`` and ``param_markers`` default to what
-PEFT's registry says of the type (its tuner's ``tuner_layer_cls`` and that class's
-``adapter_layer_names``). It may override:
+PEFT's registry says of the type (its tuner's ``tuner_layer_cls`` and the ``adapter_layer_names``
+of that class and its subclasses). It may override:
 ``check_tensor`` (shapes of its tensors), ``merge_layer`` (fold one layer), ``copy_parameter``
 (the copy merged into), ``average_adapters`` and ``reset_scales`` (Average), and
 ``activate_batch_split``.
@@ -68,6 +68,21 @@ def canonical_key(key: str) -> str:
     on what else wraps the module, so neither do its saved keys: ``value.lora_A.weight``.
     """
     return key.replace(".base_layer.", ".")
+
+
+def layer_attributes(layer_cls: type, *, other: bool = True) -> set[str]:
+    """The attribute names under which PEFT's layers of a class and of its subclasses (AdaLoRA's
+    under LoRA's) hold adapter tensors: ``adapter_layer_names``, and ``other_param_names`` unless
+    ``other`` is False."""
+    names: set[str] = set()
+    stack = [layer_cls]
+    while stack:
+        cls = stack.pop()
+        names.update(getattr(cls, "adapter_layer_names", ()))
+        if other:
+            names.update(getattr(cls, "other_param_names", ()))
+        stack.extend(cls.__subclasses__())
+    return names
 
 
 def canonical_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +136,7 @@ class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, Peft
     def _param_markers(self) -> tuple[str, ...]:
         if self.param_markers is not None:
             return self.param_markers
-        return tuple(self._layer_cls().adapter_layer_names)
+        return tuple(sorted(layer_attributes(self._layer_cls(), other=False)))
 
     def export(self, model: Any, name: str) -> AdapterFiles:
         import peft

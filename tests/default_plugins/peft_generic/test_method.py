@@ -272,6 +272,7 @@ def test_merge_and_unload_is_peft_merged_model(peft_type):
     ("loha", {"r": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}),
     ("vera", {"r": 4, "target_modules": ["q_proj", "v_proj"]}),
     ("oft", {"r": 0, "oft_block_size": 4, "target_modules": ["q_proj", "v_proj"]}),
+    ("adalora", {"init_r": 4, "target_r": 2, "total_step": 10, "target_modules": ["q_proj", "v_proj"]}),
 ])
 def test_train_save_and_peft_loads_it(method, config, tmp_path):
     from peft import PeftModel
