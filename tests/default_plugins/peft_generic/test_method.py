@@ -290,8 +290,13 @@ def test_train_save_and_peft_loads_it(method, config, tmp_path):
     optimizer = torch.optim.SGD(params, lr=0.5)
     for _ in range(2):
         am(**_feed()).logits.pow(2).mean().backward()
+        assert all(p.grad is not None for p in params)  # every adapter weight is trained
         optimizer.step()
         optimizer.zero_grad()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # and weights well away from PEFT's initialisation (AdaLoRA's E starts at 0)
+        for p in params:
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
     am.eval()
     expected = logits(am, _feed())
     with am.disable_adapter():
