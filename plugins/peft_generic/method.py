@@ -2,10 +2,10 @@
 
 PEFT does everything type-specific: its tuner class injects the layers (kept per model, as
 ``PeftModel`` keeps it: ``keeps_tuner``), ``set_peft_model_state_dict`` / ``get_peft_model_state_dict``
-move the weights, and the layers' ``merge``/``unmerge`` fold them in. The capability flags are what
-PEFT really supports for the type, found by running PEFT's classes
-(:func:`adapterhub.toolkit.peft.support.tuner_support`) the first time a flag is read; reading
-them imports peft, registering the methods does not.
+move the weights, and the layers' ``merge``/``unmerge`` fold them in. The capability flags (mergeable,
+two adapters of the type at once, per-row batches) are what PEFT really supports for the type,
+found by running PEFT's classes (:func:`adapterhub.toolkit.peft.support.tuner_support`) the first
+time a flag is read; reading them imports peft, registering the methods does not.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class GenericPeftMethod(PeftTunerMethod):
     mergeable = _Supported("mergeable")  # type: ignore[assignment]
     supports_stack = _Supported("stackable")  # type: ignore[assignment]
     supports_mixed_batch = _Supported("per_row")  # type: ignore[assignment]
-    supports_weighted_merge = _Supported("weighted_merge")  # type: ignore[assignment]
+    #: PEFT weights an adapter only through add_weighted_adapter, which 0.21.2 has for LoRA and IA3
+    #: alone (their plugins merge with weights); here a merge folds in the adapter as PEFT does, weight 1
+    supports_weighted_merge = False
     trainable = _Supported("loads")  # type: ignore[assignment]
 
     @classmethod

@@ -72,3 +72,16 @@ def test_coverage_lists_every_type_with_its_method(fresh_plugins):
     table = markdown_table([rows["LOHA"], rows["XLORA"]]).splitlines()
     assert table[2] == "| `LOHA` | `loha` | yes | yes | yes | no |  |"
     assert table[3].startswith("| `XLORA` | `xlora` | no | no | no | no | XLORA")
+
+
+def test_probing_leaves_the_random_state_alone():
+    import torch
+
+    from adapterhub.toolkit.peft.support import _probe
+
+    _probe.cache_clear()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tuner_support("LOKR")
+    assert torch.equal(torch.rand(3), expected)

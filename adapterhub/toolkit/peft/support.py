@@ -144,7 +144,8 @@ def _probe(peft_type: str, hint_items: tuple[tuple[str, Any], ...]) -> TunerSupp
     if why is not None:
         return TunerSupport(kind, refusal=why)
     notes: dict[str, str] = {}
-    with warnings.catch_warnings():
+    # the probe seeds and draws random numbers: the caller's random state is left as it was
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         warnings.simplefilter("ignore")
         try:
             model, tuner, second = _build(kind, {k: _thaw(v) for k, v in hint_items})
