@@ -170,6 +170,10 @@ class AdapterMethod(ABC):
     supports_mixed_batch: ClassVar[bool] = False
     #: Can take part in an Average block.
     supports_average: ClassVar[bool] = False
+    #: Two or more of its adapters can be active at once in a Stack.
+    supports_stack: ClassVar[bool] = True
+    #: ``merge`` takes a weight other than 1 (None: as ``mergeable``).
+    supports_weighted_merge: ClassVar[bool | None] = None
     #: ``add_adapter`` can create a fresh, trainable adapter.
     trainable: ClassVar[bool] = True
     #: When several methods claim the same files, the highest priority wins (QLoRA over LoRA).
@@ -178,6 +182,9 @@ class AdapterMethod(ABC):
     #: before the model is touched: an ``I32`` header where ``F32`` belongs has the same byte count
     #: and would otherwise load as integers. :meth:`allowed_dtypes` can narrow it per tensor.
     tensor_dtypes: ClassVar[frozenset[str]] = FLOAT_DTYPES
+    #: A fallback (the generic PEFT plugin's methods) gives way to every other method: it is left out
+    #: when another method registers its name or one of its ``peft_types``.
+    fallback: ClassVar[bool] = False
 
     # -- files ------------------------------------------------------------------------------
 
@@ -281,6 +288,11 @@ class AdapterMethod(ABC):
             if n not in loaded:
                 raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
         if combine == "stack":
+            if len(set(names)) > 1 and not self.supports_stack:
+                raise CompositionError(
+                    f"Stack{tuple(names)!r}: method {self.name!r} cannot run two of its adapters at once",
+                    hint="activate one of them, or merge one and activate the other",
+                )
             self.reset_activation(model)
             self.activate_stack(model, names)
         elif combine == "average":
@@ -323,7 +335,8 @@ class AdapterMethod(ABC):
     # -- merging and removal ------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
-        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly."""
+        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly. A method
+        without ``supports_weighted_merge`` refuses a weight other than 1."""
         raise UnsupportedOperationError(
             f"method {self.name!r} cannot be merged into the base weights",
             hint="keep it as a separate module, or unload it",
@@ -380,11 +393,14 @@ class AdapterMethod(ABC):
         raise UnsupportedOperationError(f"method {self.name!r} does not expose trainable parameters")
 
     def capabilities(self) -> dict[str, bool]:
+        weighted = self.supports_weighted_merge
         return {
-            "mergeable": self.mergeable,
-            "supports_mixed_batch": self.supports_mixed_batch,
-            "supports_average": self.supports_average,
-            "trainable": self.trainable,
+            "mergeable": bool(self.mergeable),
+            "supports_mixed_batch": bool(self.supports_mixed_batch),
+            "supports_average": bool(self.supports_average),
+            "supports_stack": bool(self.supports_stack),
+            "supports_weighted_merge": bool(self.mergeable if weighted is None else weighted),
+            "trainable": bool(self.trainable),
         }
 
 

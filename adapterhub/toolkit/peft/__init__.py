@@ -5,7 +5,7 @@
 
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
-from .method import PeftTunerMethod, canonical_key
+from .method import PeftTunerMethod, canonical_key, layer_attributes
 from .streaming import layer_orientation, match_pattern_key, shape_problem
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "PeftTunerMethod",
     "canonical_key",
     "jsonable_config",
+    "layer_attributes",
     "layer_orientation",
     "match_pattern_key",
     "shape_problem",
