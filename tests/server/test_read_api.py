@@ -131,7 +131,7 @@ def test_dataset_repos(hub, alice, repo_name, cache_dir):
     alice.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data.csv", repo_id=repo_id, repo_type="dataset")
     path = hf_hub_download(repo_id, "data.csv", repo_type="dataset", endpoint=hub.url, cache_dir=cache_dir)
     assert open(path, "rb").read() == b"a,b\n1,2\n"
-    assert alice.list_repo_files(repo_id, repo_type="dataset") == ["data.csv"]
+    assert alice.list_repo_files(repo_id, repo_type="dataset") == [".gitattributes", "data.csv"]
     assert not alice.repo_exists(repo_id)  # a dataset is not a model
 
 
@@ -172,7 +172,7 @@ def test_list_models_search_author_filter(hub, alice, bob, anon, repo_name):
     assert lora[0].library_name == "peft" and "base_model:sshleifer/tiny-gpt2" in lora[0].tags
     assert len(list(anon.list_models(search=repo_name, limit=1))) == 1
     full = list(anon.list_models(search=f"{repo_name}-lora", full=True))
-    assert [s.rfilename for s in full[0].siblings] == ["README.md"]
+    assert [s.rfilename for s in full[0].siblings] == [".gitattributes", "README.md"]
 
 
 def test_pagination_follows_link_headers(hub, alice, repo_name):
@@ -184,4 +184,4 @@ def test_pagination_follows_link_headers(hub, alice, repo_name):
     assert len(first.json()) == 3 and 'rel="next"' in first.headers["Link"]
     # The client's own paginator walks the Link chain.
     items = list(paginate(f"{hub.url}/api/models/{repo_id}/tree/main", params={"limit": 3}, headers={}))
-    assert [i["path"] for i in items] == names
+    assert [i["path"] for i in items] == [".gitattributes", *names]

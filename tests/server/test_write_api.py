@@ -35,7 +35,8 @@ def test_lfs_upload_round_trip(hub, alice, repo_name, tmp_path, cache_dir):
     # The server stored the bytes content-addressed, and the log shows the git-LFS path was taken.
     assert (hub.root / "blobs" / sha256[:2] / sha256).read_bytes() == big
     log = hub.stderr_text()
-    assert f"/{repo_id}.git/info/lfs/objects/batch" in log and f"PUT /_lfs/upload/{sha256}" in log
+    assert f"/{repo_id}.git/info/lfs/objects/batch" in log
+    assert f"PUT /_lfs/upload/models/{repo_id.lower()}/{sha256}" in log
     assert "sig=" not in log  # signed upload URLs are not logged
 
     path = hf_hub_download(repo_id, "adapter_model.safetensors", endpoint=hub.url, cache_dir=cache_dir)
@@ -61,8 +62,10 @@ def test_regular_commit_with_deletes_and_parent_check(hub, alice, repo_name):
         commit_message="delete",
         parent_commit=first.oid,
     )
-    assert alice.list_repo_files(repo_id) == []
-    assert sorted(alice.list_repo_files(repo_id, revision=first.oid)) == ["a.txt", "dir/b.txt", "dir/c.txt"]
+    assert alice.list_repo_files(repo_id) == [".gitattributes"]
+    assert sorted(alice.list_repo_files(repo_id, revision=first.oid)) == [
+        ".gitattributes", "a.txt", "dir/b.txt", "dir/c.txt"
+    ]
     commits = alice.list_repo_commits(repo_id)
     assert [c.commit_id for c in commits[:2]] == [second.oid, first.oid]
     assert commits[0].title == "delete" and commits[0].authors == ["alice"]
@@ -74,9 +77,11 @@ def test_regular_commit_with_deletes_and_parent_check(hub, alice, repo_name):
         alice.create_commit(repo_id, [CommitOperationDelete("missing.txt")], commit_message="rm")
 
 
-@pytest.mark.parametrize("bad_path", ["/etc/passwd", "a/../../b", "..", "a\\b", "a//b", "dir/", "./a"])
+@pytest.mark.parametrize(
+    "bad_path", ["/etc/passwd", "a/../../b", "..", "a//b", "dir/", "./a", "..\\ddd", "C:\\x", ".git/config"]
+)
 def test_commit_refuses_unsafe_paths(hub, alice, repo_name, bad_path):
-    """The client would refuse some of these itself, so the NDJSON is posted directly."""
+    """The client would refuse some of these itself, so the NDJSON is posted directly; 422 as on the Hub."""
     repo_id = f"alice/{repo_name}"
     alice.create_repo(repo_id)
     lines = [
@@ -88,8 +93,8 @@ def test_commit_refuses_unsafe_paths(hub, alice, repo_name, bad_path):
         content="\n".join(json.dumps(line) for line in lines).encode(),
         headers={"Authorization": f"Bearer {hub.users['alice']}", "Content-Type": "application/x-ndjson"},
     )
-    assert resp.status_code == 400, resp.text
-    assert alice.list_repo_files(repo_id) == []
+    assert resp.status_code == 422, resp.text
+    assert alice.list_repo_files(repo_id) == [".gitattributes"]
 
 
 def test_lfs_upload_url_checks_signature_and_content(hub, alice, repo_name):
@@ -109,13 +114,15 @@ def test_lfs_upload_url_checks_signature_and_content(hub, alice, repo_name):
     assert not list((hub.root / "tmp").glob("*.upload"))
     assert httpx2.put(href, content=data).status_code == 200
     assert (hub.root / "blobs" / oid[:2] / oid).read_bytes() == data
-    # Writing LFS objects needs the namespace owner's token.
-    other = httpx2.post(
+    # Uploading LFS objects needs a token (any user may upload for a pull request).
+    anonymous = httpx2.post(
         f"{hub.url}/{repo_id}.git/info/lfs/objects/batch",
         json={"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]},
-        headers={"Authorization": f"Bearer {hub.users['bob']}"},
     )
-    assert other.status_code == 403
+    assert anonymous.status_code == 401
+    # The signature binds the URL to this repo: the same upload to another repo's URL is refused.
+    elsewhere = href.replace(f"/models/{repo_id.lower()}/", "/models/alice/elsewhere/")
+    assert httpx2.put(elsewhere, content=data).status_code == 403
 
 
 def test_create_repo_conflict_and_delete(hub, alice, repo_name):
