@@ -91,6 +91,15 @@ def create(
     return discussion
 
 
+def discard(storage: HubStorage, repo: Repo, num: int) -> None:
+    """Undo :func:`create` of a pull request whose first commit failed (all or nothing)."""
+    with storage.lock(repo):
+        refs = storage.refs(repo)
+        refs["pulls"].pop(str(num), None)
+        storage.write_refs(repo, refs)
+        _path(repo, num).unlink(missing_ok=True)
+
+
 def may_push(state: HubState, repo: Repo, user: str, num: int) -> None:
     """Pushing to ``refs/pr/N``: its author or a writer of the repo, while it is open."""
     discussion = load(state.storage, repo, num)

@@ -231,7 +231,8 @@ def refs(state: HubState, req: Request, T: str, ns: str, name: str) -> Response:
 def commits(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) -> Response:
     repo = state.readable_repo(req, T, f"{ns}/{name}")
     head = state.storage.resolve(repo, rev)
-    formatted = truthy(req.args.get("formatted"))
+    expand = req.args.getlist("expand[]") + req.args.getlist("expand")
+    formatted = "formatted" in expand or truthy(req.args.get("formatted"))
     items = []
     for c in state.storage.history(repo, head):
         item = {

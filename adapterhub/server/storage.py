@@ -113,9 +113,10 @@ class HubStorage:
                 yield self._load(repo_type, meta_path.parent)
 
     def create_repo(
-        self, repo_type: str, repo_id: str, *, private: bool, author: str, gated: bool | str = False
+        self, repo_type: str, repo_id: str, *, private: bool, author: str, gated: bool | str = False,
+        files: dict[str, bytes] | None = None,
     ) -> Repo:
-        """Create a repo whose ``main`` holds the Hub's ``.gitattributes``. 409 if it exists."""
+        """Create a repo whose ``main`` holds the Hub's ``.gitattributes`` (and ``files``). 409 if it exists."""
         path = self.repo_dir(repo_type, repo_id)
         with self._repos_lock():
             if (path / "repo.json").is_file():
@@ -126,11 +127,11 @@ class HubStorage:
             staging = self.tmp / f"{uuid.uuid4().hex}.repo"
             (staging / "commits").mkdir(parents=True)
             date = now_iso()
-            attributes = self.blobs.put_bytes(default_gitattributes(repo_type))
-            files = {".gitattributes": attributes}
-            commit = Commit.create(None, "initial commit", f"{repo_type}/{name_key(repo_id)}", author, date, files)
+            tree = {".gitattributes": self.blobs.put_bytes(default_gitattributes(repo_type))}
+            tree.update((path, self.blobs.put_bytes(data)) for path, data in (files or {}).items())
+            commit = Commit.create(None, "initial commit", f"{repo_type}/{name_key(repo_id)}", author, date, tree)
             write_json(staging / "commits" / f"{commit.id}.json", commit.to_json())
-            mark_owned(staging, [attributes.sha256])
+            mark_owned(staging, [e.sha256 for e in tree.values()])
             write_json(staging / "refs.json", {"branches": {"main": commit.id}, "tags": {}, "pulls": {}})
             repo = Repo(repo_type, repo_id, path, private, date, gated)
             write_json(staging / "repo.json", repo.meta_json())

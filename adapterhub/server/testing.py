@@ -44,6 +44,7 @@ class RunningHub:
         lfs_threshold: int | None = None,
         orgs: dict[str, list[str]] | None = None,
         inline_uploads: bool = False,
+        config: Path | None = None,
         startup_timeout_s: float = 30.0,
     ) -> None:
         self.root = Path(root)
@@ -52,6 +53,7 @@ class RunningHub:
         self.env = dict(env or {})
         self.lfs_threshold = lfs_threshold
         self.inline_uploads = inline_uploads
+        self.config = config
         self.startup_timeout_s = startup_timeout_s
         self.url: str = ""
         self.port: int = 0
@@ -71,6 +73,8 @@ class RunningHub:
         cmd = [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(self.root), "--port", str(port or 0)]
         if self.inline_uploads:
             cmd.append("--inline-uploads")
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
         self._stderr = tempfile.TemporaryFile("w+", prefix="adapterhub-hub-", suffix=".log")
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env
@@ -163,15 +167,19 @@ def running_hub(
     lfs_threshold: int | None = None,
     orgs: dict[str, list[str]] | None = None,
     inline_uploads: bool = False,
+    config: Path | None = None,
 ) -> Iterator[RunningHub]:
     """Run ``python -m adapterhub hub serve`` on a free port for the duration of the block.
 
     ``users`` maps name to token, ``orgs`` organisation to members. ``env`` is added to the
     server's environment. ``lfs_threshold`` overrides the size from which files are LFS files
     (the Hub's 10 MiB by default; ``.gitattributes`` patterns apply too); clients upload those
-    through git-LFS (``HF_HUB_DISABLE_XET=1``) unless ``inline_uploads`` is set.
+    through git-LFS (``HF_HUB_DISABLE_XET=1``) unless ``inline_uploads`` is set. ``config`` is a
+    TOML file of users and organisations (``--config``).
     """
-    hub = RunningHub(root, users, env=env, lfs_threshold=lfs_threshold, orgs=orgs, inline_uploads=inline_uploads)
+    hub = RunningHub(
+        root, users, env=env, lfs_threshold=lfs_threshold, orgs=orgs, inline_uploads=inline_uploads, config=config
+    )
     hub.start()
     try:
         yield hub

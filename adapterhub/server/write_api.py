@@ -78,8 +78,12 @@ def create_repo(state: HubState, req: Request) -> Response:
     if visibility is None and "private" in payload:
         visibility = "private" if payload["private"] else "public"
     private = visibility == "private" if visibility is not None else bool(org and org.private_by_default)
+    files = {}
+    if repo_type == "spaces":  # a Space has a card from the start, as on the Hub
+        card = f"---\ntitle: {repo_id.split('/')[1]}\nsdk: {payload.get('sdk') or 'static'}\npinned: false\n---\n"
+        files["README.md"] = card.encode()
     try:
-        repo = state.storage.create_repo(repo_type, repo_id, private=private, author=user)
+        repo = state.storage.create_repo(repo_type, repo_id, private=private, author=user, files=files)
     except HubError as err:
         if err.status == 409:
             err.body["url"] = state.repo_url(req, repo_type, state.storage.get_repo(repo_type, repo_id).id)
@@ -277,8 +281,13 @@ def commit(state: HubState, req: Request, T: str, ns: str, name: str, rev: str) 
         discussion = prs.create(state.storage, repo, user, title, message or None, pull_request=True,
                                 base=rev.removeprefix("refs/heads/"))
         target = f"refs/pr/{discussion['num']}"
-    new = write_commit(state.storage, repo, target, operations, title=title, message=message, author=user,
-                       parent_commit=header.get("parentCommit"), lfs_threshold=state.lfs_threshold)
+    try:
+        new = write_commit(state.storage, repo, target, operations, title=title, message=message, author=user,
+                           parent_commit=header.get("parentCommit"), lfs_threshold=state.lfs_threshold)
+    except HubError:
+        if discussion is not None:  # the pull request exists only with its first commit
+            prs.discard(state.storage, repo, discussion["num"])
+        raise
     number = pr_number(target)
     if number is not None:
         prs.record_commit(state.storage, repo, number, user, title, new.id)

@@ -6,8 +6,8 @@ What it does, so a newcomer can repeat it:
    (``pip download --no-binary :all: --no-deps huggingface_hub==X``; ``--sdist`` uses a local copy)
    and unpacks its ``tests/`` folder (the sdist ships the tests, not their conftest.py);
 2. starts ``adapterhub hub serve`` on 127.0.0.1 with the suite's users (``__DUMMY_HUB_USER__``,
-   ``DVUser``, ``EnterpriseAdmin``) and its organisation (``EnterpriseOrgPrivate``), and points the
-   suite's staging endpoint (``ENDPOINT_STAGING`` in ``testing_constants.py``) and ``HF_ENDPOINT``
+   ``DVUser``, ``EnterpriseAdmin``) and organisations (``valid_org_hub``, ``EnterpriseOrgPrivate``)
+   from a ``--config`` file, and points the suite's staging endpoint (``ENDPOINT_STAGING`` in ``testing_constants.py``) and ``HF_ENDPOINT``
    at it;
 3. runs pytest with ``suite_conftest.py`` as the suite's conftest.py; tests that ``scope.py``
    puts out of scope are skipped, with their reason;
@@ -47,13 +47,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from scope import FILES  # noqa: E402
 
-#: The users and tokens of the suite's testing_constants.py, and its organisation.
-USERS = {
-    "__DUMMY_HUB_USER__": "hf_HubCITokenXXXXXXXXXXXXXXXXXXXXX",
-    "DVUser": "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",
-    "EnterpriseAdmin": "hf_enterprise_admin_token",
-}
-ORGS = {"EnterpriseOrgPrivate": ["EnterpriseAdmin"]}
+#: The users, tokens and organisations of the suite's testing_constants.py and of its tests
+#: (whoami expects the full names; EnterpriseOrgPrivate makes new repos private by default).
+CONFIG = """
+[users.__DUMMY_HUB_USER__]
+token = "hf_HubCITokenXXXXXXXXXXXXXXXXXXXXX"
+fullname = "Dummy User"
+
+[users.DVUser]
+token = "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"
+
+[users.EnterpriseAdmin]
+token = "hf_enterprise_admin_token"
+
+[orgs.valid_org_hub]
+fullname = "Dummy Hub Org"
+members = { __DUMMY_HUB_USER__ = "admin" }
+
+[orgs.EnterpriseOrgPrivate]
+members = { EnterpriseAdmin = "admin" }
+private_by_default = true
+"""
 STAGING_LINE = 'ENDPOINT_STAGING = "https://hub-ci.huggingface.co"'
 GOAL = 0.95
 
@@ -99,9 +113,11 @@ def write_pytest_ini(work: Path) -> None:
 
 
 def start_hub(work: Path, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "ADAPTERHUB_HUB_USERS": ",".join(f"{u}:{t}" for u, t in USERS.items())}
-    env["ADAPTERHUB_HUB_ORGS"] = ";".join(f"{org}:{','.join(members)}" for org, members in ORGS.items())
-    cmd = [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(work / "hub"), "--port", "0"]
+    config = work / "hub.toml"
+    config.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTERHUB_HUB_")}
+    cmd = [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(work / "hub"), "--port", "0",
+           "--config", str(config)]
     log = open(log_path, "w")  # noqa: SIM115  (the server writes to it for its whole life)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
@@ -133,8 +149,8 @@ def run_pytest(work: Path, url: str, selection: list[str], extra: list[str], log
     env.update(
         HF_ENDPOINT=url,
         HF_HOME=str(work / "hf_home"),
-        HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_XET="1",
+        NO_COLOR="1",  # the CLI output tests compare plain text
         HF_SUITE_ACCESS_LOG=str(log_path),
         HF_SUITE_RESULTS=str(results),
         PYTHONPATH=os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -155,10 +171,10 @@ def summarise(results: dict[str, dict], show_failures: bool) -> dict:
     by_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     out_of_scope: dict[str, tuple[str, int]] = {}
     local_only = collections.Counter()
-    failures = []
+    failures, local_failures = [], []
     for nodeid, rec in results.items():
         if rec.get("collection_error"):
-            failures.append((nodeid, "collection error: " + rec["collection_error"]))
+            local_failures.append((nodeid, "collection error: " + rec["collection_error"]))
             continue
         parts = nodeid.split("::")
         klass = "::".join(parts[:2]) if len(parts) > 2 else parts[0]
@@ -169,6 +185,8 @@ def summarise(results: dict[str, dict], show_failures: bool) -> dict:
             continue
         if not rec["reached"] or rec["outcome"] == "skipped":
             local_only[rec["outcome"] or "not run"] += 1
+            if rec["outcome"] == "failed":
+                local_failures.append((nodeid, rec.get("error", "")))
             continue
         outcome = "passed" if rec["outcome"] == "passed" else "failed"
         by_class[klass][outcome] += 1
@@ -193,11 +211,13 @@ def summarise(results: dict[str, dict], show_failures: bool) -> dict:
     for klass in sorted(out_of_scope):
         reason, n = out_of_scope[klass]
         print(f"  {klass:<{width}}  {n:>4}  {reason}")
-    if failures and show_failures:
-        print("\nFailures")
-        for nodeid, error in failures:
-            last = [line for line in error.strip().splitlines() if line.strip()][-1:] or [""]
-            print(f"  {nodeid}\n      {last[0][:300]}")
+    for title, items in (("Failures (in scope, reached the server)", failures),
+                         ("Failures that never reached the server (not counted)", local_failures)):
+        if items and show_failures:
+            print(f"\n{title}")
+            for nodeid, error in items:
+                last = [line for line in error.strip().splitlines() if line.strip()][-1:] or [""]
+                print(f"  {nodeid}\n      {last[0][:300]}")
     return {"passed": total_pass, "total": total, "rate": rate, "by_class": {k: dict(v) for k, v in by_class.items()},
             "out_of_scope": {k: {"reason": r, "tests": n} for k, (r, n) in out_of_scope.items()},
             "failures": [f[0] for f in failures]}

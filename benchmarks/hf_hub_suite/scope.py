@@ -30,6 +30,7 @@ FILES: dict[str, str] = {
     "test_kernels.py": "kernel repos (a repo type for compiled kernels)",
     "test_sandbox.py": "sandboxes (hosted Spaces)",
     "test_oauth.py": "OAuth sign-in (huggingface.co accounts, Spaces)",
+    "test_shared_blobs.py": "Xet storage (the shared blob store holds Xet files)",
 }
 
 #: (file, class) pairs.

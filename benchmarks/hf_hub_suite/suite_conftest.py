@@ -83,6 +83,22 @@ def repo_factory() -> Iterator[RepoFactory]:
 
 
 @pytest.fixture
+def new_repo_id(api: HfApi) -> Iterator[str]:
+    """A fresh repo id under the test user; the repo (if a test created it) is deleted afterwards."""
+    repo_id = f"{api.whoami()['name']}/{repo_name()}"
+    yield repo_id
+    api.delete_repo(repo_id=repo_id, missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_token_files(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test logs in and out on token files of its own."""
+    folder = tmp_path_factory.mktemp("hf-token")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(folder / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(folder / "stored_tokens"))
+
+
+@pytest.fixture
 def api_prod() -> HfApi:
     pytest.skip("needs huggingface.co (production)")
 

@@ -164,3 +164,89 @@ def test_tags_branches_and_refs(hub, alice, repo_name):
     assert [t.name for t in refs.tags] == ["v1.0.0"] and [b.name for b in refs.branches] == ["main"]
     with pytest.raises(RevisionNotFoundError):
         alice.model_info(repo_id, revision="dev")
+
+
+def test_repo_ids_are_case_insensitive(hub, alice, anon, repo_name, cache_dir):
+    repo_id = f"alice/{repo_name}-CaSe"
+    alice.create_repo(repo_id)
+    alice.create_commit(repo_id.lower(), [CommitOperationAdd("f.txt", b"x")], commit_message="lower")
+    assert anon.model_info(repo_id.upper()).id == repo_id  # the case it was created with
+    with pytest.raises(HfHubHTTPError) as same:
+        alice.create_repo(repo_id.lower())
+    assert same.value.response.status_code == 409
+    assert same.value.response.json()["url"].endswith(repo_id)
+    path = hf_hub_download(repo_id.swapcase(), "f.txt", endpoint=hub.url, cache_dir=cache_dir)
+    assert open(path, "rb").read() == b"x"
+
+
+def test_move_keeps_the_old_id_working_and_checks_both_namespaces(hub, alice, bob, repo_name, cache_dir):
+    old, new = f"alice/{repo_name}", f"alice/{repo_name}-renamed"
+    alice.create_repo(old, private=True)
+    alice.upload_file(path_or_fileobj=b"content", path_in_repo="file.txt", repo_id=old)
+    alice.move_repo(old, new)
+    assert alice.model_info(new).id == new and alice.model_info(old).id == new
+    path = hf_hub_download(old, "file.txt", endpoint=hub.url, token=hub.users["alice"], cache_dir=cache_dir)
+    assert open(path, "rb").read() == b"content"
+    with pytest.raises(RepositoryNotFoundError):
+        bob.model_info(old)  # still private under either name
+    with pytest.raises(HfHubHTTPError) as foreign:
+        alice.move_repo(new, f"bob/{repo_name}")
+    assert foreign.value.response.status_code == 403
+    alice.create_repo(f"alice/{repo_name}-taken")
+    with pytest.raises(HfHubHTTPError, match=r"A model repository called .* already exists"):
+        alice.move_repo(new, f"alice/{repo_name}-taken")
+    alice.move_repo(new, f"team/{repo_name}")  # alice administers the team
+    assert alice.model_info(f"team/{repo_name}").private
+
+
+def test_super_squash_and_duplicate(hub, alice, bob, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    for i in range(3):
+        alice.upload_file(path_or_fileobj=b"%d" % i, path_in_repo="f.txt", repo_id=repo_id)
+    alice.create_branch(repo_id, branch="old")
+    files = alice.list_repo_files(repo_id)
+    with pytest.raises(HfHubHTTPError) as not_a_writer:
+        bob.super_squash_history(repo_id)
+    assert not_a_writer.value.response.status_code == 403
+    alice.super_squash_history(repo_id, commit_message="Squash it")
+    commits = alice.list_repo_commits(repo_id)
+    assert [c.title for c in commits] == ["Squash it"] and alice.list_repo_files(repo_id) == files
+    assert len(alice.list_repo_commits(repo_id, revision="old")) == 4
+    copy = bob.duplicate_repo(repo_id, f"bob/{repo_name}-copy", visibility="private")
+    assert copy.repo_id == f"bob/{repo_name}-copy" and bob.model_info(copy.repo_id).private
+    assert bob.list_repo_files(copy.repo_id) == files
+    with pytest.raises(RevisionNotFoundError):
+        bob.model_info(copy.repo_id, revision="refs/pr/1")
+
+
+def test_settings_refuse_what_they_do_not_apply(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    headers = {"Authorization": f"Bearer {hub.users['alice']}"}
+    for body in ({"gated": "sometimes"}, {"visibility": "internal"}, {"xetEnabled": True}):
+        resp = httpx2.put(f"{hub.url}/api/models/{repo_id}/settings", json=body, headers=headers)
+        assert resp.status_code == 400, body
+    alice.update_repo_settings(repo_id, gated="auto", private=True)
+    info = alice.model_info(repo_id)
+    assert (info.gated, info.private) == ("auto", True)
+
+
+def test_revisions_may_be_abbreviated_and_tags_checked_after_revisions(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    info = alice.upload_file(path_or_fileobj=b"1", path_in_repo="f", repo_id=repo_id)
+    alice.create_tag(repo_id, tag="short", revision=info.oid[:7])
+    assert alice.model_info(repo_id, revision="short").sha == info.oid
+    assert alice.model_info(repo_id, revision=info.oid[:10]).sha == info.oid
+    with pytest.raises(RevisionNotFoundError):
+        alice.create_tag(repo_id, tag="bad tag", revision="no-such-revision")
+    with pytest.raises(HfHubHTTPError) as bad:
+        alice.create_tag(repo_id, tag="bad tag")
+    assert bad.value.response.status_code == 400
+    with pytest.raises(HfHubHTTPError, match="Reference refs/heads/main already exists"):
+        alice.create_branch(repo_id, branch="main")
+    with pytest.raises(HfHubHTTPError, match="Cannot delete refs/heads/main"):
+        alice.delete_branch(repo_id, branch="main")
+    with pytest.raises(HfHubHTTPError, match="Invalid rev id"):
+        alice.delete_branch(repo_id, branch="short")  # a tag, not a branch
