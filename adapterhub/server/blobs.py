@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -174,9 +175,12 @@ def collect_garbage(root: Path, *, min_age_s: float = 3600.0, dry_run: bool = Fa
         if not dry_run:
             path.unlink(missing_ok=True)
     tmp_removed = 0
-    for leftover in store.tmp.iterdir():
-        if leftover.name.endswith(".upload") and leftover.stat().st_mtime <= cutoff:
+    for leftover in store.tmp.iterdir():  # partial uploads, repos half built or half deleted
+        if leftover.name.endswith((".upload", ".repo", ".deleted")) and leftover.stat().st_mtime <= cutoff:
             tmp_removed += 1
             if not dry_run:
-                leftover.unlink(missing_ok=True)
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
     return GcReport(kept, removed, freed, recent, tmp_removed, dry_run)

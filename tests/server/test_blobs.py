@@ -75,18 +75,21 @@ def test_gc_deletes_only_old_blobs_that_no_repo_owns(storage):
     young = storage.blobs.put_bytes(b"uploaded a moment ago").sha256
     leftover = storage.tmp / "abc.upload"
     leftover.write_bytes(b"partial")
+    half_built = storage.tmp / "def.repo"
+    (half_built / "commits").mkdir(parents=True)
+    _age(half_built, 7200)
     for sha in (kept, gone):
         _age(storage.blobs.path(sha), 7200)
     _age(leftover, 7200)
 
     dry = collect_garbage(storage.root, dry_run=True)
-    assert (dry.blobs_removed, dry.bytes_freed, dry.recent_kept, dry.tmp_removed) == (1, 4, 1, 1)
+    assert (dry.blobs_removed, dry.bytes_freed, dry.recent_kept, dry.tmp_removed) == (1, 4, 1, 2)
     assert storage.blobs.has(gone) and leftover.exists()
     report = collect_garbage(storage.root)
-    assert (report.blobs_removed, report.bytes_freed, report.recent_kept, report.tmp_removed) == (1, 4, 1, 1)
+    assert (report.blobs_removed, report.bytes_freed, report.recent_kept, report.tmp_removed) == (1, 4, 1, 2)
     assert report.blobs_kept == 2  # alice/keep's file and its .gitattributes (shared with the deleted repo)
     assert not storage.blobs.has(gone) and storage.blobs.has(kept) and storage.blobs.has(young)
-    assert not leftover.exists()
+    assert not leftover.exists() and not half_built.exists()
     assert storage.resolve(keep, "main").files["k"].sha256 == kept
 
 

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.usefixtures("no_xet")
 @pytest.fixture
 def hf(hub, monkeypatch, tmp_path):
     """``hf("repos create x")`` runs the command as alice; ``hf(..., user="bob")`` as someone else."""
+    import huggingface_hub.hf_api
+
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", hub.url)  # `hf auth whoami` uses this one
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("NO_COLOR", "1")
