@@ -22,7 +22,7 @@ from flask import Request, Response
 
 from .errors import HubError, forbidden
 from .history import apply_operations, commit as write_commit
-from .objects import Repo
+from .objects import AddFile, DeleteFile, Repo
 from .routing import HubState, json_response, route
 from .storage import HubStorage, now_iso, read_json, write_json
 
@@ -326,8 +326,6 @@ def merge(state: HubState, req: Request, T: str, ns: str, name: str, num: str) -
     if conflicts:
         raise HubError(409, f"Pull request #{number} conflicts with {discussion['base']} on: {', '.join(conflicts)}",
                        body={"filesWithConflicts": conflicts})
-    from .objects import AddFile, DeleteFile
-
     ops = [AddFile(p, tip.files[p], via_lfs=tip.files[p].lfs) if p in tip.files else DeleteFile(p)
            for p in sorted(changed) if head.files.get(p) != tip.files.get(p)]
     apply_operations(head.files, ops)  # raises before anything is written if a deletion misses

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -87,7 +87,7 @@ def repo_info_json(state: HubState, req: Request, repo: Repo, commit: Commit, *,
 
 
 def last_commits(
-    state: HubState, repo: Repo, commit: Commit, files: list[str], dirs: list[str] = ()
+    state: HubState, repo: Repo, commit: Commit, files: Sequence[str], dirs: Sequence[str] = ()
 ) -> dict[str, Commit]:
     """For each file or folder, the oldest commit of the run (from ``commit`` back) where it is unchanged."""
     def signature(c: Commit, path: str, is_dir: bool) -> Any:

@@ -14,9 +14,9 @@ What it does, so a newcomer can repeat it:
 4. prints pass counts by test class for the in-scope tests that reached the server (made at least
    one request), then the out-of-scope classes and why, then the failures.
 
-Usage (needs ``pip install pytest-mock``, which the suite uses)::
+Usage (needs ``pip install pytest-mock jedi``, which the suite imports)::
 
-    python benchmarks/hf_hub_suite/run.py                  # the whole suite (about 15 minutes)
+    python benchmarks/hf_hub_suite/run.py                  # the whole suite (6 to 8 minutes on 2 cores)
     python benchmarks/hf_hub_suite/run.py test_hf_api.py -k Discussions
     python benchmarks/hf_hub_suite/run.py --keep /tmp/hfsuite --json results.json
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib.metadata
+import importlib.util
 import json
 import os
 import queue
@@ -234,10 +235,9 @@ def main() -> int:
     args, extra = parser.parse_known_args()
     if args.keyword:
         extra += ["-k", args.keyword]
-    try:
-        import pytest_mock  # noqa: F401
-    except ImportError:
-        raise SystemExit("the suite needs pytest-mock: pip install pytest-mock") from None
+    missing = [name for name in ("pytest_mock", "jedi") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"the suite needs {', '.join(missing)}: pip install pytest-mock jedi")
     version = importlib.metadata.version("huggingface_hub")
     work = args.keep or Path(tempfile.mkdtemp(prefix="hf-hub-suite-"))
     work.mkdir(parents=True, exist_ok=True)
