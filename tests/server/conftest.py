@@ -1,7 +1,7 @@
 """Fixtures of the server tests, one convention for all of them.
 
 End-to-end tests share one ``adapterhub hub serve`` subprocess per test module (:func:`hub`),
-driven by the real huggingface_hub client (:func:`alice`, :func:`bob`, :func:`anon`, or
+driven by the real huggingface_hub client (:func:`alice`, :func:`bob`, :func:`carol`, :func:`anon`, or
 :func:`hf_api` for any token); :func:`fresh_hub` starts more hubs on roots of their own. Unit
 tests use :func:`storage` (a :class:`HubStorage` on a temporary root) or :func:`app_client`
 (Flask's in-process client of :func:`create_app`, no sockets).
@@ -16,7 +16,9 @@ import pytest
 
 from adapterhub.server.testing import running_hub
 
-USERS = {"alice": "tok-alice-123", "bob": "tok-bob-456"}
+USERS = {"alice": "tok-alice-123", "bob": "tok-bob-456", "carol": "tok-carol-789"}
+#: An organisation with one member of each role.
+ORGS = {"team": ["alice=admin", "bob=write", "carol=read"]}
 # Files from this size on are asked to go through git-LFS (the root conftest sets HF_HUB_DISABLE_XET=1).
 LFS_THRESHOLD = 64 * 1024
 
@@ -25,7 +27,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("hubroot"), USERS, lfs_threshold=LFS_THRESHOLD) as running:
+    with running_hub(tmp_path_factory.mktemp("hubroot"), USERS, lfs_threshold=LFS_THRESHOLD, orgs=ORGS) as running:
         yield running
 
 
@@ -51,6 +53,11 @@ def alice(hf_api):
 @pytest.fixture
 def bob(hf_api):
     return hf_api(USERS["bob"])
+
+
+@pytest.fixture
+def carol(hf_api):
+    return hf_api(USERS["carol"])
 
 
 @pytest.fixture
