@@ -70,7 +70,10 @@ class RunningHub:
         env[ORGS_ENV] = ";".join(f"{org}:{','.join(members)}" for org, members in self.orgs.items())
         if self.lfs_threshold is not None:
             env[LFS_THRESHOLD_ENV] = str(self.lfs_threshold)
-        cmd = [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(self.root), "--port", str(port or 0)]
+        # -P: the working directory stays off sys.path, so a folder named ``adapterhub`` there (a clone,
+        # run from its parent) cannot shadow the installed package
+        cmd = [sys.executable, "-P", "-m", "adapterhub", "hub", "serve", "--root", str(self.root),
+               "--port", str(port or 0)]
         if self.inline_uploads:
             cmd.append("--inline-uploads")
         if self.config is not None:
