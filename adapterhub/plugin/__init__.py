@@ -8,8 +8,9 @@ layers) are in :mod:`adapterhub.toolkit`. A plugin imports nothing else of adapt
 enforces that for the built-in plugins and the example plugin.
 
 Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``),
-:mod:`.hookspecs` (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and
-:mod:`.registry` (what the plugins registered, and which method claims a folder).
+:mod:`.hookspecs` (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode),
+:mod:`.registry` (what the plugins registered, and which method claims a folder) and :mod:`.weighted`
+(the checked request behind ``add_weighted_adapter``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from ..errors import (
 from .contract import COMBINE_MODES, CONFIG_NAME, AdapterFiles, AdapterMethod, read_adapter_config
 from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
+from .weighted import COMBINATION_TYPES, WeightedRequest
 
 __all__ = [
+    "COMBINATION_TYPES",
     "COMBINE_MODES",
     "CONFIG_NAME",
     "AdapterExistsError",
@@ -39,6 +42,7 @@ __all__ = [
     "IncompatibleBaseModelError",
     "PickleRefusedError",
     "UnsupportedOperationError",
+    "WeightedRequest",
     "detect_method",
     "get_method",
     "get_methods",

@@ -64,6 +64,10 @@ class AdapterLoading:
         method = detect_method(path, self.model)
         files = method.read(path, allow_pickle=allow_pickle)
         files.source = files.source or str(path)
+        return self._put_on_model(name, method, files, str(source))
+
+    def _put_on_model(self, name: str, method: AdapterMethod, files: AdapterFiles, source: str | None) -> str:
+        """Check ``files``, apply them as one transaction, build their head and record adapter ``name``."""
         method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
@@ -81,7 +85,7 @@ class AdapterLoading:
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
-            source=str(source),
+            source=source,
             format=files.format,
             num_parameters=sum(int(t.numel()) for t in files.state_dict.values())
             + sum(int(p.numel()) for p in self._heads.parameters(name)),

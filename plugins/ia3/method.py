@@ -7,9 +7,10 @@ the vectors, as PEFT's ``add_weighted_adapter`` does for IA3; with weights summi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, CompositionError
+from adapterhub.plugin import AdapterFiles, CompositionError, WeightedRequest
 from adapterhub.toolkit.peft import PeftTunerMethod
 
 #: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
@@ -27,6 +28,7 @@ class IA3Method(PeftTunerMethod):
     mergeable = True
     supports_average = True
     supports_mixed_batch = False
+    combination_types = ("linear",)
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if "peft_type" in config:
@@ -88,3 +90,17 @@ class IA3Method(PeftTunerMethod):
             layer.merge(adapter_names=[name])
         finally:
             vector.data = original
+
+    # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        weighted.check(model, request, self.name)
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        return weighted.build(model, request, self.name, progress=progress)
