@@ -29,6 +29,7 @@ _COMMANDS = {
     "verify": "query",
     "cache": "cache",
     "index": "index",
+    "merge": "merge",
     "push": "publish",
     "convert": "publish",
     "hub": "hub",
