@@ -183,5 +183,5 @@ def test_dry_run_prints_the_plan_and_writes_nothing(hub, tmp_path):
                      "--base", str(BASE), "--out", str(out), "--dry-run", "--json", env=env)
     assert result.exit_code == 0, result.stderr
     report = result.json()
-    assert report["dry_run"] is True and len(report["plan"]["items"]) == 2
+    assert report["dry_run"] is True and [a["kind"] for a in report["plan"]["adapters"]] == ["registry", "local"]
     assert not out.exists() and run_cli("list", "--json", env=env).json() == {"installed": []}
