@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapterhub.plugin import AdapterFiles, UnsupportedOperationError, WeightedRequest
-from adapterhub.toolkit.peft import canonical_key, jsonable_config
+from adapterhub.toolkit.peft import OWNED_TENSORS, canonical_key, jsonable_config
 from adapterhub.toolkit.peft.combine import modules_to_save_state, new_targets, source_configs, union_modules_to_save
 
 
@@ -64,7 +64,8 @@ def build(model: Any, request: WeightedRequest, method: str, *,
     if targets == sorted(paths):
         config.update(layers_to_transform=None, layers_pattern=None, exclude_modules=None)
     config.pop("peft_type", None)
-    return AdapterFiles(method, config, state, format="peft", source=f"add_weighted_adapter({list(request.adapters)})")
+    return AdapterFiles(method, config, state, format="peft", source=f"add_weighted_adapter({list(request.adapters)})",
+                        extras={OWNED_TENSORS: True})  # made here: the new adapter's parameters as they are
 
 
 def _targets(configs: list[Any], paths: list[str], ff_paths: list[str]) -> tuple[Any, Any]:

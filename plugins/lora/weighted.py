@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapterhub.plugin import AdapterFiles, UnsupportedOperationError, WeightedRequest
-from adapterhub.toolkit.peft import canonical_key, jsonable_config
+from adapterhub.toolkit.peft import OWNED_TENSORS, canonical_key, jsonable_config
 from adapterhub.toolkit.peft.combine import modules_to_save_state, new_targets, source_configs, union_modules_to_save
 from adapterhub.toolkit.weighted import combine, dense_svd, pad_rank, seeded, sum_svd
 
@@ -235,4 +235,5 @@ def build(model: Any, request: WeightedRequest, method: str, *,
     if isinstance(config["target_modules"], list) and config["target_modules"] == sorted(s.path for s in found):
         config.update(layers_to_transform=None, layers_pattern=None, exclude_modules=None)
     config.pop("peft_type", None)
-    return AdapterFiles(method, config, state, format="peft", source=f"add_weighted_adapter({list(request.adapters)})")
+    return AdapterFiles(method, config, state, format="peft", source=f"add_weighted_adapter({list(request.adapters)})",
+                        extras={OWNED_TENSORS: True})  # made here: the new adapter's parameters as they are

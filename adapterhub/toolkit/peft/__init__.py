@@ -5,6 +5,8 @@
 
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
+from .inject import OWNED_TENSORS
 from .method import PeftTunerMethod, canonical_key
 
-__all__ = ["BASE_ROW", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config", "strip_peft_prefix"]
+__all__ = ["BASE_ROW", "OWNED_TENSORS", "PEFT_PREFIX", "PeftTunerMethod", "canonical_key", "jsonable_config",
+           "strip_peft_prefix"]

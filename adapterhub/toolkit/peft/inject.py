@@ -15,6 +15,11 @@ from ..config_guard import check_untrusted_config
 from ..structure import forget_structure
 
 
+#: ``AdapterFiles.extras`` key: the state dict's tensors belong to this adapter alone (nothing else
+#: holds them), so ``apply`` may make them the adapter's parameters without copying.
+OWNED_TENSORS = "owned_tensors"
+
+
 def owns_param(param_name: str, adapter: str) -> bool:
     """Whether a PEFT parameter name (``...lora_A.<adapter>.weight``) belongs to ``adapter``."""
     return f".{adapter}." in f".{param_name}."
@@ -24,7 +29,11 @@ class PeftInjection:
     """apply/create and purging (mixed into :class:`~.method.PeftTunerMethod`)."""
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
-        self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source)
+        # Tensors made for this adapter alone (a combination's result) become its parameters as they
+        # are: PEFT builds the layers empty (meta) and takes the tensors, instead of initialising
+        # layers only to copy over them.
+        self._inject(model, name, adapter.config, adapter.state_dict, source=adapter.source,
+                     assign=bool(adapter.extras.get(OWNED_TENSORS)))
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
         self._inject(model, name, config, None, source=None, inference_mode=False)
@@ -39,6 +48,7 @@ class PeftInjection:
         *,
         source: str | None,
         inference_mode: bool = True,
+        assign: bool = False,
     ) -> None:
         from peft import inject_adapter_in_model, set_peft_model_state_dict
 
@@ -51,14 +61,15 @@ class PeftInjection:
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
                 warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
                 try:
-                    inject_adapter_in_model(peft_config, model, adapter_name=name)
+                    inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=assign)
                 except ValueError as exc:
                     raise IncompatibleBaseModelError(
                         f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
             if state_dict is not None:
                 state_dict = self.drop_unchanged_base_tensors(model, state_dict, where)
                 try:
-                    result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
+                    result = set_peft_model_state_dict(model, state_dict, adapter_name=name,
+                                                       low_cpu_mem_usage=assign)
                 except RuntimeError as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
                 unexpected = list(result.unexpected_keys)
