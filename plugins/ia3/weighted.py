@@ -13,6 +13,7 @@ from typing import Any
 from adapterhub.plugin import AdapterFiles, UnsupportedOperationError, WeightedRequest
 from adapterhub.toolkit.peft import OWNED_TENSORS, canonical_key, jsonable_config
 from adapterhub.toolkit.peft.combine import modules_to_save_state, new_targets, source_configs, union_modules_to_save
+from adapterhub.toolkit.structure import walk_modules
 
 
 def sites(model: Any, request: WeightedRequest) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -20,7 +21,7 @@ def sites(model: Any, request: WeightedRequest) -> list[tuple[str, Any, dict[str
     from peft.tuners.ia3 import IA3Layer
 
     found = []
-    for path, layer in model.named_modules():
+    for path, layer in walk_modules(model):
         if isinstance(layer, IA3Layer):
             held = {n: layer.ia3_l[n].detach() for n in request.adapters if n in layer.ia3_l}
             if held:
@@ -53,7 +54,7 @@ def build(model: Any, request: WeightedRequest, method: str, *,
         state[f"{path}.ia3_l"] = vector
         if progress is not None:
             progress(done, len(found))
-    saved, saved_modules = modules_to_save_state(model, request)
+    saved, saved_modules, _ = modules_to_save_state(model, request)
     state.update(saved)
     paths = [path for path, _, _ in found]
     ff_paths = [path for path, layer, _ in found if layer.is_feedforward]

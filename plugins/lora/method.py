@@ -134,6 +134,14 @@ class LoraMethod(PeftTunerMethod):
 
     # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
 
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        from . import weighted
+
+        if weighted.PLACEMENTS in adapter.extras:  # a combination's result: its tensors go straight in
+            weighted.place(self, model, name, adapter)
+        else:
+            super().apply(model, name, adapter)
+
     def check_weighted(self, model: Any, request: WeightedRequest) -> None:
         super().check_weighted(model, request)
         from . import weighted

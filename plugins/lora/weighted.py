@@ -29,8 +29,19 @@ from typing import Any
 
 from adapterhub.plugin import AdapterFiles, UnsupportedOperationError, WeightedRequest
 from adapterhub.toolkit.peft import OWNED_TENSORS, canonical_key, jsonable_config
-from adapterhub.toolkit.peft.combine import modules_to_save_state, new_targets, source_configs, union_modules_to_save
+from adapterhub.toolkit.peft.combine import (
+    SAVED_PLACEMENTS,
+    modules_to_save_state,
+    new_targets,
+    source_configs,
+    union_modules_to_save,
+)
+from adapterhub.toolkit.structure import walk_modules
 from adapterhub.toolkit.weighted import combine, dense_svd, pad_rank, seeded, sum_svd
+
+#: ``AdapterFiles.extras`` key of a combination's result: ``[(LoRA layer, {attribute: tensor})]``, where
+#: :func:`place` puts each tensor (the state dict holds the same tensors under canonical keys).
+PLACEMENTS = "lora_placements"
 
 #: Config fields of the first source that must not carry over to the new adapter (initialisers that
 #: would run at injection, and what the combination replaces).
@@ -75,7 +86,7 @@ def sites(model: Any, request: WeightedRequest) -> list[Site]:
     from peft.tuners.lora import LoraLayer
 
     found = []
-    for path, layer in model.named_modules():
+    for path, layer in walk_modules(model):
         if not isinstance(layer, LoraLayer):
             continue
         site = None
@@ -207,6 +218,7 @@ def build(model: Any, request: WeightedRequest, method: str, *,
     configs, found = check(model, request, method)
     rank = new_rank(request, configs)
     state: dict[str, Any] = {}
+    placements: list[tuple[Any, dict[str, Any]]] = []
     device = found[0].pieces[0].a.device if found else None
     with seeded(request.seed, device):
         for done, site in enumerate(found, 1):
@@ -215,13 +227,17 @@ def build(model: Any, request: WeightedRequest, method: str, *,
             b = b.reshape(b.shape[0], rank, *site.b_shape).contiguous()
             if site.embedding:
                 state[f"{site.path}.lora_embedding_A"], state[f"{site.path}.lora_embedding_B"] = a, b
+                tensors = {"lora_embedding_A": a, "lora_embedding_B": b}
             else:
                 state[f"{site.path}.lora_A.weight"], state[f"{site.path}.lora_B.weight"] = a, b
+                tensors = {"lora_A.weight": a, "lora_B.weight": b}
             for suffix, tensor in _extras(site, request).items():
                 state[site.path + suffix] = tensor
+                tensors["lora_B.bias" if suffix == ".lora_B.bias" else "lora_magnitude_vector.weight"] = tensor
+            placements.append((site.layer, tensors))
             if progress is not None:
                 progress(done, len(found))
-        saved, saved_modules = modules_to_save_state(model, request)
+        saved, saved_modules, saved_placements = modules_to_save_state(model, request)
     state.update(saved)
     first = configs[request.adapters[0]]
     config = jsonable_config(first.to_dict())
@@ -235,5 +251,55 @@ def build(model: Any, request: WeightedRequest, method: str, *,
     if isinstance(config["target_modules"], list) and config["target_modules"] == sorted(s.path for s in found):
         config.update(layers_to_transform=None, layers_pattern=None, exclude_modules=None)
     config.pop("peft_type", None)
+    # made here: the tensors become the new adapter's parameters as they are (see place)
+    extras = {OWNED_TENSORS: True, PLACEMENTS: placements, SAVED_PLACEMENTS: saved_placements}
     return AdapterFiles(method, config, state, format="peft", source=f"add_weighted_adapter({list(request.adapters)})",
-                        extras={OWNED_TENSORS: True})  # made here: the new adapter's parameters as they are
+                        extras=extras)
+
+
+def place(method: Any, model: Any, name: str, adapter: AdapterFiles) -> None:
+    """Apply a combination's result: PEFT injects the new adapter's layers empty (on the meta device)
+    and each tensor goes straight into the layer it was computed for, as PEFT's own
+    ``add_weighted_adapter`` fills its new adapter, instead of a round trip through a state dict
+    of the whole model. Every layer PEFT made must have been filled, or nothing is kept."""
+    import warnings
+
+    import torch
+    from peft import inject_adapter_in_model
+
+    from adapterhub.plugin import IncompatibleBaseModelError
+    from adapterhub.toolkit.structure import forget_structure
+
+    def param(tensor: Any) -> Any:
+        return torch.nn.Parameter(tensor, requires_grad=False)
+
+    peft_config = method.peft_config(adapter.config)
+    forget_structure(model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=True)
+        placed = set()
+        for layer, tensors in adapter.extras[PLACEMENTS]:
+            for attribute, tensor in tensors.items():
+                if attribute in ("lora_embedding_A", "lora_embedding_B"):
+                    getattr(layer, attribute)[name] = param(tensor)
+                else:
+                    holder, _, leaf = attribute.rpartition(".")
+                    setattr(getattr(layer, holder)[name], leaf, param(tensor))
+            layer._move_adapter_to_device_of_base_layer(name)
+            placed.add(id(layer))
+        for wrapper, tensors in adapter.extras[SAVED_PLACEMENTS]:
+            wrapper.modules_to_save[name].load_state_dict(tensors, strict=True, assign=True)
+        forget_structure(model)
+        for layer in method.layers(model, name):
+            empty = [n for n, p in layer.named_parameters() if f".{name}." in f".{n}." and p.is_meta]
+            if id(layer) not in placed or empty:
+                raise IncompatibleBaseModelError(
+                    f"add_weighted_adapter: the new adapter's config selects a module no source adapts "
+                    f"({type(layer.get_base_layer()).__name__})", hint="report this: the combination is inconsistent")
+    except BaseException:
+        method._purge(model, name)
+        raise
+    finally:
+        forget_structure(model)

@@ -55,6 +55,32 @@ def test_sum_svd_and_dense_svd_agree_component_by_component():
     assert (b1[top, torch.arange(5)] > 0).all()
 
 
+@pytest.mark.parametrize("shape", [(60, 24), (24, 60)])  # the Gram matrix of either side
+def test_dense_svd_gives_the_best_rank_k_factors_of_a_dense_matrix(shape):
+    g = torch.Generator().manual_seed(4)
+    delta = torch.randn(*shape, generator=g) * (torch.rand(*shape, generator=g) > 0.5)  # pruned: full rank
+    u, s, vh = torch.linalg.svd(delta.double())
+    for rank in (3, 10, 30):
+        b, a = dense_svd(delta, rank)
+        assert b.shape == (shape[0], rank) and a.shape == (rank, shape[1])
+        k = min(rank, *shape)
+        best = (u[:, :k] * s[:k]) @ vh[:k]
+        assert (b.double() @ a.double() - best).abs().max().item() < 1e-5
+        assert torch.allclose(a[:k].double() @ a[:k].double().T, torch.eye(k, dtype=torch.float64), atol=1e-5)
+    # the same factors as an SVD in float64 (component signs by our convention)
+    b, a = dense_svd(delta, 5)
+    b2, a2 = _thin(delta.double(), 5)
+    assert torch.allclose(b.double(), b2, atol=1e-5) and torch.allclose(a.double(), a2, atol=1e-5)
+
+
+def _thin(delta, rank):
+    u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+    b, a = u[:, :rank] * s[:rank], vh[:rank]
+    top = b.abs().argmax(dim=0)
+    signs = torch.sign(b[top, torch.arange(rank)])
+    return b * signs, a * signs[:, None]
+
+
 def test_clamp_bounds_the_factors_at_the_quantile():
     bs, as_ = _sources(seed=3)
     b, a = sum_svd(bs, as_, [1, 1, 1], 6)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ...errors import UnsupportedOperationError, UsageError
 from ...plugin.weighted import WeightedRequest
+from ..structure import walk_modules
 from ..weighted import combine
 
 #: PEFT config fields whose layers compute something other than the plain method (or whose files
@@ -56,18 +57,24 @@ def new_targets(configs: Sequence[Any], paths: Sequence[str], attribute: str = "
     return sorted(paths)
 
 
-def modules_to_save_state(model: Any, request: WeightedRequest) -> tuple[dict[str, Any], list[str]]:
+#: ``AdapterFiles.extras`` key: ``[(modules_to_save wrapper, {parameter: tensor})]`` of a combination.
+SAVED_PLACEMENTS = "saved_placements"
+
+
+def modules_to_save_state(model: Any, request: WeightedRequest) -> tuple[dict[str, Any], list[str], list]:
     """The new adapter's copies of the modules its sources replace (``modules_to_save``).
 
     Each source's copy counts as a task vector against the original module, ``θᵢ - θ₀``; the copy
     of the new adapter is ``θ₀`` plus those vectors combined by the request's rule and weights
-    (for linear types ``θ₀ + Σ wᵢ (θᵢ - θ₀)``). Returns (canonical key -> tensor, the module names).
+    (for linear types ``θ₀ + Σ wᵢ (θᵢ - θ₀)``). Returns (canonical key -> tensor, the module names,
+    ``[(wrapper, {parameter: tensor})]`` for :data:`SAVED_PLACEMENTS`).
     """
     from peft.utils.other import ModulesToSaveWrapper
 
     state: dict[str, Any] = {}
     names: list[str] = []
-    for path, wrapper in model.named_modules():
+    placements: list[tuple[Any, dict[str, Any]]] = []
+    for path, wrapper in walk_modules(model):
         if not isinstance(wrapper, ModulesToSaveWrapper):
             continue
         present = [(n, w) for n, w in zip(request.adapters, request.weights, strict=True)
@@ -77,15 +84,18 @@ def modules_to_save_state(model: Any, request: WeightedRequest) -> tuple[dict[st
         path = path.replace(".base_layer.", ".")
         names.append(path.rsplit(".", 1)[-1])
         copies = {n: wrapper.modules_to_save[n].state_dict() for n, _ in present}
+        tensors = {}
         for param, original in wrapper.original_module.state_dict().items():
             if not original.is_floating_point():
-                state[f"{path}.{param}"] = original.clone()
+                tensors[param] = original.clone()
                 continue
             vectors = [copies[n][param].to(original.dtype) - original for n, _ in present]
             mixed = combine(request.rule, vectors, [w for _, w in present], density=request.density,
                             majority_sign_method=request.majority_sign_method)
-            state[f"{path}.{param}"] = (original + mixed).to(original.dtype)
-    return state, sorted(set(names))
+            tensors[param] = (original + mixed).to(original.dtype)
+        state.update({f"{path}.{param}": t for param, t in tensors.items()})
+        placements.append((wrapper, tensors))
+    return state, sorted(set(names)), placements
 
 
 def union_modules_to_save(configs: Mapping[str, Any], extra: Sequence[str]) -> list[str] | None:
