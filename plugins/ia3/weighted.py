@@ -54,7 +54,7 @@ def build(model: Any, request: WeightedRequest, method: str, *,
         state[f"{path}.ia3_l"] = vector
         if progress is not None:
             progress(done, len(found))
-    saved, saved_modules, _ = modules_to_save_state(model, request)
+    saved, saved_modules, _ = modules_to_save_state(walk_modules(model), request)
     state.update(saved)
     paths = [path for path, _, _ in found]
     ff_paths = [path for path, layer, _ in found if layer.is_feedforward]

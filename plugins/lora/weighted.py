@@ -23,6 +23,7 @@ element-wise rule.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,12 +82,12 @@ def _scale(layer: Any, name: str) -> float:
     return alpha / math.sqrt(r) if layer.use_rslora.get(name, False) else alpha / r
 
 
-def sites(model: Any, request: WeightedRequest) -> list[Site]:
-    """Every module holding at least one source, in module order (PEFT's order)."""
+def sites(modules: list[tuple[str, Any]], request: WeightedRequest) -> list[Site]:
+    """Every module (of ``walk_modules(model)``) holding at least one source, in module order (PEFT's)."""
     from peft.tuners.lora import LoraLayer
 
     found = []
-    for path, layer in walk_modules(model):
+    for path, layer in modules:
         if not isinstance(layer, LoraLayer):
             continue
         site = None
@@ -123,8 +124,18 @@ def new_rank(request: WeightedRequest, configs: dict[str, Any]) -> int:
     return max(ranks)
 
 
-def check(model: Any, request: WeightedRequest, method: str) -> tuple[dict[str, Any], list[Site]]:
-    """Every problem with the sources, before any work; returns their configs and sites."""
+#: model -> (request, adapters on the model, check's result): what ``check_weighted`` found, for the
+#: ``weighted_adapter`` call that follows it (one walk of the model serves both)
+_CHECKED: weakref.WeakKeyDictionary[Any, tuple[WeightedRequest, tuple[str, ...], tuple]] = weakref.WeakKeyDictionary()
+
+
+def check(model: Any, request: WeightedRequest, method: str) -> tuple[dict[str, Any], list[Site], list]:
+    """Every problem with the sources, before any work; returns their configs, their sites and the
+    module walk they came from."""
+    token = tuple(getattr(model, "peft_config", None) or ())
+    memo = _CHECKED.get(model)
+    if memo is not None and memo[0] == request and memo[1] == token:
+        return memo[2]
     configs = source_configs(model, request, method)
     for name, config in configs.items():
         if getattr(config, "bias", "none") != "none":
@@ -137,7 +148,8 @@ def check(model: Any, request: WeightedRequest, method: str) -> tuple[dict[str, 
             f"add_weighted_adapter: adapters: DoRA and plain LoRA cannot be combined "
             f"(DoRA: {[n for n, d in dora.items() if d]}; plain: {[n for n, d in dora.items() if not d]})",
             hint="combine DoRA adapters with DoRA adapters only")
-    found = sites(model, request)
+    modules = walk_modules(model)
+    found = sites(modules, request)
     if not found and not any(getattr(c, "modules_to_save", None) for c in configs.values()):
         raise UnsupportedOperationError(f"add_weighted_adapter: adapters {list(request.adapters)} hold no LoRA layers")
     for site in found:
@@ -155,7 +167,8 @@ def check(model: Any, request: WeightedRequest, method: str) -> tuple[dict[str, 
                     f"add_weighted_adapter: adapters: combination_type={request.combination_type!r} works on the "
                     f"LoRA factors and needs equal ranks, but module {site.path!r} has ranks {ranks}",
                     hint="use 'svd', 'cat', 'linear' or a '*_svd' type for adapters of different ranks")
-    return configs, found
+    _CHECKED[model] = (request, token, (configs, found, modules))
+    return configs, found, modules
 
 
 def _base_norm(layer: Any) -> Any:
@@ -215,7 +228,8 @@ def _extras(site: Site, request: WeightedRequest) -> dict[str, Any]:
 def build(model: Any, request: WeightedRequest, method: str, *,
           progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
     """The new LoRA adapter (config and canonical tensors) for a checked ``request``."""
-    configs, found = check(model, request, method)
+    configs, found, modules = check(model, request, method)
+    _CHECKED.pop(model, None)
     rank = new_rank(request, configs)
     state: dict[str, Any] = {}
     placements: list[tuple[Any, dict[str, Any]]] = []
@@ -237,7 +251,7 @@ def build(model: Any, request: WeightedRequest, method: str, *,
             placements.append((site.layer, tensors))
             if progress is not None:
                 progress(done, len(found))
-        saved, saved_modules, saved_placements = modules_to_save_state(model, request)
+        saved, saved_modules, saved_placements = modules_to_save_state(modules, request)
     state.update(saved)
     first = configs[request.adapters[0]]
     config = jsonable_config(first.to_dict())

@@ -12,7 +12,6 @@ from typing import Any
 
 from ...errors import UnsupportedOperationError, UsageError
 from ...plugin.weighted import WeightedRequest
-from ..structure import walk_modules
 from ..weighted import combine
 
 #: PEFT config fields whose layers compute something other than the plain method (or whose files
@@ -61,8 +60,10 @@ def new_targets(configs: Sequence[Any], paths: Sequence[str], attribute: str = "
 SAVED_PLACEMENTS = "saved_placements"
 
 
-def modules_to_save_state(model: Any, request: WeightedRequest) -> tuple[dict[str, Any], list[str], list]:
-    """The new adapter's copies of the modules its sources replace (``modules_to_save``).
+def modules_to_save_state(modules: list[tuple[str, Any]], request: WeightedRequest
+                          ) -> tuple[dict[str, Any], list[str], list]:
+    """The new adapter's copies of the modules its sources replace (``modules_to_save``), from
+    ``modules`` (the model's :func:`~adapterhub.toolkit.structure.walk_modules`).
 
     Each source's copy counts as a task vector against the original module, ``θᵢ - θ₀``; the copy
     of the new adapter is ``θ₀`` plus those vectors combined by the request's rule and weights
@@ -74,7 +75,7 @@ def modules_to_save_state(model: Any, request: WeightedRequest) -> tuple[dict[st
     state: dict[str, Any] = {}
     names: list[str] = []
     placements: list[tuple[Any, dict[str, Any]]] = []
-    for path, wrapper in walk_modules(model):
+    for path, wrapper in modules:
         if not isinstance(wrapper, ModulesToSaveWrapper):
             continue
         present = [(n, w) for n, w in zip(request.adapters, request.weights, strict=True)
