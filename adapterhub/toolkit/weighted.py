@@ -125,8 +125,8 @@ def dense_svd(delta: Any, rank: int, *, clamp: float | None = None, driver: str 
 
     The top singular vectors come from the symmetric eigendecomposition of the smaller Gram matrix
     (``ΔᵀΔ`` or ``ΔΔᵀ``) in float64: the same triplets as an SVD, to better than float32 precision,
-    in less time (measured on a 3072×768 matrix: 3x faster than the thin SVD on 16 CPU cores, 4x
-    on an H200). With an explicit cuSOLVER ``driver`` (PEFT's ``svd_driver``) the thin SVD.
+    in less time (the ``*_svd`` rows of ``benchmarks/bench_merge.py``). With an explicit cuSOLVER
+    ``driver`` (PEFT's ``svd_driver``) the thin SVD.
     """
     import torch
 
