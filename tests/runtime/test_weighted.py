@@ -19,9 +19,9 @@ WEIGHTS = [0.7, 0.5, -0.3]
 TARGETS = ["q_proj", "v_proj", "down_proj"]
 
 
-def add_lora(am: AdapterModel, name: str, seed: int, **config) -> None:
+def add_lora(am: AdapterModel, name: str, seed: int, method: str = "lora", **config) -> None:
     """A LoRA with every factor random (B too), so that none is a no-op."""
-    am.add_adapter(name, "lora", **({"r": 2, "lora_alpha": 4, "target_modules": TARGETS} | config))
+    am.add_adapter(name, method, **({"r": 2, "lora_alpha": 4, "target_modules": TARGETS} | config))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for pname, p in am.model.named_parameters():
@@ -307,3 +307,22 @@ def test_ia3_takes_the_default_as_linear_like_peft(loaded):
             checked += 1
     assert checked == 6
     assert loaded.adapters["m"].config["feedforward_modules"] == ["down_proj"]
+
+
+def test_qlora_sources_on_a_4bit_base(llama_base, inputs):
+    from adapterhub import quantize_4bit
+
+    am = AdapterModel(quantize_4bit(copy.deepcopy(llama_base), "nf4"))
+    add_lora(am, "a", 1, method="qlora")
+    add_lora(am, "b", 2, method="qlora", r=3, lora_alpha=9)
+    am.set_adapter(["a", "b"])
+    for name, weight in (("a", 0.6), ("b", -0.4)):  # the sources at their weights, on the same 4-bit base
+        for _, layer in layers(am, name):
+            layer.set_scale(name, weight)
+    stacked = logits(am, inputs)
+    am.add_weighted_adapter(["a", "b"], [0.6, -0.4], "m", "svd", svd_rank=5)
+    assert am.adapters["m"].method == "qlora"
+    for path, layer in layers(am, "m"):
+        assert (delta(layer, "m") - reference(layer, ["a", "b"], [0.6, -0.4])).abs().max().item() < 1e-5, path
+    am.set_adapter("m")
+    assert (logits(am, inputs) - stacked).abs().max().item() < 1e-4
