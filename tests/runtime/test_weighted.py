@@ -326,3 +326,34 @@ def test_qlora_sources_on_a_4bit_base(llama_base, inputs):
         assert (delta(layer, "m") - reference(layer, ["a", "b"], [0.6, -0.4])).abs().max().item() < 1e-5, path
     am.set_adapter("m")
     assert (logits(am, inputs) - stacked).abs().max().item() < 1e-4
+
+
+def test_convolution_loras():
+    """LoRA on a 3x3 Conv2d: A is a conv kernel, B a 1x1 one; the factors are flattened and put back."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.lin = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.lin(self.conv(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    am = AdapterModel(Net().eval())
+    for i, r in enumerate([2, 3]):
+        am.add_adapter(f"s{i}", "lora", r=r, lora_alpha=4, target_modules=["conv", "lin"], init_lora_weights=False)
+    am.set_adapter(None)
+    x = torch.randn(2, 3, 5, 5)
+    am.add_weighted_adapter(["s0", "s1"], [0.7, -0.3], "m", "svd", svd_rank=5)
+    conv = am.model.conv
+    assert tuple(conv.lora_A["m"].weight.shape) == (5, 3, 3, 3) and tuple(conv.lora_B["m"].weight.shape) == (8, 5, 1, 1)
+    expected = 0.7 * conv.get_delta_weight("s0") - 0.3 * conv.get_delta_weight("s1")
+    assert (conv.get_delta_weight("m") - expected).abs().max().item() < 1e-6
+    am.set_adapter("m")
+    with torch.no_grad():
+        ours = am(x)
+        am.set_adapter(None)
+        am.merge_adapter(["s0", "s1"], [0.7, -0.3])
+        assert (am(x) - ours).abs().max().item() < 1e-5
