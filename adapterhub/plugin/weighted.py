@@ -150,6 +150,9 @@ def build_request(
         if svd_rank is not None and (isinstance(svd_rank, bool) or not isinstance(svd_rank, numbers.Integral)
                                      or svd_rank < 1):
             raise UsageError(f"add_weighted_adapter: svd_rank={svd_rank!r} must be a positive integer")
+        if svd_driver not in (None, "gesvd", "gesvdj", "gesvda"):
+            raise UsageError(f"add_weighted_adapter: svd_driver={svd_driver!r} is not a cuSOLVER driver",
+                             hint="use None, 'gesvd', 'gesvdj' or 'gesvda' (used on CUDA only, as in PEFT)")
         if svd_clamp is not None:
             svd_clamp = _number(svd_clamp, "svd_clamp")
             if not 0 < svd_clamp <= 1:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import AdapterNotLoadedError, UnsupportedOperationError, UsageError
-from ..plugin.registry import get_method
+from ..plugin.registry import get_method, get_methods
 from ..plugin.weighted import WeightedRequest, build_request, check_adapters_argument
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,9 +66,10 @@ def add_weighted_adapter(
             hint="combine adapters of one method at a time")
     method = get_method(next(iter(methods.values())))
     if not method.combination_types:
+        able = sorted(m.name for m in get_methods().values() if m.combination_types)
         raise UnsupportedOperationError(
             f"add_weighted_adapter: method {method.name!r} cannot combine adapters into a new one",
-            hint="methods that can: lora, qlora (every combination type), ia3 and bottleneck (linear)")
+            hint=f"methods that can: {', '.join(able) or '(none installed)'}")
     if combination_type is DEFAULT_COMBINATION and "svd" not in method.combination_types:
         combination_type = method.combination_types[0]
     request = build_request(adapters, weights, adapter_name, str(combination_type), svd_rank=svd_rank,

@@ -126,12 +126,12 @@ def dense_svd(delta: Any, rank: int, *, clamp: float | None = None, driver: str 
     The top singular vectors come from the symmetric eigendecomposition of the smaller Gram matrix
     (``ΔᵀΔ`` or ``ΔΔᵀ``) in float64: the same triplets as an SVD, to better than float32 precision,
     in less time (the ``*_svd`` rows of ``benchmarks/bench_merge.py``). With an explicit cuSOLVER
-    ``driver`` (PEFT's ``svd_driver``) the thin SVD.
+    ``driver`` (PEFT's ``svd_driver``) for a GPU tensor, the thin SVD by that driver.
     """
     import torch
 
     dtype = dtype or delta.dtype
-    if driver is not None:
+    if driver is not None and delta.device.type == "cuda":
         u, s, vh = torch.linalg.svd(delta, full_matrices=False, driver=driver)
         return _finish(u * s, vh, rank, clamp, dtype)
     d = delta.to(torch.float64)

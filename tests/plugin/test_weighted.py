@@ -34,6 +34,8 @@ def test_the_eleven_peft_types():
     ({"combination_type": "cat", "svd_rank": 4}, "svd_rank"),
     ({"combination_type": "linear", "svd_clamp": 0.9}, "svd_clamp"),
     ({"combination_type": "svd", "seed": 1}, "seed"),
+    ({"combination_type": "svd", "svd_driver": "lapack"}, "svd_driver"),
+    ({"combination_type": "cat", "svd_driver": "gesvd"}, "svd_driver"),
     ({"combination_type": "dare_ties", "density": 0.5, "seed": "x"}, "seed"),
 ])
 def test_bad_arguments_name_the_argument(kwargs, names):
