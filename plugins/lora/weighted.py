@@ -195,9 +195,13 @@ def _factors(site: Site, request: WeightedRequest, rank: int) -> tuple[Any, Any]
     if request.uses_svd:
         compute = torch.float32 if pieces[0].a.dtype in (torch.float16, torch.bfloat16) else pieces[0].a.dtype
         deltas = [(p.b.to(compute) @ p.a.to(compute)) * p.scale for p in pieces]
-        mixed = combine(request.rule, deltas, [p.weight for p in pieces], density=request.density,
-                        majority_sign_method=request.majority_sign_method)
-        return dense_svd(mixed, rank, clamp=request.svd_clamp, driver=request.svd_driver, dtype=pieces[0].a.dtype)
+        # the rule sees each delta in the base weight's layout, as in PEFT (Conv1D and embeddings store
+        # it transposed): magnitude pruning breaks ties between equal values by their position
+        transposed = site.embedding or bool(getattr(site.layer, "fan_in_fan_out", False))
+        mixed = combine(request.rule, [d.T for d in deltas] if transposed else deltas, [p.weight for p in pieces],
+                        density=request.density, majority_sign_method=request.majority_sign_method)
+        return dense_svd(mixed.T if transposed else mixed, rank, clamp=request.svd_clamp, driver=request.svd_driver,
+                         dtype=pieces[0].a.dtype)
     weights_a, weights_b = [], []
     for p in pieces:  # PEFT's factor-space weights: the sign goes on A only
         ws = p.weight * p.scale

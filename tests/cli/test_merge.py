@@ -36,7 +36,7 @@ def hub(tmp_path_factory):
             pushed = run_cli("push", str(SOURCES / name), "--repo", f"alice/{name}", "--version", "1.0.0",
                              "--name", f"alice/{name}", "--base-model", str(BASE), "--endpoint", server.url,
                              "--index-dir", str(index), "--task", "text-generation", "--json",
-                             env={"HF_TOKEN": TOKEN})
+                             "--entry-out", str(root / f"{name}.entry.json"), env={"HF_TOKEN": TOKEN})
             assert pushed.exit_code == 0, pushed.stderr
         yield server, index
 
@@ -110,7 +110,7 @@ def test_merge_registry_name_repo_id_and_folder_then_push_and_install(hub, tmp_p
     index = tmp_path / "index"
     pushed = run_cli("push", str(out), "--repo", "alice/merged", "--version", "0.1.0", "--name", "alice/merged",
                      "--base-model", str(BASE), "--endpoint", server.url, "--index-dir", str(index),
-                     "--task", "text-generation", "--json", env=env)
+                     "--task", "text-generation", "--json", "--entry-out", str(tmp_path / "merged.entry.json"), env=env)
     assert pushed.exit_code == 0, pushed.stderr
     release = pushed.json()
     assert release["load_checked"] and release["method"] == "lora"

@@ -144,3 +144,43 @@ def test_bottleneck_sources_must_share_a_configuration():
         am.add_weighted_adapter(["a", "c"], [1, -1], "m")
     am.add_weighted_adapter(["a", "c"], [1, 3], "m")
     assert "m" in am.adapters
+
+
+@pytest.mark.parametrize("combination_type", ["magnitude_prune_svd", "ties_svd"])
+def test_pruning_breaks_ties_between_equal_values_as_peft_does(combination_type, tmp_path):
+    """Integer factors give deltas full of equal magnitudes: which of them survive the pruning depends on
+    their order, and PEFT prunes GPT-2's Conv1D deltas in the layer's (transposed) layout."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+    from transformers import GPT2LMHeadModel
+
+    base = GPT2LMHeadModel.from_pretrained(str(FIXTURES / "base" / "tiny-gpt2")).eval()
+    peft_model = None
+    for name, seed in (("a", 1), ("b", 2)):
+        config = LoraConfig(r=2, lora_alpha=2, target_modules=["c_attn", "c_fc"])
+        if peft_model is None:
+            peft_model = get_peft_model(copy.deepcopy(base), config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for pname, p in peft_model.named_parameters():
+                if f".{name}." in pname:
+                    p.copy_(torch.randint(-1, 2, p.shape, generator=g).float())
+    peft_model.save_pretrained(str(tmp_path), selected_adapters=["a", "b"])
+    am = AdapterModel(copy.deepcopy(base))
+    for name in ("a", "b"):
+        am.load_adapter(tmp_path / name, name=name)
+    kwargs = {"density": 0.3, "svd_rank": 64}
+    am.add_weighted_adapter(["a", "b"], [0.6, 0.8], "m", combination_type, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model.add_weighted_adapter(["a", "b"], [0.6, 0.8], "m", combination_type, **kwargs)
+    compared = 0
+    for path, layer in peft_model.base_model.model.named_modules():
+        if isinstance(layer, LoraLayer) and "m" in layer.lora_A:
+            expected = layer.get_delta_weight("m")
+            tolerance = ATOL * max(1.0, expected.abs().max().item())  # integer deltas reach ~5: fp32 SVD error
+            assert (am.model.get_submodule(path).get_delta_weight("m") - expected).abs().max().item() <= tolerance, path
+            compared += 1
+    assert compared == 4
