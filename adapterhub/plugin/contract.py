@@ -28,9 +28,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import AdapterFormatError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .weighted import WeightedRequest
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -153,7 +156,8 @@ class AdapterMethod(ABC):
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
     (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
     :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`, :meth:`merge_updates`
-    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``).
+    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``),
+    :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -185,6 +189,9 @@ class AdapterMethod(ABC):
     #: A fallback (the generic PEFT plugin's methods) gives way to every other method: it is left out
     #: when another method registers its name or one of its ``peft_types``.
     fallback: ClassVar[bool] = False
+    #: The ``add_weighted_adapter`` combination types (:mod:`adapterhub.plugin.weighted`) this method
+    #: builds with :meth:`weighted_adapter`; empty when it cannot combine adapters.
+    combination_types: ClassVar[tuple[str, ...]] = ()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -377,6 +384,28 @@ class AdapterMethod(ABC):
             raise UnsupportedOperationError(f"method {self.name!r} cannot keep merged weights while unloading")
         for name in list(names):
             self.remove(model, name)
+
+    # -- combining adapters into a new one ---------------------------------------------------
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        """Raise if ``request.adapters`` (loaded adapters of this method) cannot be combined as asked:
+        a clear error naming the argument, the adapter or module, and the fix. Must not change the
+        model, and must find every problem :meth:`weighted_adapter` would (the runtime calls it first,
+        so that nothing is computed for a request that fails)."""
+        if request.combination_type not in self.combination_types:
+            raise UnsupportedOperationError(
+                f"add_weighted_adapter: method {self.name!r} cannot combine adapters"
+                + (f" with combination_type={request.combination_type!r}" if self.combination_types else ""),
+                hint=f"{self.name} supports {', '.join(self.combination_types)}" if self.combination_types
+                else "combine adapters of a method that supports it (`adapterhub methods`)",
+            )
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        """The adapter that combines ``request.adapters`` with ``request.weights``, in canonical form
+        (the runtime checks and applies it like a loaded adapter). Must not change the model.
+        ``progress(done, total)`` may be called as the work advances."""
+        raise UnsupportedOperationError(f"add_weighted_adapter: method {self.name!r} cannot combine adapters")
 
     # -- export -------------------------------------------------------------------------------
 

@@ -5,11 +5,13 @@
 
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
+from .inject import OWNED_TENSORS
 from .method import PeftTunerMethod, canonical_key, layer_attributes
 from .streaming import layer_orientation, match_pattern_key, shape_problem
 
 __all__ = [
     "BASE_ROW",
+    "OWNED_TENSORS",
     "PEFT_PREFIX",
     "PeftTunerMethod",
     "canonical_key",

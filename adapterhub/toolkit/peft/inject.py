@@ -21,6 +21,11 @@ from . import tuner_object
 from .files import PEFT_PREFIX
 
 
+#: ``AdapterFiles.extras`` key: the state dict's tensors belong to this adapter alone (nothing else
+#: holds them), so ``apply`` may make them the adapter's parameters without copying.
+OWNED_TENSORS = "owned_tensors"
+
+
 def owns_param(param_name: str, adapter: str) -> bool:
     """Whether a PEFT parameter name (``...lora_A.<adapter>.weight``) belongs to ``adapter``."""
     return f".{adapter}." in f".{param_name}."
@@ -59,8 +64,11 @@ class PeftInjection:
             from ..adapters_format.layout import rebase_keys
 
             state = rebase_keys(state, model)
+        # Tensors made for this adapter alone (a combination's result) become its parameters as they
+        # are: PEFT builds the layers empty (meta) and takes the tensors, instead of initialising
+        # layers only to copy over them.
         self._inject(model, name, adapter.config, state, source=adapter.source,
-                     tuner_state=adapter.extras.get("tuner_state"))
+                     tuner_state=adapter.extras.get("tuner_state"), assign=bool(adapter.extras.get(OWNED_TENSORS)))
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
         self._inject(model, name, config, None, source=None, inference_mode=False)
@@ -76,6 +84,7 @@ class PeftInjection:
         source: str | None,
         inference_mode: bool = True,
         tuner_state: dict[str, Any] | None = None,
+        assign: bool = False,
     ) -> None:
         from peft import inject_adapter_in_model, set_peft_model_state_dict
 
@@ -102,7 +111,7 @@ class PeftInjection:
                         if self.keeps_tuner:
                             tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
                         else:
-                            inject_adapter_in_model(peft_config, model, adapter_name=name)
+                            inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=assign)
                 except AdapterHubError:
                     raise
                 except (ValueError, TypeError, NotImplementedError) as exc:
@@ -114,7 +123,8 @@ class PeftInjection:
                     if self.keeps_tuner:
                         result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
                     else:
-                        result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
+                        result = set_peft_model_state_dict(model, state_dict, adapter_name=name,
+                                                           low_cpu_mem_usage=assign)
                 except AdapterHubError:
                     raise
                 except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
