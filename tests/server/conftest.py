@@ -74,6 +74,29 @@ def no_xet(monkeypatch):
 
 
 @pytest.fixture
+def global_endpoint(monkeypatch):
+    """``global_endpoint(url)`` points huggingface_hub's process-wide endpoint at a test hub.
+
+    huggingface_hub 2.0 builds a few URLs from ``constants.ENDPOINT`` (what ``HF_ENDPOINT`` sets)
+    instead of the client's own ``endpoint``: access requests, user and organisation overviews,
+    organisation members. Later releases use the client's endpoint; users of 2.0 set
+    ``HF_ENDPOINT``, which is what this does for the test (both constants it sets at import).
+    """
+    from huggingface_hub import constants
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+    return point
+
+
+@pytest.fixture
+def hub_is_the_endpoint(hub, global_endpoint):
+    global_endpoint(hub.url)
+
+
+@pytest.fixture
 def cache_dir(tmp_path) -> Path:
     return tmp_path / "hf-cache"
 

@@ -38,9 +38,10 @@ def test_members_write_to_the_team_namespace_by_role(hub, alice, bob, carol, rep
     alice.delete_repo(f"team/{repo_name}-renamed")
 
 
-def test_outsiders_see_nothing_private_and_write_nowhere(tmp_path):
+def test_outsiders_see_nothing_private_and_write_nowhere(tmp_path, global_endpoint):
     users = {"alice": "t-a", "mallory": "t-m"}
     with running_hub(tmp_path / "root", users, orgs={"team": ["alice"]}) as hub:
+        global_endpoint(hub.url)
         alice, mallory = (HfApi(endpoint=hub.url, token=t) for t in users.values())
         alice.create_repo("team/secret", private=True)
         with pytest.raises(RepositoryNotFoundError):
@@ -56,6 +57,7 @@ def test_outsiders_see_nothing_private_and_write_nowhere(tmp_path):
         assert [m.id for m in alice.list_models(author="team")] == ["team/secret"]
 
 
+@pytest.mark.usefixtures("hub_is_the_endpoint")
 def test_whoami_and_overviews_list_organisations(hub, alice, carol):
     me = carol.whoami()
     assert me["name"] == "carol" and [(o["name"], o["roleInOrg"]) for o in me["orgs"]] == [("team", "read")]
