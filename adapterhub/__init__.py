@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client, ensure_installed
     from .publish import push_adapter
+    from .publish.export import export
     from .runtime.callbacks import SaveAdaptersCallback
     from .runtime.model import AdapterModel
     from .toolkit.quantize import quantize_4bit
@@ -46,6 +47,7 @@ _LAZY = {
     "quantize_4bit": ("adapterhub.toolkit.quantize", "quantize_4bit"),
     "ensure_installed": ("adapterhub.client", "ensure_installed"),
     "push_adapter": ("adapterhub.publish", "push_adapter"),
+    "export": ("adapterhub.publish.export", "export"),
 }
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "ensure_installed",
+    "export",
     "push_adapter",
     "quantize_4bit",
 ]

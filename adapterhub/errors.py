@@ -19,6 +19,8 @@ class ExitCode(enum.IntEnum):
     ERROR = 1
     #: Bad command line (click's own usage errors also exit 2).
     USAGE = 2
+    #: Interrupted (Ctrl-C, SIGINT): 128 + 2, as shells report it.
+    INTERRUPTED = 130
 
 
 class AdapterHubError(Exception):
@@ -35,6 +37,12 @@ class AdapterHubError(Exception):
         if self.hint:
             return f"{self.message}\nhint: {self.hint}"
         return self.message
+
+
+class InterruptedByUser(AdapterHubError):
+    """A long command stopped by Ctrl-C after cleaning up after itself (exit status 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class UsageError(AdapterHubError, ValueError):
@@ -67,6 +75,10 @@ class UnsupportedOperationError(PluginError):
 
 class CompositionError(UnsupportedOperationError):
     """A composition block that a method cannot take part in, or a malformed block."""
+
+
+class MissingDependencyError(AdapterHubError, ImportError):
+    """An optional dependency a feature needs is not installed (bitsandbytes for QLoRA, ...)."""
 
 
 # --- adapter files and models --------------------------------------------------------------
@@ -148,3 +160,8 @@ class PublishError(AdapterHubError):
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
+
+
+class PublishArgumentsError(PublishError, UsageError):
+    """Push arguments that are malformed (a version that is not X.Y.Z, a repo id without a
+    namespace, ...): a usage error, exit code 2, listing every bad argument."""

@@ -28,6 +28,32 @@ MANIFEST_NAME = "adapterhub.json"
 SKIPPED_DIRS = frozenset({"__pycache__"})
 
 
+#: What a training loop saves next to the adapter in a checkpoint folder (transformers' Trainer,
+#: accelerate): optimizer and scheduler state, random-number state, the training arguments. None of
+#: it is part of the adapter, and the pickled ones hold Python objects, not just tensors.
+TRAINING_STATE_PATTERNS: tuple[str, ...] = (
+    "optimizer.pt", "optimizer.bin", "optimizer_*.bin", "scheduler.pt", "scheduler*.bin", "scaler.pt",
+    "rng_state.pth", "rng_state_*.pth", "random_states_*.pkl", "training_args.bin", "trainer_state.json",
+)
+
+
+def is_training_state(name: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` (a file name or relative path) is a training-state file of a checkpoint folder."""
+    from fnmatch import fnmatch
+
+    base = os.fspath(name).replace("\\", "/").rsplit("/", 1)[-1]
+    return any(fnmatch(base, pattern) for pattern in TRAINING_STATE_PATTERNS)
+
+
+def matches_any(relpath: str, patterns: "tuple[str, ...] | list[str]") -> bool:
+    """Whether a relative POSIX path matches one of the glob ``patterns`` (``--exclude``): the
+    whole path (``ckpt/*.pt``) or its file name (``optimizer.pt``)."""
+    from fnmatch import fnmatch
+
+    name = relpath.rsplit("/", 1)[-1]
+    return any(fnmatch(relpath, p) or fnmatch(name, p) for p in patterns)
+
+
 def is_pickle(name: str | os.PathLike[str]) -> bool:
     """Whether ``name`` (a file name or path) names a pickled weights file, by its suffix."""
     return os.fspath(name).lower().endswith(PICKLE_SUFFIXES)

@@ -40,6 +40,12 @@ class Settings:
     index: str | None = None  # a path, http(s) URL or hf://ns/repo/path@rev; None = bundled index
     token: str | None = field(default=None, repr=False)  # repr=False keeps it out of logs/tracebacks
     max_workers: int = 8
+    # How patient downloads are (adapterhub.client.retry): further attempts per file after a transfer
+    # error, the longest silence of a read, the cap on a server's Retry-After, all waiting of an install.
+    retries: int = 5
+    read_timeout: float = 30.0
+    retry_after_max: float = 60.0
+    max_wait: float = 180.0
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -122,6 +128,9 @@ def get_settings(
     * token: ``HF_TOKEN`` (or the legacy ``HUGGING_FACE_HUB_TOKEN``).
     * offline: ``--offline``, ``HF_HUB_OFFLINE`` or ``ADAPTERHUB_OFFLINE``.
     * index: ``--index``, else ``ADAPTERHUB_INDEX``, else the bundled index.
+    * downloads: ``ADAPTERHUB_RETRIES`` (5 further attempts per file), ``ADAPTERHUB_READ_TIMEOUT``
+      (30 s of silence), ``ADAPTERHUB_RETRY_AFTER_MAX`` (60 s), ``ADAPTERHUB_MAX_WAIT`` (180 s of
+      waiting per install in all); see :mod:`adapterhub.client.retry`.
     """
     home_path = Path(home or os.environ.get("ADAPTERHUB_HOME") or default_home()).expanduser()
     resolved_endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
@@ -135,4 +144,24 @@ def get_settings(
         index=index or os.environ.get("ADAPTERHUB_INDEX") or None,
         token=token,
         max_workers=int(workers) if workers.isdigit() and int(workers) > 0 else 8,
+        retries=int(_env_number("ADAPTERHUB_RETRIES", 5, integer=True)),
+        read_timeout=_env_number("ADAPTERHUB_READ_TIMEOUT", 30.0, positive=True),
+        retry_after_max=_env_number("ADAPTERHUB_RETRY_AFTER_MAX", 60.0),
+        max_wait=_env_number("ADAPTERHUB_MAX_WAIT", 180.0),
     )
+
+
+def _env_number(name: str, default: float, *, integer: bool = False, positive: bool = False) -> float:
+    """A non-negative number (``positive``: above 0) from environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (positive and value == 0) or value != value or value == float("inf"):
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ValueError(f"{name}={raw!r} is not {kind}{' above 0' if positive else ''} "
+                         f"(unset it to use the default, {default:g})")
+    return value

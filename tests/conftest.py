@@ -17,6 +17,10 @@ os.environ.pop("HF_TOKEN", None)
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ADAPTERHUB_OFFLINE", "HF_ENDPOINT"):
     os.environ.pop(_name, None)
 
+# The models in the tests are tiny: one intra-op thread is faster than several spin-waiting ones
+# (and the numbers do not depend on how many cores the machine has).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # huggingface_hub freezes HF_HUB_OFFLINE, HF_ENDPOINT, ... when first imported: import it now, with
 # the clean environment above, so that no test that sets those variables can freeze them for the rest.
 import huggingface_hub.constants  # noqa: E402,F401

@@ -66,3 +66,36 @@ def test_every_python_package_ships_in_the_wheel():
             found.add(".".join((name, *rel)))
     assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
     assert all(p.startswith("adapterhub") for p in listed)
+
+
+def test_the_license_file_is_the_full_apache_2_text_pyproject_declares():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    # all nine sections of the terms, and their end
+    for number, title in enumerate(["Definitions", "Grant of Copyright License", "Grant of Patent License",
+                                    "Redistribution", "Submission of Contributions", "Trademarks",
+                                    "Disclaimer of Warranty", "Limitation of Liability",
+                                    "Accepting Warranty or Additional Liability"], start=1):
+        assert f"{number}. {title}." in text, title
+    assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) >= 200
+
+
+def test_shell_completion_is_clicks(tmp_path):
+    """The README's completion line: click's bash script, which completes command names."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("adapterhub")
+    env = {**os.environ, "_ADAPTERHUB_COMPLETE": "bash_source"}
+    source = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert source.returncode == 0 and "complete -o nosort -F _adapterhub_completion adapterhub" in source.stdout
+    env = {**os.environ, "_ADAPTERHUB_COMPLETE": "bash_complete", "COMP_WORDS": "adapterhub ins", "COMP_CWORD": "1"}
+    words = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert words.stdout.split() == ["plain,install"]
+    env.update(COMP_WORDS="adapterhub index ", COMP_CWORD="2")
+    words = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert words.stdout.split() == ["plain,add", "plain,build", "plain,validate"]

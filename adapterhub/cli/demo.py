@@ -26,12 +26,12 @@ def demo_command(texts: tuple[str, ...], keep: bool, as_json: bool) -> None:
     onto one all-MiniLM-L6-v2, classifies a few sentences with each (set_adapter) and with both
     from one forward pass (Parallel); merges the LoRA into the base weights, exports and reloads
     the merged model with plain transformers; then stops the Hub and removes everything (unless
-    --keep). Needs no internet; the narration goes to stderr.
+    --keep). Needs no internet. The narration goes to stdout (to stderr with --json, whose report
+    is then all of stdout); errors go to stderr.
     """
     from ..demo.run import run_demo
 
-    # The narration goes to stderr in both modes, so ``--json`` keeps stdout parseable.
-    report = run_demo(texts=list(texts), keep=keep, say=info)
+    report = run_demo(texts=list(texts), keep=keep, say=info if as_json else click.echo)
     if as_json:
         emit_json(report)
 

@@ -9,13 +9,30 @@ import click
 from .output import emit_json, info, json_option
 
 
-def _default_dir() -> Path:
-    if Path("registry_index").is_dir():
-        return Path("registry_index")
+#: Every index command works on this folder of the working directory unless told otherwise. Never
+#: the index bundled inside the installed package: that one ships with adapterhub and is read-only.
+DEFAULT_DIR = Path("registry_index")
+
+
+def _directory(argument: str | None, option: str | None = None) -> Path:
+    from ..errors import UsageError
+
+    if argument and option and Path(argument) != Path(option):
+        raise UsageError(f"two index directories given: {argument} and --dir {option}", hint="give one")
+    return Path(argument or option or DEFAULT_DIR)
+
+
+def _writable(root: Path) -> Path:
+    """Refuse to write into the index an installed adapterhub ships (a pip install's package data)."""
     from ..client.index import bundled_index_path
+    from ..errors import UsageError
 
     bundled = bundled_index_path()
-    return bundled.parent if bundled else Path("registry_index")
+    installed = bundled is not None and {"site-packages", "dist-packages"} & set(bundled.parts)
+    if installed and root.resolve() == bundled.parent.resolve():
+        raise UsageError(f"{root} is the registry index bundled inside the installed adapterhub package",
+                         hint="write your own index elsewhere, e.g. ./registry_index (the default)")
+    return root
 
 
 @click.group("index")
@@ -31,7 +48,7 @@ def validate_cmd(directory: str | None, as_json: bool) -> None:
     from ..client.authoring import validate_index_dir
     from ..errors import RegistryIndexError
 
-    root = Path(directory) if directory else _default_dir()
+    root = _directory(directory)
     entries, problems = validate_index_dir(root)
     if as_json:
         emit_json({"ok": bool(entries) and not problems, "entries": sorted(entries),
@@ -48,7 +65,7 @@ def validate_cmd(directory: str | None, as_json: bool) -> None:
         raise RegistryIndexError(
             f"{root}: no index entries found (looked for entry files {root}/<namespace>/<name>.json){compiled}",
             hint="give the registry index directory (e.g. registry_index/), or add an entry with "
-            "`adapterhub index add ENTRY.json --dir DIR`",
+            "`adapterhub index add ENTRY.json DIR`",
         )
     if not as_json:
         info(f"OK: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {root}")
@@ -59,10 +76,11 @@ def validate_cmd(directory: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write (default DIRECTORY/index.json).")
 @json_option
 def build_cmd(directory: str | None, output: str | None, as_json: bool) -> None:
-    """Validate the entry files and compile them into one index.json."""
+    """Validate the entry files in DIRECTORY (default ./registry_index) and compile them into one
+    index.json; a folder with no entries is an error."""
     from ..client.authoring import build_index
 
-    root = Path(directory) if directory else _default_dir()
+    root = _writable(_directory(directory))
     out = build_index(root, output)
     if as_json:
         emit_json({"output": str(out)})
@@ -72,13 +90,15 @@ def build_cmd(directory: str | None, output: str | None, as_json: bool) -> None:
 
 @index_group.command("add")
 @click.argument("entry_file", type=click.Path(dir_okay=False, exists=True))
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Index directory (default ./registry_index).")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--dir", "dir_option", type=click.Path(file_okay=False), help="Index directory, as the DIRECTORY argument.")
 @json_option
-def add_cmd(entry_file: str, directory: str | None, as_json: bool) -> None:
-    """Merge ENTRY_FILE (new versions of an adapter) into the index; refuse changed versions."""
+def add_cmd(entry_file: str, directory: str | None, dir_option: str | None, as_json: bool) -> None:
+    """Merge ENTRY_FILE (new versions of an adapter) into the index in DIRECTORY (default
+    ./registry_index, created if missing) and rebuild its index.json; refuse changed versions."""
     from ..client.authoring import add_entry
 
-    root = Path(directory) if directory else _default_dir()
+    root = _writable(_directory(directory, dir_option))
     target, added = add_entry(root, entry_file)
     if as_json:
         emit_json({"entry": str(target), "added_versions": added})

@@ -22,7 +22,7 @@ def print_plan(plan: Plan) -> None:
     for item in plan.items:
         r = item.resolved
         origin = f"{r.repo_id}@{r.commit[:12]}" if r.repo_id else str(r.local_path)
-        state = "already installed" if item.installed else f"{human_size(item.download_bytes)} to download"
+        state = "already installed" if item.installed else f"{human_size(item.missing_bytes)} to {item.action}"
         info(f"  {r.label}  <-  {origin}  ({len(r.files)} files, {human_size(item.total_bytes)}; {state})")
         for note in r.notes:
             info(f"    warning: {note}")
@@ -30,8 +30,10 @@ def print_plan(plan: Plan) -> None:
             width = max(len(f.path) for f in r.files)
             for f in r.files:
                 present = f.path in item.present
-                info(f"    {f.path:<{width}}  {human_size(f.size):>9}  {'present' if present else 'download'}")
-    info(f"Total: {human_size(plan.total_bytes)}, to download: {human_size(plan.download_bytes)}")
+                info(f"    {f.path:<{width}}  {human_size(f.size):>9}  {'present' if present else item.action}")
+    moves = [f"to download: {human_size(plan.download_bytes)}"] if plan.download_bytes or not plan.copy_bytes else []
+    moves += [f"to copy: {human_size(plan.copy_bytes)}"] if plan.copy_bytes else []
+    info(f"Total: {human_size(plan.total_bytes)}, " + ", ".join(moves))
 
 
 def _show(report: InstallReport, *, lock: str | None, quiet: bool, as_json: bool) -> None:

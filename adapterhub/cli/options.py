@@ -22,7 +22,10 @@ def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, endpoint: str | None, index: str | None, offline: bool | None, **kwargs: Any) -> Any:
         from ..settings import get_settings
 
-        kwargs["settings"] = get_settings(endpoint=endpoint, index=index, offline=offline)
+        try:
+            kwargs["settings"] = get_settings(endpoint=endpoint, index=index, offline=offline)
+        except ValueError as exc:  # a malformed ADAPTERHUB_* variable
+            raise click.UsageError(str(exc)) from None
         return func(*args, **kwargs)
 
     return wrapper

@@ -28,3 +28,23 @@ def human_size(n: int) -> str:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+def show_warnings_as_lines() -> None:
+    """Print adapterhub's own warnings (a plugin that failed to load, ...) as ``warning: ...`` lines
+    on stderr, like errors, instead of Python's ``file:line: Category: ...`` with a source line.
+    Other libraries' warnings keep Python's format."""
+    import warnings
+
+    if getattr(warnings.showwarning, "_adapterhub", False):
+        return
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if category.__module__.startswith("adapterhub."):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show._adapterhub = True  # type: ignore[attr-defined]
+    warnings.showwarning = show

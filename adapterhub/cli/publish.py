@@ -25,6 +25,9 @@ from .output import emit_json, human_size, info, json_option
 @click.option("--token", metavar="TOKEN", help="Hub write token (default: HF_TOKEN or a saved login).")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path), help="Registry index folder to add the version to.")
 @click.option("--entry-out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the standalone entry file (default ./<name>-<version>.entry.json).")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Leave out files matching GLOB (a file name or a path in DIRECTORY; repeatable), e.g. the "
+              "training state of a checkpoint folder: --exclude optimizer.pt --exclude training_args.bin.")
 @click.option("--no-check", is_flag=True, help="Skip loading the adapter onto the base model.")
 @click.option("--dry-run", is_flag=True, help="Validate and stage only; upload and write nothing.")
 @json_option
@@ -44,6 +47,7 @@ def push_command(
     token: str | None,
     index_dir: Path | None,
     entry_out: Path | None,
+    exclude: tuple[str, ...],
     no_check: bool,
     dry_run: bool,
     as_json: bool,
@@ -79,6 +83,7 @@ def push_command(
         entry_out=entry_out,
         check=not no_check,
         dry_run=dry_run,
+        exclude=exclude,
         progress=info,
     )
     if as_json:
@@ -93,8 +98,12 @@ def push_command(
     click.echo(f"{state} {repo_id}@{result.tag} commit {result.commit}")
     if result.entry_path:
         click.echo(f"entry: {result.entry_path}")
-    if result.name:
-        click.echo(f"install with: adapterhub install {result.name}@{result.version}")
+    for number, command in enumerate(result.install):
+        click.echo(("install with: " if number == 0 else "          or: ") + command)
+    if result.manifest.get("format") == "adapters":
+        from ..publish.card import adapters_load_call
+
+        click.echo(f"load with the adapters library: {adapters_load_call(repo_id, result.version)}")
 
 
 @click.command("convert")
@@ -106,12 +115,17 @@ def convert_command(directory: Path, to_safetensors: bool, output: Path | None, 
     """Convert an adapter's pickled weights (*.bin, *.pt) to safetensors, loading them with weights_only."""
     from ..publish import convert_to_safetensors
 
+    from ..layout import adapter_files, is_training_state
+
     pairs = convert_to_safetensors(directory, output)
     if as_json:
         emit_json([{"from": str(a), "to": str(b)} for a, b in pairs])
         return
     for source, target in pairs:
         click.echo(f"converted {source} -> {target.name}")
+    training = [f for f in adapter_files(output or directory) if is_training_state(f)]
+    if training:
+        info(f"left as they are (training state, not adapter weights): {', '.join(training)}")
 
 
 def register(cli: click.Group) -> None:

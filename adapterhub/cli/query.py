@@ -72,17 +72,19 @@ def _version_key(v: str) -> Any:
 
 
 @click.command("search")
-@click.argument("query", required=False, default="")
+@click.argument("words", nargs=-1)
 @click.option("--task", help="Only this task (or subtask).")
 @click.option("--method", help="Only this method (lora, ia3, bottleneck, ...).")
 @click.option("--base-model", help="Only adapters for this base model (substring of its repo id).")
 @client_options
 @json_option
-def search_cmd(query: str, task: str | None, method: str | None, base_model: str | None, as_json: bool,
+def search_cmd(words: tuple[str, ...], task: str | None, method: str | None, base_model: str | None, as_json: bool,
                settings: Any) -> None:
-    """Search the registry index (all words of QUERY must match name, task, tags or description)."""
+    """Search the registry index: every one of WORDS must match the name, task, tags or description
+    (`adapterhub search minilm sentiment`; quoting them as one argument works too)."""
     from ..client import Client
 
+    query = " ".join(words)
     found = Client(settings).search(query, task=task, method=method, base_model=base_model)
     rows = [hit.to_json() for hit in found.hits]
     if as_json:

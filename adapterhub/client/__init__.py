@@ -12,7 +12,8 @@ Public API (everything else in this package is internal)::
 Modules, in the order data flows: ``refs`` (parse a request) -> ``index`` (read the registry;
 ``authoring`` writes one) -> ``resolve`` (pin it) -> ``plan`` -> ``stage`` (fetch and verify) ->
 ``install`` (publish into ``store``) -> ``lockfile``. ``remote`` is the only module that opens a
-connection; ``models`` holds the typed records they pass each other.
+connection; ``models`` holds the typed records they pass each other. ``checkpoint`` fetches and
+verifies a base model checkpoint for ``adapterhub export``.
 """
 
 from __future__ import annotations

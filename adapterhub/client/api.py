@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ResolutionError, UsageError
+from ..errors import AdapterHubError, ResolutionError, UsageError
 from ..settings import Settings, get_settings
 from .index import Index, LazyIndex
 from .install import InstallResult, execute
@@ -208,7 +208,6 @@ class Client:
     def search(self, query: str = "", *, task: str | None = None, method: str | None = None,
                base_model: str | None = None) -> SearchResult:
         """Registry entries matching every word of ``query`` and the filters (close names when none do)."""
-        from ..errors import AdapterHubError
         from .resolve import select_version
 
         index = self.index
@@ -224,12 +223,20 @@ class Client:
 
     def info(self, name: str) -> InfoResult:
         """The index entry of ``name`` (``name@version`` too) and what of it is installed."""
+        from .refs import parse_source
+
         index = self.index
-        entry = index.get(name.split("@")[0])
+        try:
+            ref = parse_source(name)
+            entry = index.get(ref.name) if ref.kind == "name" else None
+        except AdapterHubError:
+            entry = None
         installed = self.store.find(name)
         if entry is None and not installed:
+            close = index.suggest(name.split("@")[0])
             raise ResolutionError(f"{name!r} is neither in the index ({index.source}) nor installed",
-                                  hint="`adapterhub search WORD` finds registry names")
+                                  hint=(f"did you mean {' or '.join(close)}? " if close else "")
+                                  + "`adapterhub search WORD` finds registry names")
         return InfoResult(entry, tuple(installed), index.source)
 
 

@@ -152,6 +152,11 @@ def build_index(index_dir: str | Path, output: str | Path | None = None) -> Path
     root = Path(index_dir)
     entries, problems = validate_index_dir(root)
     raise_problems(str(root), problems)
+    if not entries:  # an empty index installs nothing: almost always the wrong folder
+        raise RegistryIndexError(
+            f"{root}: no index entries to build from (looked for entry files {root}/<namespace>/<name>.json)",
+            hint="give the registry index directory, or add an entry first: `adapterhub index add ENTRY.json DIR`",
+        )
     out = Path(output) if output else root / INDEX_FILENAME
     atomic_write_text(out, dump_json(compile_index(entries)), fsync=True)
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -100,7 +101,8 @@ class Index:
         for word in wanted.split():
             for name in names:
                 parts = [part.lower() for part in name.split("/")]
-                if difflib.get_close_matches(word, parts, n=1, cutoff=0.75):
+                words = re.split(r"[/._-]", name.lower())  # minilm-vader -> minilm, vader
+                if difflib.get_close_matches(word, parts + words, n=1, cutoff=0.75):
                     found.add(name)
         return sorted(found)[:limit]
 

@@ -35,17 +35,37 @@ class PlanItem:
         return sum(f.size for f in self.resolved.files)
 
     @property
-    def download_bytes(self) -> int:
+    def is_local(self) -> bool:
+        """A local folder: its files are copied, not downloaded."""
+        return self.resolved.kind == "local"
+
+    @property
+    def action(self) -> str:
+        """What happens to a file the store does not have yet: ``"copy"`` or ``"download"``."""
+        return "copy" if self.is_local else "download"
+
+    @property
+    def missing_bytes(self) -> int:
+        """Bytes the store does not have yet (copied from a folder, or downloaded)."""
         if self.installed:
             return 0
         return sum(f.size for f in self.resolved.files if f.path not in self.present)
+
+    @property
+    def download_bytes(self) -> int:
+        return 0 if self.is_local else self.missing_bytes
+
+    @property
+    def copy_bytes(self) -> int:
+        return self.missing_bytes if self.is_local else 0
 
     def to_json(self) -> dict[str, Any]:
         r = self.resolved
         return {
             "requested": r.requested, "kind": r.kind, "name": r.name, "version": r.version,
             "repo_id": r.repo_id, "revision": r.commit, "installed": self.installed,
-            "total_bytes": self.total_bytes, "download_bytes": self.download_bytes, "notes": list(r.notes),
+            "total_bytes": self.total_bytes, "download_bytes": self.download_bytes, "copy_bytes": self.copy_bytes,
+            "notes": list(r.notes),
             "files": [
                 {**f.to_dict(), "expected_from": f.expected_from, "present": self.installed or f.path in self.present}
                 for f in r.files
@@ -66,9 +86,13 @@ class Plan:
     def download_bytes(self) -> int:
         return sum(i.download_bytes for i in self.items)
 
+    @property
+    def copy_bytes(self) -> int:
+        return sum(i.copy_bytes for i in self.items)
+
     def to_json(self) -> dict[str, Any]:
         return {"adapters": [i.to_json() for i in self.items], "total_bytes": self.total_bytes,
-                "download_bytes": self.download_bytes, "index": self.index_source}
+                "download_bytes": self.download_bytes, "copy_bytes": self.copy_bytes, "index": self.index_source}
 
 
 def plan_item(store: Store, resolved: Resolution) -> PlanItem:

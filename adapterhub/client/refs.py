@@ -1,4 +1,5 @@
-"""Parse what a user asks to install: a registry name (+ PEP 440 spec), a Hub repo id (+ revision), a dir.
+"""Parse what a user asks to install: a registry name (+ version spec: ``NAME@SPEC`` or pip's ``NAME==1.0``),
+a Hub repo id (+ revision), a dir.
 
 Parsing is purely syntactic. Whether ``ns/name`` is a registry name or a repo id is decided by
 :mod:`adapterhub.client.resolve`, which has the index at hand.
@@ -15,6 +16,8 @@ from ..errors import UsageError
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _REPO_ID = re.compile(rf"^{_SEGMENT}/{_SEGMENT}$")
 _BARE_NAME = re.compile(rf"^{_SEGMENT}$")
+#: pip's form, a name directly followed by a PEP 440 operator: ``ns/name==1.0.0``, ``name>=1,<2``
+_PIP_STYLE = re.compile(rf"^(?P<name>{_SEGMENT}(?:/{_SEGMENT})?)(?P<spec>(?:===|==|!=|~=|>=|<=|<|>).+)$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,12 @@ def parse_source(text: str, revision: str | None = None) -> SourceRef:
         if rev and revision and rev != revision:
             raise UsageError(f"{raw!r}: revision given twice ({rev!r} and {revision!r})")
         return SourceRef(raw, "hf", repo, rev or revision or None)
+    pip_style = None if "@" in raw or _looks_local(raw) else _PIP_STYLE.match(raw)
+    if pip_style:
+        spec = pip_style["spec"]
+        if revision and spec != revision:
+            raise UsageError(f"{raw!r}: version given twice ({spec!r} and {revision!r})")
+        return SourceRef(raw, "name", pip_style["name"], spec)
     name_part = raw.split("@")[0]
     is_name_like = bool(_REPO_ID.match(name_part) or _BARE_NAME.match(name_part))
     # A path-like string that is also name-like stays a name: resolve() reports the ambiguity.
@@ -67,7 +76,8 @@ def parse_source(text: str, revision: str | None = None) -> SourceRef:
     if not (_REPO_ID.match(name) or _BARE_NAME.match(name)):
         raise UsageError(
             f"{raw!r} is not a registry name, a Hub repo id or an existing directory",
-            hint="registry names look like 'sentiment/sst2', repo ids like 'org/repo', local dirs like './my-adapter'",
+            hint="registry names look like 'sentiment/sst2' (with a version: 'sentiment/sst2@^1', "
+            "'sentiment/sst2==1.0.0'), repo ids like 'org/repo', local dirs like './my-adapter'",
         )
     if spec and revision and spec != revision:
         raise UsageError(f"{raw!r}: revision given twice ({spec!r} and {revision!r})")

@@ -8,6 +8,11 @@ session (``huggingface_hub.get_session()``). This module owns, so that no other 
   ``ADAPTERHUB_OFFLINE``) every function raises :class:`~adapterhub.errors.OfflineError` before a
   socket is opened; callers with a fallback (the store, a cached index) catch that error;
 * **timeouts** (huggingface_hub's own client has none: a silent server would hang a command);
+* **retries**: a metadata request is tried again after HTTP 408/429/5xx or a broken answer, as
+  :mod:`adapterhub.client.retry` allows (``Retry-After`` capped); a file GET (:func:`open_file`)
+  is one attempt, which :mod:`adapterhub.client.download` repeats, resuming with ``Range``. No
+  retry ever runs inside huggingface_hub's own backoff helpers: they cannot resume a body that
+  fails half way, and they obey ``Retry-After`` without a cap;
 * **error translation** into adapterhub errors (``PublishError`` for a push), credentials scrubbed;
 * the **token**: ``Settings.token`` (``HF_TOKEN``) on every call, passed explicitly because
   huggingface_hub froze its environment at import; a push falls back to a saved Hub login.
@@ -19,27 +24,23 @@ compares the hashes with what was expected.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterHubError, DownloadError, OfflineError, PublishError, ResolutionError
+from ..layout import is_skipped
 from ..settings import Settings
-from .hashing import StreamHasher, is_commit
+from .hashing import is_commit
 from .models import FileEntry
 from .paths import check_relpath
+from .retry import RETRY_STATUSES, SETTINGS_HINT, GiveUp, RetryPolicy, Transient, Waits, parse_retry_after
 
-_CHUNK = 1 << 20
 _CONNECT_TIMEOUT_S = 10.0
 _API_TIMEOUT_S = 20.0  # a metadata answer (model_info) is small
-_READ_TIMEOUT_S = 60.0  # longest silence tolerated inside a file download
 _INDEX_TIMEOUT_S = 15.0  # an index is small too
-# huggingface_hub retries network errors 5 times (~23 s); a refused connection will not heal: retry once.
-_DOWNLOAD_RETRIES = 1
 _OFFLINE_HINT = "unset HF_HUB_OFFLINE / ADAPTERHUB_OFFLINE (or drop --offline) to use the network"
 
 
@@ -127,6 +128,38 @@ def _gate(settings: Settings, what: str, *, offline_what: str | None = None, wri
                            hint="check the token (HF_TOKEN / --token) has write access to the repo's namespace") from None
 
 
+def _retrying(settings: Settings, what: str, call: Callable[[], Any]) -> Any:
+    """``call()`` (one small Hub request), tried again after HTTP 408/429/5xx or a connection that
+    broke mid-answer, as patiently as :class:`~adapterhub.client.retry.RetryPolicy` allows. A
+    refused, unreachable or silent server is not asked again: the error that the Hub is down (or
+    hangs) comes at once."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    waits = Waits(RetryPolicy.from_settings(settings))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", None)
+            if status not in RETRY_STATUSES:
+                raise
+            failure = Transient(f"the Hub answered HTTP {status}", status=status,
+                                retry_after=parse_retry_after(exc.response.headers.get("Retry-After")))
+            error: Exception = exc
+        except (httpx2.ConnectError, httpx2.TimeoutException):
+            raise
+        except (httpx2.NetworkError, httpx2.RemoteProtocolError) as exc:
+            failure, error = Transient(_reason(exc)), exc
+        try:
+            waits.sleep(waits.plan(failure, attempt, what))
+        except GiveUp as give_up:
+            raise DownloadError(f"{what}: {failure.reason} from {settings.public_endpoint}; {give_up}",
+                                hint=f"try again later ({SETTINGS_HINT})") from error
+
+
 # --- Hub metadata --------------------------------------------------------------------------------
 
 
@@ -137,8 +170,8 @@ def _model_info_at(settings: Settings, repo_id: str, revision: str | None, files
 
     with _gate(settings, repo_id, offline_what=f"{repo_id}@{revision or 'main'}: resolving a revision"):
         try:
-            info = _api(settings).model_info(repo_id, revision=revision, files_metadata=files_metadata,
-                                             timeout=_timeout())
+            info = _retrying(settings, f"{repo_id}@{revision or 'main'}", lambda: _api(settings).model_info(
+                repo_id, revision=revision, files_metadata=files_metadata, timeout=_timeout()))
         except hf_errors.RevisionNotFoundError:
             refs = list_refs(settings, repo_id)
             raise ResolutionError(
@@ -163,7 +196,8 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
         with _gate(settings, f"{repo_id}@{info.sha[:12]}"):
             return info.sha, _tree(settings, repo_id, info.sha)
     where = f"{settings.public_endpoint} files of {repo_id}@{info.sha[:12]}"
-    files = [_file_entry(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id, where) for s in siblings]
+    files = [_file_entry(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id, where) for s in siblings
+             if not is_skipped(s.rfilename)]  # the Hub's .gitattributes is no adapter file (adapterhub.layout)
     return info.sha, sorted(files, key=lambda f: f.path)
 
 
@@ -191,32 +225,11 @@ def _tree(settings: Settings, repo_id: str, commit: str, token: str | None = Non
     where = f"{settings.public_endpoint} tree of {repo_id}@{commit[:12]}"
     entries = _api(settings, token).list_repo_tree(repo_id, revision=commit, recursive=True)
     files = [_file_entry(e.path, e.size, e.lfs.sha256 if e.lfs else None, e.blob_id, where)
-             for e in entries if isinstance(e, RepoFile)]
+             for e in entries if isinstance(e, RepoFile) and not is_skipped(e.path)]
     return sorted(files, key=lambda f: f.path)
 
 
 # --- file downloads --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FetchJob:
-    """One file to stream from ``repo_id@commit`` into ``partial`` (``*.incomplete``, resumed).
-    ``file.size`` bounds the download; its git blob id is hashed too when no sha256 is known."""
-
-    repo_id: str
-    commit: str
-    file: FileEntry
-    partial: Path
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What arrived for a job: ``size`` bytes (None: more than expected) and their hashes."""
-
-    job: FetchJob
-    size: int | None
-    sha256: str
-    git_oid: str | None
 
 
 def resolve_url(settings: Settings, repo_id: str, commit: str, path: str) -> str:
@@ -227,94 +240,131 @@ def resolve_url(settings: Settings, repo_id: str, commit: str, path: str) -> str
     return f"{settings.public_endpoint}/{repo_id}/resolve/{quote(commit, safe='')}/{quote(path)}"
 
 
-def _fetch_one(settings: Settings, job: FetchJob, headers: dict[str, str], progress: Any) -> Fetched:
-    """Stream one file (resuming a partial one with a Range request), hashing every byte once."""
-    from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
-
-    size, wants_git = job.file.size, job.file.sha256 is None and is_commit(job.file.git_oid)
-    check_relpath(job.file.path, where=f"{job.repo_id}@{job.commit[:12]}")
-    job.partial.parent.mkdir(parents=True, exist_ok=True)
-    hasher = StreamHasher(size, git=wants_git)
-    have = job.partial.stat().st_size if job.partial.is_file() else 0
-    if have > size:  # longer than the file can be: never trust it
-        job.partial.unlink()
-        have = 0
-    if have:  # resume: the bytes already on disk are hashed once, here
-        with open(job.partial, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                hasher.update(chunk)
-        if progress is not None:
-            progress.update(have)
-    oversize = False
-    with open(job.partial, "ab" if have else "wb") as out:
-        if have < size:
-            url = resolve_url(settings, job.repo_id, job.commit, job.file.path)
-            request_headers = {**headers, "Range": f"bytes={have}-"} if have else dict(headers)
-            with http_stream_backoff("GET", url, headers=request_headers, follow_redirects=True,
-                                     timeout=_timeout(_READ_TIMEOUT_S), max_retries=_DOWNLOAD_RETRIES) as response:
-                hf_raise_for_status(response)
-                if have and response.status_code != 206:  # the server ignored Range: start over
-                    out.seek(0)
-                    out.truncate()
-                    hasher, have = StreamHasher(size, git=wants_git), 0
-                for chunk in response.iter_bytes(_CHUNK):
-                    have += len(chunk)
-                    if have > size:
-                        oversize = True
-                        break
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    if progress is not None:
-                        progress.update(len(chunk))
-        out.flush()
-        os.fsync(out.fileno())  # one fsync per file, before it can become a blob
-    return Fetched(job, None if oversize else have, hasher.sha256, hasher.git_oid)
-
-
-def fetch_files(settings: Settings, jobs: list[FetchJob], *, progress: bool = True, desc: str = "") -> list[Fetched]:
-    """Stream every job (files of ALL adapters) through one thread pool; one GET per file.
-
-    Pinned to 40-hex commits, so no HEAD round trip is needed. The first transport error is raised
-    after every worker has finished, so no thread is left writing into a staging dir.
-    """
+def download_headers(settings: Settings) -> dict[str, str]:
+    """The headers of every file GET: the token (if any) and adapterhub's user agent."""
     from huggingface_hub.utils import build_hf_headers
 
     from .. import __version__
 
-    if not jobs:
-        return []
-    for job in jobs:
-        if not is_commit(job.commit):
-            raise ResolutionError(f"{job.repo_id}: refusing to download from a non-commit revision {job.commit!r}")
-    check_online(settings, f"{desc or jobs[0].repo_id}: {len(jobs)} file(s) not in the store",
-                 hint="run the install once online, or unset HF_HUB_OFFLINE / ADAPTERHUB_OFFLINE")
-    headers = build_hf_headers(token=settings.token or False, library_name="adapterhub", library_version=__version__)
-    bar = None
-    if progress:  # tqdm is only imported when a bar is shown
-        from tqdm.auto import tqdm
+    return build_hf_headers(token=settings.token or False, library_name="adapterhub", library_version=__version__)
 
-        # disable=None: a bar only on a terminal, never carriage-return garbage in a log or a pipe.
-        bar = tqdm(total=sum(j.file.size for j in jobs) or None, unit="B", unit_scale=True, desc=desc or "download",
-                   file=sys.stderr, leave=False, disable=None)
-    results: list[Fetched] = []
-    errors: list[tuple[FetchJob, Exception]] = []
+
+class FileStream:
+    """An open file GET (from :func:`open_file`): its status and headers, its body as it arrives,
+    and :meth:`cut`, which another thread calls to end it at once."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.status: int = response.status_code
+        self.content_range: str = response.headers.get("Content-Range", "")
+        self.last_data = time.monotonic()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body, chunk by chunk as the socket delivers it (so a cancel is seen between reads)."""
+        for chunk in self._response.iter_bytes():
+            self.last_data = time.monotonic()
+            yield chunk
+
+    def cut(self) -> None:
+        """Shut the socket down: this wakes the thread blocked reading it (closing it would not)."""
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def open_file(url: str, headers: dict[str, str], *, start: int, read_timeout: float) -> Iterator[FileStream]:
+    """GET ``url`` from byte ``start`` (``Range``), streaming, through huggingface_hub's session.
+
+    Every failure that another attempt may fix, while connecting or while the body is read inside
+    the ``with`` block, leaves as :class:`~adapterhub.client.retry.Transient` (HTTP 408/429/5xx with
+    the server's ``Retry-After``, 416, timeouts, resets, bodies shorter than announced). Other HTTP
+    errors leave as huggingface_hub's (the caller translates them); everything else passes through.
+    The retrying is the caller's, around this block, never inside it: one block is one attempt.
+    """
+    import httpx2
+    from huggingface_hub import get_session
+    from huggingface_hub.utils import hf_raise_for_status
+
+    request_headers = {**headers, "Range": f"bytes={start}-"} if start else dict(headers)
+    began = time.monotonic()
+    stream: FileStream | None = None
     try:
-        # Largest first, so one big file does not start last and stretch the tail.
-        ordered = sorted(jobs, key=lambda j: -j.file.size)
-        with ThreadPoolExecutor(max_workers=min(settings.max_workers, len(jobs))) as pool:
-            futures = {pool.submit(_fetch_one, settings, job, headers, bar): job for job in ordered}
-            for future in as_completed(futures):
-                try:
-                    results.append(future.result())
-                except _hub_errors() as exc:
-                    errors.append((futures[future], exc))
-    finally:
-        if bar is not None:
-            bar.close()
-    if errors:
-        job, exc = errors[0]
-        raise _translate(exc, f"{job.repo_id}@{job.commit[:12]}/{job.file.path}", settings) from exc
-    return results
+        with get_session().stream("GET", url, headers=request_headers, follow_redirects=True,
+                                  timeout=_timeout(read_timeout)) as response:
+            stream = FileStream(response)
+            if stream.status in RETRY_STATUSES:
+                raise Transient(f"the server answered HTTP {stream.status}", status=stream.status,
+                                retry_after=parse_retry_after(response.headers.get("Retry-After")))
+            if stream.status == 416:  # nothing past ``start``: the server's file is no longer than that
+                raise Transient(f"the server has no bytes past {start} (HTTP 416)", status=416)
+            if stream.status >= 400:
+                hf_raise_for_status(_error_response(response))
+            yield stream
+    except httpx2.TimeoutException as exc:
+        phase = "connecting" if isinstance(exc, httpx2.ConnectTimeout) else "waiting for data"
+        silent = time.monotonic() - (stream.last_data if stream is not None else began)
+        raise Transient(f"timed out {phase} ({read_timeout:g} s of silence)", stalled=silent) from None
+    except httpx2.TransportError as exc:  # a reset, a refused connection, a body shorter than announced
+        raise Transient(_reason(exc)) from None
+
+
+def _error_response(response: Any) -> Any:
+    """``response`` (an error status) with at most 64 KB of its body read, for hf_raise_for_status."""
+    import httpx2
+
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= 65536:
+            break
+    # The body is decoded already: drop the headers that describe its encoding on the wire.
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx2.Response(response.status_code, headers=headers, content=body[:65536], request=response.request)
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason for a transport error (``connection reset by peer``), never a URL or a header."""
+    import httpx2
+
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return "the connection closed before the body was complete"
+    if isinstance(exc, httpx2.ConnectError):
+        return "the connection was refused"
+    text = str(exc).split("] ", 1)[-1].strip()  # "[Errno 104] Connection reset by peer"
+    return text[0].lower() + text[1:] if text and len(text) < 80 and "://" not in text else type(exc).__name__
+
+
+def translate_download_error(exc: Exception, what: str, settings: Settings) -> Exception:
+    """The adapterhub error for a file GET that failed without a retry (404, 401, ...)."""
+    if isinstance(exc, AdapterHubError) or not isinstance(exc, _hub_errors()):
+        return exc
+    return _translate(exc, what, settings)
+
+
+def download_snapshot(settings: Settings, repo_id: str, revision: str, paths: list[str]) -> Path:
+    """``paths`` of ``repo_id@revision`` in huggingface_hub's cache (``Settings.hf_cache_dir``, the
+    cache transformers shares), through ``snapshot_download``; returns the snapshot folder.
+
+    Offline, only the cache is read (``local_files_only``): no connection is opened, and a missing
+    file is an :class:`~adapterhub.errors.OfflineError`.
+    """
+    from huggingface_hub import snapshot_download
+
+    what = f"{repo_id}@{revision[:12]}"
+    options = {"revision": revision, "allow_patterns": paths, "cache_dir": settings.hf_cache_dir}
+    if settings.offline:
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=True, **options))
+        except _hub_errors():
+            raise OfflineError(f"{what}: not in the huggingface_hub cache ({settings.hf_cache_dir}) and offline "
+                               "mode is on", hint=_OFFLINE_HINT) from None
+    with _gate(settings, what):
+        return Path(snapshot_download(repo_id, endpoint=settings.endpoint, token=settings.token or False,
+                                      max_workers=settings.max_workers, **options))
 
 
 # --- index files -----------------------------------------------------------------------------------
@@ -405,10 +455,20 @@ class HubRepo:
             return {f.path: f for f in _tree(self.settings, self.repo_id, commit, self._token)}
 
     def upload(self, folder: Path, *, message: str, description: str) -> str:
-        """Commit exactly the files of ``folder`` (older files are deleted); the new commit id."""
-        with self._step("upload"):
-            info = self._api.upload_folder(repo_id=self.repo_id, folder_path=folder, commit_message=message,
-                                           commit_description=description, delete_patterns="*")
+        """Commit exactly the files of ``folder`` (older files are deleted); the new commit id.
+
+        Large files go through git-LFS, which every Hub speaks (``adapterhub hub serve`` included),
+        not Xet, which only huggingface.co does: Xet is off for the duration of the upload.
+        """
+        from huggingface_hub import constants
+
+        xet, constants.HF_HUB_DISABLE_XET = constants.HF_HUB_DISABLE_XET, True
+        try:
+            with self._step("upload"):
+                info = self._api.upload_folder(repo_id=self.repo_id, folder_path=folder, commit_message=message,
+                                               commit_description=description, delete_patterns="*")
+        finally:
+            constants.HF_HUB_DISABLE_XET = xet
         return info.oid
 
     def create_tag(self, tag: str, commit: str, message: str) -> None:

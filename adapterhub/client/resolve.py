@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from pathlib import Path
 
 from ..errors import OfflineError, ResolutionError, UnsafePathError, UsageError
@@ -21,13 +22,17 @@ from .paths import check_relpath
 from .refs import SourceRef
 from .store import Store, key_for_local, key_for_repo
 
-_SPEC_CHARS = set("<>=!~,*")
+_SPEC_CHARS = set("<>=!~^,*")
 
 
 def _similar(name: str, candidates: list[str]) -> list[str]:
+    """Names close to ``name``: typos of the whole or the short name, and names that contain it as a
+    word (``vader`` -> ``sentiment/minilm-vader``)."""
     short = {c.split("/")[-1]: c for c in candidates}
     found = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
-    found += [short[s] for s in difflib.get_close_matches(name.split("/")[-1], list(short), n=5, cutoff=0.6)]
+    word = name.split("/")[-1].lower()
+    found += [short[s] for s in difflib.get_close_matches(word, list(short), n=5, cutoff=0.6)]
+    found += [c for c in candidates if word and word in re.split(r"[/._-]", c.lower())]
     return sorted(set(found))
 
 
@@ -70,12 +75,14 @@ def select_version(entry: IndexEntry, spec: str | None, *, pre: bool = False, re
         )
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+    from .specs import SPEC_EXAMPLES, expand_spec
+
     try:
-        specifier = SpecifierSet(spec)
+        specifier = SpecifierSet(expand_spec(spec))
     except InvalidSpecifier:
         raise UsageError(
-            f"{requested}: {spec!r} is not a PEP 440 version or specifier",
-            hint="examples: name@1.2.0, name@>=1,<2, name@~=1.4",
+            f"{requested}: {spec!r} is not a version or a version spec (PEP 440, or ^/~ ranges)",
+            hint=SPEC_EXAMPLES,
         ) from None
     # Like pip: a specifier that itself names a pre-release lets pre-releases in.
     explicit_pre = pre or any(_is_version(s.version) and Version(s.version).is_prerelease for s in specifier)
@@ -209,10 +216,11 @@ def resolve(ref: SourceRef, index: Index, settings: Settings, store: Store, *, p
                 hint="candidates: " + ", ".join(matches) + "; write the full <namespace>/<name>",
             )
         if not matches:
+            similar = _similar(name, index.names())
             raise ResolutionError(
                 f"{ref.raw!r} is not in the registry index ({index.source})",
-                hint="similar names: " + (", ".join(_similar(name, index.names())) or "(none)")
-                + "; a Hub repo id needs its namespace (org/repo)",
+                hint=(f"did you mean {' or '.join(similar)}? " if similar else "no similar registry names; ")
+                + "a Hub repo id needs its namespace (org/repo); `adapterhub search WORD` searches the index",
             )
         name = matches[0]
     entry = index.get(name)

@@ -19,7 +19,7 @@ from .hashing import StreamHasher
 from .models import FileEntry, Resolution
 from .paths import join_inside
 from .plan import PlanItem
-from .remote import FetchJob, fetch_files
+from .download import Fetched, FetchJob, fetch_files
 from .store import Store
 
 #: path -> (verified file to add to the blob store, or None when the blob is already there; its sha256)
@@ -41,6 +41,10 @@ def mismatch(expected: FileEntry, size: int | None, sha256: str, git_oid: str | 
     if not expected.sha256 and git_oid is not None and git_oid != expected.git_oid:
         return f"{expected.path}: git blob id differs from the Hub's tree listing ({expected.git_oid})"
     return None
+
+
+def _problem(fetched: Fetched) -> str | None:
+    return mismatch(fetched.job.file, fetched.size, fetched.sha256, fetched.git_oid)
 
 
 def copy_local(r: Resolution, needed: list[FileEntry], work_dir: Path) -> list[tuple[FileEntry, Path, str, str | None]]:
@@ -102,9 +106,18 @@ def stage_missing(items: tuple[PlanItem, ...], *, store: Store, settings: Settin
     if jobs and not problems:
         labels = sorted({owner[j].label for j in jobs})
         desc = labels[0] if len(labels) == 1 else f"{len(labels)} adapters"
-        for fetched in fetch_files(settings, jobs, progress=progress, desc=desc):
+        fetched_all = fetch_files(settings, jobs, progress=progress, desc=desc)
+        # A resumed file that does not verify may owe it to its old partial bytes (changed on disk,
+        # or served differently before): fetch those once more from scratch before calling it bad.
+        stale = [f for f in fetched_all if f.resumed and _problem(f)]
+        if stale:
+            for f in stale:
+                f.job.partial.unlink(missing_ok=True)
+            again = {f.job: f for f in fetch_files(settings, [f.job for f in stale], progress=progress, desc=desc)}
+            fetched_all = [again.get(f.job, f) for f in fetched_all]
+        for fetched in fetched_all:
             r, f = owner[fetched.job], fetched.job.file
-            problem = mismatch(f, fetched.size, fetched.sha256, fetched.git_oid)
+            problem = _problem(fetched)
             if problem:
                 fetched.job.partial.unlink(missing_ok=True)  # a rerun fetches fresh bytes
                 problems.setdefault(r.label, []).append(problem)
@@ -113,8 +126,9 @@ def stage_missing(items: tuple[PlanItem, ...], *, store: Store, settings: Settin
     if problems:
         first = next(label for label in [i.resolved.label for i in items] if label in problems)
         listed = [p if len(problems) == 1 else f"{label}: {p}" for label, ps in problems.items() for p in ps]
+        origin = f" from {settings.public_endpoint}" if jobs else ""
         raise IntegrityError(
-            f"{first}: {len(listed)} file(s) failed verification; nothing was installed",
+            f"{first}: {len(listed)} file(s){origin} failed verification; nothing was installed",
             problems=listed,
             hint="the server or the connection delivered wrong bytes; retry, and report it if it persists",
         )

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, UnsafePathError
-from ..fileio import atomic_write_text, dump_json
+from ..fileio import atomic_write_text, dump_json, read_only_mode
 from .hashing import is_commit, is_sha256, sha256_file
 from .models import FileEntry, InstallRecord
 from .paths import check_relpath, join_inside
@@ -94,13 +93,14 @@ class Store:
         return False
 
     def add_blob(self, source: Path, sha256: str) -> Path:
-        """Move an already verified file into the blob store (a no-op if the blob exists)."""
+        """Move an already verified file into the blob store (a no-op if an intact blob exists; a
+        damaged one is replaced, so `install --force` repairs files whose sha256 the plan lacked)."""
         target = self.blob_path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if target.exists() and self.blob_ok(sha256, source.stat().st_size):
             source.unlink(missing_ok=True)
         else:
-            os.chmod(source, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.chmod(source, read_only_mode())  # read-only, readable as far as the umask allows
             os.replace(source, target)
         return target
 

@@ -26,13 +26,36 @@ from .tasks import DEMO_RELEASE_EPOCH, DEMO_TASKS, DEMO_VERSION, DemoTask, adapt
 
 Say = Callable[[str], None]
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+#: Quoted commands longer than this are wrapped (shell line continuations).
+COMMAND_WIDTH = 100
 
 
-def shown_command(args: list[str], env: dict[str, str] | None = None) -> str:
-    """The shell line of an ``adapterhub`` command, with ``--token`` values masked."""
+def shown_command(args: list[str], env: dict[str, str] | None = None, *, width: int | None = None,
+                  indent: str = "      ") -> str:
+    """The shell line of an ``adapterhub`` command, with ``--token`` values masked.
+
+    With ``width``, longer commands are wrapped between options with shell line continuations
+    (`` \\``), so the text still pastes into a shell as one command.
+    """
     shown = [("***" if prev == "--token" else a) for prev, a in zip(["", *args], args)]
-    prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
-    return f"{prefix}adapterhub {shlex.join(shown)}"
+    words = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()] + ["adapterhub"] + [shlex.quote(a) for a in shown]
+    if width is None:
+        return " ".join(words)
+    units: list[str] = []  # an option and its value stay on one line
+    for word in words:
+        if units and not word.startswith("--") and units[-1].startswith("--") and " " not in units[-1]:
+            units[-1] += " " + word
+        elif units and not word.startswith("--") and not units[-1].startswith("--"):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    lines = [units[0]]
+    for unit in units[1:]:
+        if len(lines[-1]) + 1 + len(unit) + 2 > width:
+            lines.append(indent + unit)
+        else:
+            lines[-1] += " " + unit
+    return " \\\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -62,12 +85,10 @@ def push_request(task: DemoTask, endpoint: str, token: str, entry_file: Path) ->
         "--description", task.description, "--metric", f"accuracy={accuracy}",
         "--base-model", str(base_model_path()), "--endpoint", endpoint, "--token", token,
         "--entry-out", str(entry_file),
-        "--no-check",  # whoever installs the demo adapters loads them onto MiniLM anyway
     ]
     kwargs = dict(repo_id=task.repo_id, version=DEMO_VERSION, name=task.name, task=task.task,
                   license=task.license, description=task.description, metrics=parse_metrics([f"accuracy={accuracy}"]),
-                  base_model=str(base_model_path()), endpoint=endpoint, token=token, entry_out=entry_file,
-                  check=False)
+                  base_model=str(base_model_path()), endpoint=endpoint, token=token, entry_out=entry_file)
     return args, kwargs
 
 
@@ -117,16 +138,16 @@ def publish_demo_adapters(
             kwargs["index_dir"] = index_dir
         env = {SOURCE_DATE_EPOCH: str(DEMO_RELEASE_EPOCH)}
         if not quiet:
-            say(f"  $ {shown_command(args, env)}")
+            say(f"  $ {shown_command(args, env, width=COMMAND_WIDTH)}")
         with _environment(env):
-            push_directory(adapter_dir(task), **kwargs)
+            result = push_directory(adapter_dir(task), **kwargs)
         version = json.loads(entry_file.read_text(encoding="utf-8"))["versions"][DEMO_VERSION]
         revision = version["source"]["revision"]
         bundled = compare_with_bundled(task, revision, version["files"])
         if not quiet:
             say(
-                f"  -> {task.name} {DEMO_VERSION} ({task.method}) is {task.repo_id}@{version['source']['tag']}, "
-                f"commit {revision[:12]}, {len(version['files'])} files"
+                f"  -> {task.name} {DEMO_VERSION} ({task.method}, loads onto {result.checked_as}) is "
+                f"{task.repo_id}@{version['source']['tag']}, commit {revision[:12]}, {len(version['files'])} files"
                 + ("; exactly the release the bundled index pins" if bundled["matches"] else "")
             )
         published.append(
@@ -157,8 +178,8 @@ def check_against_bundled(published: list[dict[str, Any]]) -> None:
             "the demo releases on this Hub are not the ones the bundled registry index pins, so "
             "`adapterhub install` by name would fail against it",
             problems=problems,
-            hint="use a fresh --root (an older release may be there; a Hub with --lfs-threshold also "
-            "records files differently), or, after retraining the adapters, regenerate the entries: "
+            hint="use a fresh --root (an older release, or a demo repo someone else created, may be "
+            "there), or, after retraining the adapters, regenerate the entries: "
             "python examples/register_demo_adapters.py",
         )
 

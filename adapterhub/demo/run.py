@@ -30,13 +30,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .publish import _environment, check_against_bundled, publish_demo_adapters, shown_command
+from .publish import COMMAND_WIDTH, _environment, check_against_bundled, publish_demo_adapters, shown_command
 from .tasks import DEMO_ORG, DEMO_TASKS, EMOTION, SENTIMENT, DemoTask, base_model_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client.models import LockEntry
 
 Say = Callable[[str], None]
+
+#: One line each for what the demo shows and a newcomer may not know.
+FORMATS = {
+    "peft": "PEFT format: adapter_config.json + adapter_model.safetensors, as PEFT's save_pretrained writes "
+            "them (PEFT loads it too)",
+    "adapters": "AdapterHub format: the layout of the `adapters` library (AdapterHub), its bottleneck "
+                "adapters and prediction heads (head_config.json)",
+}
+PARALLEL = ("Parallel: every child adapter runs on its own copy of the batch inside one forward pass, "
+            "one output per child")
+NEXT_STEPS = (
+    ("adapterhub demo --text 'Your own sentence'", "classify your own sentences"),
+    ("adapterhub hub serve --root ./hub --port 8765 --demo", "a Hub holding the demo adapters, until Ctrl-C"),
+    ("HF_ENDPOINT=http://127.0.0.1:8765 adapterhub install sentiment/minilm-vader",
+     "then install from it by name, in another shell"),
+    ("adapterhub methods", "every adapter method installed"),
+)
+
+#: The Hub runs as ``python -m adapterhub hub serve``, and ``-m`` puts the working directory first on
+#: ``sys.path``: run from the folder that holds a clone named ``adapterhub``, the child would import
+#: that folder instead of the installed package. PYTHONSAFEPATH (Python 3.11's ``-P``) leaves it out.
+SAFE_CHILD_ENV = {"PYTHONSAFEPATH": "1"}
 
 
 def _quiet(_message: str) -> None:
@@ -73,7 +95,7 @@ def install_with_cli(endpoint: str, lock_file: Path, say: Say) -> list[LockEntry
 
     names = [t.name for t in DEMO_TASKS]
     env = {"HF_ENDPOINT": endpoint}
-    say(f"  $ {shown_command(['install', *names, '--lock', str(lock_file)], env)}")
+    say(f"  $ {shown_command(['install', *names, '--lock', str(lock_file)], env, width=COMMAND_WIDTH)}")
     with _environment(env):
         report = Client().install(names, lock=lock_file)
     for result in report.results:
@@ -145,6 +167,8 @@ def run_adapters(texts: list[str], say: Say) -> tuple[Any, dict[str, Any], dict[
     tokenizer = _tokenizer()
     model = AdapterModel(_load_base())
     say(f"  AdapterModel({type(model.model).__name__}.from_pretrained('all-MiniLM-L6-v2', num_labels=2))")
+    say(f"  {FORMATS['peft']}")
+    say(f"  {FORMATS['adapters']}")
     for task in DEMO_TASKS:
         # By registry name: resolves to the verified copy step 3 installed; nothing is downloaded again.
         model.load_adapter(task.name, name=task.key)
@@ -173,6 +197,7 @@ def run_adapters(texts: list[str], say: Say) -> tuple[Any, dict[str, Any], dict[
     both = {task.key: _rows(sentences, out["logits"], task.labels) for task, out in zip(DEMO_TASKS, outputs)}
     drift = max(float((out["logits"] - single[task.key]).abs().max()) for task, out in zip(DEMO_TASKS, outputs))
     say(f"  set_adapter({setup!r}): both tasks from ONE forward pass")
+    say(f"    {PARALLEL}")
     width = max(len(s) for s in sentences)
     for i, sentence in enumerate(sentences):
         cells = "   ".join(f"{both[t.key][i]['label']:<8} ({both[t.key][i]['score']:.2f})" for t in DEMO_TASKS)
@@ -228,7 +253,7 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
 
         say(f"[1/6] Starting a local Hub on 127.0.0.1 (root {workspace / 'hub'})")
         token = secrets.token_urlsafe(24)
-        hub = RunningHub(workspace / "hub", {DEMO_ORG: token}).start()
+        hub = RunningHub(workspace / "hub", {DEMO_ORG: token}, env=SAFE_CHILD_ENV).start()
         say(f"  serving on {hub.url} (user {DEMO_ORG!r}, token kept in memory)")
         report["hub"] = {"url": hub.url}
 
@@ -276,4 +301,8 @@ def run_demo(texts: list[str] | None = None, *, keep: bool = False, say: Say | N
             shutil.rmtree(workspace, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     say(f"Done in {report['seconds']:.0f} s.")
+    say("Next, try:")
+    width = max(len(command) for command, _ in NEXT_STEPS)
+    for command, what in NEXT_STEPS:
+        say(f"  {command:<{width}}  # {what}")
     return report

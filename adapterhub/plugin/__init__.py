@@ -7,9 +7,11 @@ policy, adapter folders, per-model state, PEFT tuner plumbing, the AdapterHub fo
 layers) are in :mod:`adapterhub.toolkit`. A plugin imports nothing else of adapterhub's; a test
 enforces that for the built-in plugins and the example plugin.
 
-Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``),
-:mod:`.hookspecs` (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and
-:mod:`.registry` (what the plugins registered, and which method claims a folder).
+Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``, and
+``ParamUpdate``/``MergeSite`` for merging into a checkpoint without a model), :mod:`.hookspecs`
+(the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode), :mod:`.registry` (what
+the plugins registered, and which method claims a folder) and :mod:`.weighted` (the checked request
+behind ``add_weighted_adapter``).
 """
 
 from __future__ import annotations
@@ -23,13 +25,27 @@ from ..errors import (
     PickleRefusedError,
     UnsupportedOperationError,
 )
-from .contract import COMBINE_MODES, CONFIG_NAME, AdapterFiles, AdapterMethod, read_adapter_config
+from .contract import (
+    COMBINE_MODES,
+    CONFIG_NAME,
+    FLOAT_DTYPES,
+    QUANTIZED_DTYPES,
+    AdapterFiles,
+    AdapterMethod,
+    MergeSite,
+    ParamUpdate,
+    read_adapter_config,
+)
 from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
+from .weighted import COMBINATION_TYPES, WeightedRequest
 
 __all__ = [
+    "COMBINATION_TYPES",
     "COMBINE_MODES",
     "CONFIG_NAME",
+    "FLOAT_DTYPES",
+    "QUANTIZED_DTYPES",
     "AdapterExistsError",
     "AdapterFiles",
     "AdapterFormatError",
@@ -37,8 +53,11 @@ __all__ = [
     "AdapterNotLoadedError",
     "CompositionError",
     "IncompatibleBaseModelError",
+    "MergeSite",
+    "ParamUpdate",
     "PickleRefusedError",
     "UnsupportedOperationError",
+    "WeightedRequest",
     "detect_method",
     "get_method",
     "get_methods",

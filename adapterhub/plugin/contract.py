@@ -13,6 +13,11 @@ and the weights or batch sizes, then calls :meth:`~AdapterMethod.activate_stack`
 capability flag is true by construction: a method that declares ``supports_average = False`` is
 never asked to average.
 
+Merging into a checkpoint without a model (``adapterhub export``, which streams a checkpoint one
+tensor at a time) asks a mergeable method for :meth:`AdapterMethod.merge_updates`: one
+:class:`ParamUpdate` per base parameter the adapter changes, computed from its config and tensors
+alone; each is applied to a :class:`MergeSite` (the parameter's name, layer type and base value).
+
 This module must not import torch: type hints name torch objects as strings.
 """
 
@@ -20,17 +25,44 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import AdapterFormatError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .weighted import WeightedRequest
 
 CONFIG_NAME = "adapter_config.json"
 
 #: The combine modes the runtime passes to :meth:`AdapterMethod.set_active`.
 COMBINE_MODES = ("stack", "average", "batch_split")
+
+#: Floating-point tensor types (safetensors' names): what adapter weights are.
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+#: bitsandbytes' quantised layouts (packed 4-bit and int8 weights), which QLoRA files may also hold.
+QUANTIZED_DTYPES = frozenset({"U8", "I8"})
+#: ``str(torch_dtype)`` -> safetensors' name, so that dtypes are checked without importing torch.
+TORCH_DTYPE_NAMES = {
+    "torch.float16": "F16", "torch.bfloat16": "BF16", "torch.float32": "F32", "torch.float64": "F64",
+    "torch.uint8": "U8", "torch.int8": "I8", "torch.int16": "I16", "torch.int32": "I32", "torch.int64": "I64",
+    "torch.uint16": "U16", "torch.uint32": "U32", "torch.uint64": "U64", "torch.bool": "BOOL",
+    "torch.float8_e4m3fn": "F8_E4M3", "torch.float8_e5m2": "F8_E5M2", "torch.complex64": "C64",
+}
+
+
+def dtype_name(tensor: Any) -> str:
+    """safetensors' name of a tensor's dtype (``F32``); torch's own spelling if it has none."""
+    return TORCH_DTYPE_NAMES.get(str(tensor.dtype), str(tensor.dtype))
+
+
+def describe_dtypes(dtypes: Any) -> str:
+    names = sorted(dtypes)
+    if set(names) == FLOAT_DTYPES:
+        return "floating point (" + ", ".join(names) + ")"
+    return ", ".join(names)
 
 
 @dataclass
@@ -48,8 +80,9 @@ class AdapterFiles:
       under ``"state_dict"``), built and routed by the runtime; None when it has none;
     * ``static_head``: a head the adapter saved that must equal the model's own (``adapters``
       saves GPT-2's ``lm_head``); the method checks it, nothing is loaded from it;
-    * ``name``, ``model_type``, ``hidden_size``: what a format that records them (AdapterHub's)
-      writes; the runtime fills them in before ``save``.
+    * ``name``, ``model_type``, ``hidden_size``, ``num_layers``: what a format that records them
+      (AdapterHub's) writes or needs (its ``leave_out`` lists the layers *without* the adapter, so
+      a writer must know how many there are); the runtime fills them in before ``save``.
 
     ``extras`` is for method-private data that travels from ``read`` to ``apply`` or ``save``.
     """
@@ -65,7 +98,50 @@ class AdapterFiles:
     name: str | None = None
     model_type: str | None = None
     hidden_size: int | None = None
+    num_layers: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MergeSite:
+    """One base parameter as a streamed merge (``adapterhub export``) sees it: no model, one tensor.
+
+    * ``name``: the parameter's name in the adapter's key space (relative to the model the adapter
+      is applied to, as in :attr:`AdapterFiles.state_dict`: ``"transformer.h.0.attn.c_attn.weight"``);
+    * ``layer_type``: class name of the module holding it in the base architecture (``"Linear"``,
+      ``"Conv1D"``, ``"Embedding"``, ...), ``""`` when the architecture is unknown;
+    * ``base``: its value in the base checkpoint, float32, before any adapter of this export was
+      merged (DoRA's weight norm is taken on it). Read-only.
+    """
+
+    name: str
+    layer_type: str
+    base: Any  # torch.Tensor
+
+
+@dataclass(frozen=True)
+class ParamUpdate:
+    """How merging one adapter changes one base parameter, computed from the adapter alone
+    (returned by :meth:`AdapterMethod.merge_updates`).
+
+    * ``apply(current, site)``: ``current`` is the parameter's value in float32 (the base with the
+      adapters merged before this one), which it may modify in place; it returns the new float32
+      value, same shape. ``site`` is the :class:`MergeSite`. The caller rounds to the output dtype
+      once, after every update of the parameter.
+    * ``check(shape, layer_type)``: called before anything is written with the checkpoint's shape
+      of the parameter and its layer type; returns why the update cannot apply (naming the shapes),
+      or None. None: no check.
+    * ``replaces``: the update discards the current value (a saved full copy of the parameter, such
+      as PEFT's ``modules_to_save``); no other update, of any adapter, may then touch the parameter.
+    * ``optional``: skipped when the checkpoint has no such parameter (IA3 scales a bias only where
+      the layer has one); otherwise a missing parameter is an error before anything is written.
+    """
+
+    param: str
+    apply: Callable[[Any, MergeSite], Any]
+    check: Callable[[tuple[int, ...], str], str | None] | None = None
+    replaces: bool = False
+    optional: bool = False
 
 
 class AdapterMethod(ABC):
@@ -79,7 +155,9 @@ class AdapterMethod(ABC):
     :meth:`activate_stack`, :meth:`remove`, :meth:`export`. Optional, by capability:
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
     (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
-    :meth:`parameters` (``trainable``), :meth:`make_trainable`, :meth:`check`, :meth:`unload`.
+    :meth:`parameters` (``trainable``), :meth:`make_trainable`, :meth:`check`, :meth:`unload`,
+    :meth:`merge_updates` (``mergeable``: merging into a checkpoint without a model, for
+    ``adapterhub export``), :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -96,10 +174,24 @@ class AdapterMethod(ABC):
     supports_mixed_batch: ClassVar[bool] = False
     #: Can take part in an Average block.
     supports_average: ClassVar[bool] = False
+    #: Two or more of its adapters can be active at once in a Stack.
+    supports_stack: ClassVar[bool] = True
+    #: ``merge`` takes a weight other than 1 (None: as ``mergeable``).
+    supports_weighted_merge: ClassVar[bool | None] = None
     #: ``add_adapter`` can create a fresh, trainable adapter.
     trainable: ClassVar[bool] = True
     #: When several methods claim the same files, the highest priority wins (QLoRA over LoRA).
     priority: ClassVar[int] = 0
+    #: The tensor types (safetensors' names) this method's files may hold. Readers refuse any other
+    #: before the model is touched: an ``I32`` header where ``F32`` belongs has the same byte count
+    #: and would otherwise load as integers. :meth:`allowed_dtypes` can narrow it per tensor.
+    tensor_dtypes: ClassVar[frozenset[str]] = FLOAT_DTYPES
+    #: A fallback (the generic PEFT plugin's methods) gives way to every other method: it is left out
+    #: when another method registers its name or one of its ``peft_types``.
+    fallback: ClassVar[bool] = False
+    #: The ``add_weighted_adapter`` combination types (:mod:`adapterhub.plugin.weighted`) this method
+    #: builds with :meth:`weighted_adapter`; empty when it cannot combine adapters.
+    combination_types: ClassVar[tuple[str, ...]] = ()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -125,6 +217,29 @@ class AdapterMethod(ABC):
         """Write ``adapter`` to directory ``path`` in ``format`` (None: the method's native format,
         ``formats[0]``); return the files written. A format that cannot hold the adapter exactly is
         refused before anything is written."""
+
+    def allowed_dtypes(self, key: str) -> frozenset[str]:
+        """The dtypes tensor ``key`` (named as in the file) may have; default :attr:`tensor_dtypes`.
+        Pass it to the toolkit readers (``dtypes=self.allowed_dtypes``)."""
+        return self.tensor_dtypes
+
+    def check_dtypes(self, adapter: AdapterFiles) -> None:
+        """Refuse an adapter holding a tensor of a type :meth:`allowed_dtypes` does not allow (an
+        :class:`~adapterhub.errors.AdapterFormatError` naming it). The runtime calls it after
+        :meth:`read`, whatever reader the method used, and before :meth:`check`."""
+        where = adapter.source or "adapter"
+        tensors = [("", adapter.state_dict)]
+        if adapter.head:
+            tensors.append(("head ", adapter.head.get("state_dict") or {}))
+        for kind, state in tensors:
+            for key, tensor in state.items():
+                allowed = self.allowed_dtypes(key) if not kind else FLOAT_DTYPES
+                if hasattr(tensor, "dtype") and dtype_name(tensor) not in allowed:
+                    raise AdapterFormatError(
+                        f"{where}: {kind}tensor {key!r} has dtype {dtype_name(tensor)}; {self.name} tensors must be "
+                        f"{describe_dtypes(allowed)}",
+                        hint="the weights file declares a type its method cannot use; re-save the adapter",
+                    )
 
     # -- model ------------------------------------------------------------------------------
 
@@ -180,6 +295,11 @@ class AdapterMethod(ABC):
             if n not in loaded:
                 raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
         if combine == "stack":
+            if len(set(names)) > 1 and not self.supports_stack:
+                raise CompositionError(
+                    f"Stack{tuple(names)!r}: method {self.name!r} cannot run two of its adapters at once",
+                    hint="activate one of them, or merge one and activate the other",
+                )
             self.reset_activation(model)
             self.activate_stack(model, names)
         elif combine == "average":
@@ -222,7 +342,8 @@ class AdapterMethod(ABC):
     # -- merging and removal ------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
-        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly."""
+        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly. A method
+        without ``supports_weighted_merge`` refuses a weight other than 1."""
         raise UnsupportedOperationError(
             f"method {self.name!r} cannot be merged into the base weights",
             hint="keep it as a separate module, or unload it",
@@ -231,6 +352,21 @@ class AdapterMethod(ABC):
     def unmerge(self, model: Any, name: str) -> None:
         """Undo :meth:`merge` for ``name``."""
         raise UnsupportedOperationError(f"method {self.name!r} cannot be merged or unmerged")
+
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        """Merging ``adapter`` scaled by ``weight`` into a base checkpoint, without a model: one
+        :class:`ParamUpdate` per base parameter it changes, computed from its config and tensors.
+
+        ``adapterhub export`` streams the checkpoint one tensor at a time and applies, in adapter
+        order, every update that targets the tensor. The result must equal what :meth:`merge`
+        followed by ``merge_and_unload`` gives on a model (the tests compare them with PEFT's
+        ``merge_and_unload``). Raise :class:`~adapterhub.errors.UnsupportedOperationError` for an
+        adapter (or a weight) that cannot be merged this way; it is called before anything is written.
+        """
+        raise UnsupportedOperationError(
+            f"method {self.name!r} cannot be merged into a checkpoint without a model",
+            hint="load the base with AdapterModel, merge_and_unload() and save_pretrained() instead",
+        )
 
     @abstractmethod
     def remove(self, model: Any, name: str) -> None:
@@ -248,6 +384,28 @@ class AdapterMethod(ABC):
             raise UnsupportedOperationError(f"method {self.name!r} cannot keep merged weights while unloading")
         for name in list(names):
             self.remove(model, name)
+
+    # -- combining adapters into a new one ---------------------------------------------------
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        """Raise if ``request.adapters`` (loaded adapters of this method) cannot be combined as asked:
+        a clear error naming the argument, the adapter or module, and the fix. Must not change the
+        model, and must find every problem :meth:`weighted_adapter` would (the runtime calls it first,
+        so that nothing is computed for a request that fails)."""
+        if request.combination_type not in self.combination_types:
+            raise UnsupportedOperationError(
+                f"add_weighted_adapter: method {self.name!r} cannot combine adapters"
+                + (f" with combination_type={request.combination_type!r}" if self.combination_types else ""),
+                hint=f"{self.name} supports {', '.join(self.combination_types)}" if self.combination_types
+                else "combine adapters of a method that supports it (`adapterhub methods`)",
+            )
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        """The adapter that combines ``request.adapters`` with ``request.weights``, in canonical form
+        (the runtime checks and applies it like a loaded adapter). Must not change the model.
+        ``progress(done, total)`` may be called as the work advances."""
+        raise UnsupportedOperationError(f"add_weighted_adapter: method {self.name!r} cannot combine adapters")
 
     # -- export -------------------------------------------------------------------------------
 
@@ -270,11 +428,14 @@ class AdapterMethod(ABC):
         an adapter from :meth:`create` is trainable already."""
 
     def capabilities(self) -> dict[str, bool]:
+        weighted = self.supports_weighted_merge
         return {
-            "mergeable": self.mergeable,
-            "supports_mixed_batch": self.supports_mixed_batch,
-            "supports_average": self.supports_average,
-            "trainable": self.trainable,
+            "mergeable": bool(self.mergeable),
+            "supports_mixed_batch": bool(self.supports_mixed_batch),
+            "supports_average": bool(self.supports_average),
+            "supports_stack": bool(self.supports_stack),
+            "supports_weighted_merge": bool(self.mergeable if weighted is None else weighted),
+            "trainable": bool(self.trainable),
         }
 
 
@@ -295,4 +456,18 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
         raise AdapterFormatError(f"{config_path}: not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise AdapterFormatError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    if "peft_type" not in config and "config" in config:  # AdapterHub's layout: its own fields are typed
+        for field, types, kind in _ADAPTERS_FIELDS:
+            value = config.get(field)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise AdapterFormatError(f"{config_path}: {field}: expected {kind}, got {json.dumps(value)[:60]}",
+                                         hint="the AdapterHub-format config is damaged; re-download or re-save it")
     return config
+
+
+#: The top-level fields of AdapterHub's adapter_config.json, with their JSON types (each may be null).
+_ADAPTERS_FIELDS = (
+    ("config", dict, "an object"), ("name", str, "a string"), ("hidden_size", int, "an integer"),
+    ("model_type", str, "a string"), ("model_class", str, "a string"), ("model_name", str, "a string"),
+    ("version", str, "a string"),
+)

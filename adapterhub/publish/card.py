@@ -7,6 +7,7 @@ release produces the same card.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,14 +46,58 @@ def _user_card_body(existing: str | None) -> str | None:
     return body or None
 
 
-def render_card(manifest: Mapping[str, Any], repo_id: str, *, existing_readme: str | None = None) -> str:
-    """The full README.md text: front matter, summary, usage snippet, metrics, files."""
+def install_commands(repo_id: str, version: str, name: str | None, *, index: str | None = None,
+                     endpoint: str | None = None) -> list[str]:
+    """``adapterhub install`` lines that work as printed: by registry name only with the index that
+    lists the release (a name alone resolves through the bundled index), and from the Hub by repo id
+    and tag (``--endpoint`` when the Hub is not the default one)."""
+    hub = f" --endpoint {shlex.quote(endpoint)}" if endpoint else ""
+    commands = []
+    if name and index:
+        commands.append(f"adapterhub install {name}@{version} --index {shlex.quote(index)}{hub}")
+    commands.append(f"adapterhub install hf://{repo_id}@v{version}{hub}")
+    return commands
+
+
+def adapters_load_call(repo_id: str, version: str) -> str:
+    """The ``adapters`` library call that loads release ``version`` of ``repo_id``. adapterhub writes
+    safetensors only, and the library's default reads ``pytorch_adapter.bin``: ``use_safetensors=True``."""
+    return f'model.load_adapter("{repo_id}", version="v{version}", use_safetensors=True)'
+
+
+def adapters_library_usage(manifest: Mapping[str, Any], repo_id: str, base_id: str) -> list[str]:
+    """Card lines showing how to load an AdapterHub-format release with the ``adapters`` library
+    (its flex-head model class when the release carries a prediction head)."""
+    has_head = any(f["path"] == "head_config.json" for f in manifest.get("files", []))
+    model_lines = ([f'model = AutoAdapterModel.from_pretrained("{base_id}")  # the class that holds its head']
+                   if has_head else [f'model = AutoModel.from_pretrained("{base_id}")', "adapters.init(model)"])
+    return [
+        "With the `adapters` library (AdapterHub format, safetensors weights):",
+        "",
+        "```python",
+        "import adapters" if not has_head else "from adapters import AutoAdapterModel",
+        *([] if has_head else ["from transformers import AutoModel"]),
+        *model_lines,
+        f"name = {adapters_load_call(repo_id, manifest['version'])}",
+        "model.set_active_adapters(name)",
+        "```",
+        "",
+    ]
+
+
+def render_card(manifest: Mapping[str, Any], repo_id: str, *, existing_readme: str | None = None,
+                auto_class: str = "AutoModel", num_labels: int | None = None) -> str:
+    """The full README.md text: front matter, summary, usage snippet, metrics, files.
+
+    ``auto_class`` / ``num_labels``: how to load the base model for this adapter (a sequence
+    classification LoRA needs ``AutoModelForSequenceClassification`` with its label count).
+    """
     import yaml  # a hard dependency of huggingface_hub
 
     meta = yaml.safe_dump(card_metadata(manifest), sort_keys=False, allow_unicode=True).strip()
     name = manifest.get("name")
     version = manifest["version"]
-    reference = f"{name}@{version}" if name else f"{repo_id}@v{version}"
+    reference = f"hf://{repo_id}@v{version}"
     base = manifest["base_model"]
     base_id = base.get("repo_id") or "<base model>"
     title = name or repo_id
@@ -79,18 +124,35 @@ def render_card(manifest: Mapping[str, Any], repo_id: str, *, existing_readme: s
         "",
         "## Usage",
         "",
+        "From this Hub, by repo id and tag (set `HF_ENDPOINT` to the Hub's URL first unless it is huggingface.co):",
+        "",
         "```bash",
         f"adapterhub install {reference}",
         "```",
         "",
+    ]
+    if name:
+        lines += [
+            f"By its registry name `{name}`, from a registry index that lists this release "
+            "(`adapterhub push --index-dir` writes one; pass it with `--index` or `ADAPTERHUB_INDEX`):",
+            "",
+            "```bash",
+            f"adapterhub install {name}@{version} --index INDEX",
+            "```",
+            "",
+        ]
+    labels = f", num_labels={num_labels}" if num_labels else ""
+    lines += [
         "```python",
-        "from transformers import AutoModel",
+        f"from transformers import {auto_class}",
         "from adapterhub import AdapterModel",
-        f'model = AdapterModel(AutoModel.from_pretrained("{base_id}"))',
+        f'model = AdapterModel({auto_class}.from_pretrained("{base_id}"{labels}))',
         f'model.set_adapter(model.load_adapter("{reference}"))',
         "```",
         "",
     ]
+    if manifest["format"] == "adapters":
+        lines += adapters_library_usage(manifest, repo_id, base_id)
     metrics = manifest.get("metrics") or {}
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]

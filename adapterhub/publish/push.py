@@ -18,7 +18,7 @@ from typing import Any
 from ..client import remote
 from ..client.hashing import git_blob_sha1, sha256_file
 from ..client.models import FileEntry
-from ..errors import IntegrityError, PublishError
+from ..errors import IntegrityError, PublishArgumentsError, PublishError
 from ..settings import get_settings
 from .manifest import CARD_NAME, MANIFEST_NAME, RELEASE_METADATA_FILES, record_files, release_time
 from .release import NAME, PushResult, check_arguments, stage_release
@@ -90,6 +90,7 @@ def push_directory(
     entry_out: str | os.PathLike[str] | None = None,
     check: bool = True,
     dry_run: bool = False,
+    exclude: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> PushResult:
     """Validate the adapter in ``path``, push it to ``repo_id`` as tag ``v{version}`` and register it.
@@ -102,6 +103,7 @@ def push_directory(
         (default ``./<name>-<version>.entry.json``).
     :param check: load the adapter onto a locally available base model and run a forward pass.
     :param dry_run: validate and stage only: no token needed, nothing uploaded or written.
+    :param exclude: glob patterns (a file name or a path in the folder) of files to leave out.
     :raises PublishError: listing every validation problem, a missing token, or a version conflict.
     :raises OfflineError: offline mode is on (and this is not a dry run).
     """
@@ -110,7 +112,7 @@ def push_directory(
         name = repo_id.lower()
     problems = check_arguments(repo_id, version, name, task)
     if problems:
-        raise PublishError("cannot push: bad arguments", problems=problems)
+        raise PublishArgumentsError("cannot push: bad arguments", problems=problems)
     settings = get_settings(endpoint=endpoint).with_overrides(token=token)
     if not dry_run:
         remote.check_online(settings, f"pushing {repo_id}")
@@ -122,7 +124,8 @@ def push_directory(
             )
 
     say(f"validating {path}")
-    adapter = validate_adapter_dir(path, base_model=base_model, check=check)
+    adapter = validate_adapter_dir(path, base_model=base_model, check=check, task=task, name=name,
+                                   exclude=exclude)
     task = task or adapter.default_task
     if task is None:
         raise PublishError(
@@ -130,7 +133,8 @@ def push_directory(
             hint="pass --task, e.g. --task sentiment-analysis",
         )
     if adapter.load_checked:
-        say(f"checked: {adapter.method} adapter loads onto {adapter.base_model.local_path} and runs")
+        say(f"checked: the {adapter.method} adapter loads onto {adapter.base_model.repo_id} as "
+            f"{adapter.load_checked} and runs")
     tag = f"v{version}"
     manifest_fields = {
         "name": name, "version": version, "method": adapter.stamp, "format": adapter.format,
@@ -148,7 +152,9 @@ def push_directory(
         result = PushResult(
             repo_id=repo_id, version=version, tag=tag, name=name, commit=None, method=adapter.method,
             files=record_files(staging, exclude=()), manifest=manifest, dry_run=dry_run,
-            private=private, load_checked=adapter.load_checked, skipped=adapter.skipped,
+            private=private, load_checked=adapter.load_checked is not None,
+            checked_as=str(adapter.load_checked) if adapter.load_checked else None,
+            skipped=adapter.skipped,
         )
         if dry_run:
             say(f"dry run: would push {len(result.files)} files to {repo_id} as {tag}")
@@ -196,6 +202,12 @@ def push_directory(
     from .register import register_release
 
     register_release(result, index_dir=index_dir, entry_out=entry_out, progress=say)
+    from ..settings import DEFAULT_ENDPOINT
+    from .card import install_commands
+
+    result.install = install_commands(
+        repo_id, version, result.name, index=str(index_dir) if index_dir is not None else None,
+        endpoint=None if settings.public_endpoint == DEFAULT_ENDPOINT else settings.public_endpoint)
     return result
 
 
@@ -219,7 +231,8 @@ def push_adapter(model: Any, name: str, repo: str, /, *, version: str, **kwargs:
     name of the release (``NS/NAME``), as with ``adapterhub push --name``.
 
     ``format`` ("peft" or "adapters") defaults to PEFT when the method can write it. Other keyword
-    arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...).
+    arguments are those of :func:`push_directory` (``task``, ``license``, ``token``, ...). No
+    standalone entry file is written unless ``entry_out=`` names one (``result.entry`` holds it).
     """
     from ..errors import AdapterNotLoadedError
     from ..plugin.registry import get_method
@@ -233,4 +246,10 @@ def push_adapter(model: Any, name: str, repo: str, /, *, version: str, **kwargs:
     with tempfile.TemporaryDirectory(prefix="adapterhub-save-") as tmp:
         folder = Path(tmp) / name
         model.save_adapter(folder, name, format=save_format)
-        return push_directory(folder, repo_id=repo, version=version, **kwargs)
+        keep_entry = kwargs.get("entry_out") is not None
+        if not keep_entry:  # never a file in the working directory the caller did not ask for
+            kwargs["entry_out"] = Path(tmp) / "entry.json"
+        result = push_directory(folder, repo_id=repo, version=version, **kwargs)
+        if not keep_entry:
+            result.entry_path = None
+        return result

@@ -46,6 +46,8 @@ class PushResult:
     dry_run: bool = False
     private: bool = False
     load_checked: bool = False
+    checked_as: str | None = None  # the model class the load check used ("BertForSequenceClassification(num_labels=2)")
+    install: list[str] = field(default_factory=list)  # `adapterhub install` commands that work as printed
     entry: dict[str, Any] | None = None
     index_path: Path | None = None
     entry_path: Path | None = None
@@ -63,6 +65,8 @@ class PushResult:
             "dry_run": self.dry_run,
             "private": self.private,
             "load_checked": self.load_checked,
+            "checked_as": self.checked_as,
+            "install": self.install,
             "files": [f.to_dict() for f in self.files],
             "manifest": self.manifest,
             "index_path": str(self.index_path) if self.index_path else None,
@@ -96,13 +100,38 @@ def stage_release(
         target = staging / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(adapter.path / rel, target)  # follows symlinks: the bytes are published
+    _name_the_base_by_repo_id(staging, adapter)
     existing_card = None
     if (staging / CARD_NAME).is_file():
         existing_card = (staging / CARD_NAME).read_text(encoding="utf-8", errors="replace")
     adapter_records = record_files(staging, exclude={MANIFEST_NAME, CARD_NAME})
     # The card lists the adapter files; the manifest then lists the adapter files plus the card.
     draft = build_manifest(files=adapter_records, **manifest_fields)
-    (staging / CARD_NAME).write_text(render_card(draft, repo_id, existing_readme=existing_card), encoding="utf-8")
+    card = render_card(draft, repo_id, existing_readme=existing_card, auto_class=adapter.auto_class,
+                       num_labels=adapter.num_labels)
+    (staging / CARD_NAME).write_text(card, encoding="utf-8")
     manifest = build_manifest(files=record_files(staging), **manifest_fields)
     atomic_write_text(staging / MANIFEST_NAME, dump_json(manifest))
     return manifest
+
+
+#: Where each format's adapter_config.json names the base model.
+_BASE_MODEL_FIELD = {"peft": "base_model_name_or_path", "adapters": "model_name"}
+
+
+def _name_the_base_by_repo_id(staging: Path, adapter: ValidatedAdapter) -> None:
+    """A published config names the base by its Hub repo id, never by a path on the pusher's disk
+    (``--base-model /home/me/venv/.../model`` or a model loaded from a local copy). The user's
+    folder is left alone: only the staged copy changes, and only that one field."""
+    import json
+
+    key = _BASE_MODEL_FIELD.get(adapter.format)
+    repo_id = adapter.base_model.repo_id
+    config_file = staging / "adapter_config.json"
+    if key is None or not repo_id or not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get(key) == repo_id:
+        return
+    config[key] = repo_id  # same key order, PEFT's indentation
+    atomic_write_text(config_file, json.dumps(config, indent=2) + "\n")

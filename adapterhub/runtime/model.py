@@ -4,10 +4,10 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 :class:`~adapterhub.plugin.AdapterMethod` contract, and turns composition blocks into one
 ``set_active`` call per method (:mod:`.dispatch`). Prediction heads that adapters carry are built
 and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
-:mod:`.sources`; what a merge may fold in, :mod:`.merging`; failed changes leave the model as it
-was (:mod:`.transaction`); loading and creating adapters is :mod:`.loading`; whole compositions
-are saved by :mod:`.setup_file`; what transformers' ``Trainer`` (and TRL) need from a model to train
-the adapters is :mod:`.training`.
+:mod:`.sources`; what a merge may fold in, :mod:`.merging`; new adapters combining loaded ones,
+:mod:`.weighted`; failed changes leave the model as it was (:mod:`.transaction`); loading and
+creating adapters is :mod:`.loading`; whole compositions are saved by :mod:`.setup_file`; what
+transformers' ``Trainer`` (and TRL) need from a model to train the adapters is :mod:`.training`.
 
 ``AdapterModel`` is a ``torch.nn.Module`` whose one child is the wrapped model: ``parameters()``,
 ``to()``, ``train()`` and the other module methods act on the whole model, adapters included, and
@@ -21,7 +21,7 @@ The names follow PEFT's ``PeftModel`` where both have the operation (``load_adap
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from ..plugin.contract import AdapterMethod
 from ..plugin.registry import get_method
 from ..toolkit.quantize import disable_cpu_bf16_kernel
 from ..toolkit.structure import forget_structure
-from . import dispatch, heads, merging, setup_file
+from . import dispatch, heads, merging, setup_file, weighted
 from .loading import AdapterInfo, AdapterLoading
 from .training import AdapterTraining
 
@@ -294,6 +294,39 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         else:
             self._forget_all()
 
+    def add_weighted_adapter(
+        self,
+        adapters: Sequence[str],
+        weights: Sequence[float],
+        adapter_name: str,
+        combination_type: str = weighted.DEFAULT_COMBINATION,
+        svd_rank: int | None = None,
+        svd_clamp: float | None = None,
+        svd_full_matrices: bool = True,
+        svd_driver: str | None = None,
+        density: float | None = None,
+        majority_sign_method: str = "total",
+        *,
+        seed: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Add adapter ``adapter_name`` combining ``adapters`` with ``weights``: PEFT's
+        ``add_weighted_adapter``, for every combination type PEFT has (``svd``, ``linear``, ``cat``,
+        ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``, ``dare_linear_svd``, ``dare_ties_svd``,
+        ``magnitude_prune``, ``magnitude_prune_svd``), for LoRA; IA3 and bottleneck adapters combine
+        linearly (leaving ``combination_type`` out means linear for them).
+
+        The new adapter is a normal one (inactive, like a loaded adapter): activate, merge, save or
+        push it. Where adapterhub differs from PEFT, on purpose: ``linear`` is the exact weighted sum
+        of the deltas (rank Σr, as PEFT's ``cat``), not PEFT's sum of factors with cross terms;
+        rsLoRA sources keep their scale; the SVD runs on the factors (the result does not depend on
+        ``svd_full_matrices``). ``seed`` makes the DARE types reproducible; ``progress(done, total)``
+        is called per module. Every argument is checked before any work.
+        """
+        weighted.add_weighted_adapter(
+            self, adapters, weights, adapter_name, combination_type, svd_rank, svd_clamp, svd_full_matrices,
+            svd_driver, density, majority_sign_method, seed=seed, progress=progress)
+
     # -- saving ----------------------------------------------------------------------------
 
     def save_adapter(self, save_directory: str | Path, adapter_name: str, *, format: str | None = None) -> list[Path]:
@@ -306,6 +339,11 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         own format and the head's files go beside it (``head_config.json`` + ``model_head.safetensors``),
         which ``load_adapter`` reads back.
         """
+        if adapter_name not in self._infos and str(save_directory) in self._infos:
+            raise AdapterNotLoadedError(
+                f"adapter {str(adapter_name)!r} is not loaded, but {str(save_directory)!r} is: the arguments are "
+                "save_adapter(save_directory, adapter_name)",
+                hint=f"am.save_adapter({str(adapter_name)!r}, {str(save_directory)!r})")
         method = self._method(adapter_name)
         if adapter_name in self._merged:
             raise UnsupportedOperationError(f"adapter {adapter_name!r} is merged",
@@ -327,6 +365,7 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         # formats that record the adapter's name and the base's width (AdapterHub's) read these
         files.name = files.name or adapter_name
         files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
+        files.num_layers = files.num_layers or getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
         if files.head is not None and format == "adapters" and requested is None:
             try:  # the AdapterHub format holds the head, when it can hold this adapter
                 return method.save(files, Path(save_directory), format=format)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterFormatError
-from ..plugin.contract import CONFIG_NAME, read_adapter_config
+from ..plugin.contract import CONFIG_NAME, FLOAT_DTYPES, read_adapter_config
+from .safetensors_header import DtypeRule
 from .weights import find_weights, load_tensors, save_tensors, write_json
 
 #: PEFT's weight file names, safetensors first.
@@ -18,14 +19,16 @@ PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def read_adapter_dir(
-    path: str | Path, weight_names: tuple[str, ...] = PEFT_WEIGHTS, *, allow_pickle: bool = False
+    path: str | Path, weight_names: tuple[str, ...] = PEFT_WEIGHTS, *, allow_pickle: bool = False,
+    dtypes: DtypeRule = FLOAT_DTYPES,
 ) -> tuple[dict[str, Any], dict[str, Any], Path]:
-    """(config, tensors, weights file) of an adapter folder; refuses pickle unless ``allow_pickle``
-    and a weights file without tensors."""
+    """(config, tensors, weights file) of an adapter folder; refuses pickle unless ``allow_pickle``,
+    a weights file without tensors, and tensors of a dtype ``dtypes`` does not allow (a method
+    passes ``dtypes=self.allowed_dtypes``)."""
     path = Path(path)
     config = read_adapter_config(path)
     weights = find_weights(path, weight_names)
-    tensors = load_tensors(weights, allow_pickle=allow_pickle)
+    tensors = load_tensors(weights, allow_pickle=allow_pickle, dtypes=dtypes)
     if not tensors:
         raise AdapterFormatError(f"{weights}: holds no tensors")
     return config, tensors, weights

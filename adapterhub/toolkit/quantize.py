@@ -38,6 +38,23 @@ def has_4bit_layers(model: Any) -> bool:
     return any(is_4bit_layer(m) for m in all_modules(model))
 
 
+def quantization_config(model: Any) -> dict[str, Any] | None:
+    """The 4-bit settings of ``model``'s ``Linear4bit`` layers, in transformers' ``BitsAndBytesConfig``
+    keys (``quant_method``, ``load_in_4bit``, ``bnb_4bit_quant_type``), or None without such layers."""
+    from .structure import all_modules
+
+    for module in all_modules(model):
+        if is_4bit_layer(module):
+            weight = module.weight
+            state = getattr(weight, "quant_state", None)
+            kind = getattr(weight, "quant_type", None) or getattr(state, "quant_type", None)
+            config: dict[str, Any] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+            if kind:
+                config["bnb_4bit_quant_type"] = str(kind)
+            return config
+    return None
+
+
 def disable_cpu_bf16_kernel(model: Any) -> None:
     """Keep bitsandbytes on its portable fp32 CPU path.
 
@@ -52,6 +69,21 @@ def disable_cpu_bf16_kernel(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def import_bitsandbytes() -> Any:
+    """``bitsandbytes``, or a clear error naming the extra that installs it."""
+    try:
+        import bitsandbytes
+        import bitsandbytes.functional  # noqa: F401 - the submodule every 4-bit path uses
+    except ImportError as exc:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"4-bit quantisation and QLoRA need bitsandbytes, which cannot be imported ({exc})",
+            hint="pip install 'adapterhub[qlora]' (bitsandbytes 0.47 or newer; it runs on the CPU too)",
+        ) from None
+    return bitsandbytes
+
+
 def quantize_4bit(
     model: Any,
     quant_type: str = "nf4",
@@ -62,7 +94,7 @@ def quantize_4bit(
 ) -> Any:
     """Replace every ``nn.Linear`` (except modules whose name ends with one of ``skip``) by a CPU
     ``bnb.nn.Linear4bit`` holding the quantised weight. Modifies ``model`` in place and returns it."""
-    import bitsandbytes as bnb
+    bnb = import_bitsandbytes()
     import torch
 
     compute_dtype = compute_dtype or torch.float32

@@ -1,4 +1,5 @@
-"""What the runtime caches about a model's module tree, and the one fast walk over it.
+"""What the runtime caches about a model's module tree, the one fast walk over it, and the names of
+base parameters seen through other methods' wrappers.
 
 Loading, switching and merging ask for "every layer of class X" or "every module" several times per
 call; one walk, cached until the structure changes, answers them all. Anything that adds, removes or
@@ -89,3 +90,34 @@ def modules_of_type(model: Any, cls: type) -> list[Any]:
     if found is None:
         found = entry[cls] = [m for m in all_modules(model) if isinstance(m, cls)]
     return found
+
+
+#: Name segments that adapter wrappers insert above a base module: PEFT's tuner layers keep the module
+#: they wrap as ``base_layer``, its modules_to_save wrapper keeps the original as ``original_module``.
+_WRAPPER_SEGMENTS = frozenset({"base_layer", "original_module"})
+
+
+def unwrapped_name(name: str) -> str:
+    """``name`` (a parameter, module or state-dict key) as it reads on the model with no wrappers.
+
+    When LoRA and IA3 both wrap ``value``, the inner one's weights read
+    ``value.base_layer.lora_A.weight`` (two levels down: ``value.base_layer.base_layer...``). What an
+    adapter is must not depend on what else wraps its modules: saved keys and BitFit's bias names
+    use this form.
+    """
+    if "base_layer" not in name and "original_module" not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part not in _WRAPPER_SEGMENTS)
+
+
+def base_parameters(model: Any) -> dict[str, Any]:
+    """The model's own parameters by :func:`unwrapped_name`, whatever wraps their modules.
+
+    Copies that PEFT's modules_to_save wrapper trains (``...modules_to_save.<adapter>...``) are
+    adapter parameters, not base ones, and are left out.
+    """
+    return {
+        unwrapped_name(name): param
+        for name, param in model.named_parameters()
+        if ".modules_to_save." not in f".{name}"
+    }

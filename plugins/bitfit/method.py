@@ -2,9 +2,12 @@
 
 Files: a PEFT-like directory, ``adapter_config.json`` = ``{"adapterhub_method": "bitfit",
 "target_biases": [...], ...}`` and ``adapter_model.safetensors`` holding the trained bias tensors
-under their parameter names (relative to the model given to ``apply``). On the model an adapter is
+under their parameter names (relative to the model given to ``apply``, as they read with no other
+method's wrapper around their module: ``value.bias`` even while a LoRA wraps ``value``, whose bias
+then lives at ``value.base_layer.bias``). On the model an adapter is
 kept as a *delta* over the base biases, so several can be stacked (deltas summed) or averaged
-(weighted deltas), merged into the base (kept after removal) and unmerged.
+(weighted deltas), merged into the base (kept after removal) and unmerged. Merged into a checkpoint
+without a model (``merge_updates``), each bias moves by ``weight * (trained - base)``.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from adapterhub.plugin import (
     AdapterMethod,
     AdapterNotLoadedError,
     IncompatibleBaseModelError,
+    MergeSite,
+    ParamUpdate,
     UnsupportedOperationError,
 )
 from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
 from adapterhub.toolkit.model_state import PerModel
 from adapterhub.toolkit.options import check_options
+from adapterhub.toolkit.structure import base_parameters
 
 #: Parameters of injected adapter modules are never BitFit targets.
-_ADAPTER_MARKERS = ("adapters.", "adapterhub_", "lora_", "ia3_", "base_layer.")
+_ADAPTER_MARKERS = ("adapters.", "adapterhub_", "lora_", "ia3_")
 
 
 def _new_state() -> dict:
@@ -41,8 +47,7 @@ _state = _states
 
 
 def bias_names(model: Any, patterns: Sequence[str] | None = None) -> list[str]:
-    names = [n for n, _ in model.named_parameters()
-             if n.endswith(".bias") and not any(m in n for m in _ADAPTER_MARKERS)]
+    names = [n for n in base_parameters(model) if n.endswith(".bias") and not any(m in n for m in _ADAPTER_MARKERS)]
     if patterns:
         names = [n for n in names if any(p in n for p in patterns)]
     return names
@@ -62,7 +67,7 @@ class BitFitMethod(AdapterMethod):
 
     def read(self, path: Path, *, allow_pickle: bool = False) -> AdapterFiles:
         path = Path(path)
-        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
         bad = [k for k in state if not k.endswith("bias")]
         if bad:
             raise AdapterFormatError(f"{path}: a BitFit adapter holds only biases, found {bad[:3]}")
@@ -78,7 +83,7 @@ class BitFitMethod(AdapterMethod):
     # -- model ----------------------------------------------------------------------------------
 
     def check(self, model: Any, adapter: AdapterFiles) -> None:
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         for key, value in adapter.state_dict.items():
             if key not in params:
                 raise IncompatibleBaseModelError(
@@ -91,7 +96,7 @@ class BitFitMethod(AdapterMethod):
 
     def _remember(self, model: Any, keys: Sequence[str]) -> None:
         state = _state(model)
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         for key in keys:
             if key not in state["original"]:
                 state["original"][key] = params[key].detach().clone()
@@ -103,7 +108,7 @@ class BitFitMethod(AdapterMethod):
         # a merged adapter's delta lives in the base values: the live biases no longer show it alone
         if name is None or name in state["merged"] or state["active"] != ("stack", (name,), None):
             return
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         state["deltas"][name] = {k: (params[k].detach() - self._base(state, k)).clone() for k in state["deltas"][name]}
 
     def _base(self, state: dict, key: str) -> Any:
@@ -119,7 +124,7 @@ class BitFitMethod(AdapterMethod):
 
         state = _state(model)
         combine, names, weights = state["active"]
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         with torch.no_grad():
             for key in state["original"]:
                 value = self._base(state, key)
@@ -138,7 +143,7 @@ class BitFitMethod(AdapterMethod):
             raise AdapterExistsError(f"BitFit adapter {name!r} is already loaded on this model")
         self._sync_trainable(model)
         self._remember(model, list(adapter.state_dict))
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         ref = {k: state["original"][k] for k in adapter.state_dict}
         state["deltas"][name] = {k: v.to(params[k].device, params[k].dtype) - ref[k] for k, v in adapter.state_dict.items()}
         state["configs"][name] = dict(adapter.config)
@@ -160,8 +165,10 @@ class BitFitMethod(AdapterMethod):
             "adapterhub_method": "bitfit", "target_modules": config.get("target_modules"),
             "base_model_name_or_path": getattr(model.config, "_name_or_path", None) or None}
         state["trainable"] = name
-        for n, p in model.named_parameters():
-            p.requires_grad_(n in keys)
+        params = base_parameters(model)
+        wanted = {id(params[k]) for k in keys}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in wanted)
         return self.export(model, name)
 
     def make_trainable(self, model: Any, name: str) -> None:
@@ -196,6 +203,9 @@ class BitFitMethod(AdapterMethod):
         state["merged"][name] = float(weight)
         self._write(model)
 
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        return [_bias_update(key, value, float(weight)) for key, value in adapter.state_dict.items()]
+
     def unmerge(self, model: Any, name: str) -> None:
         state = self._check_loaded(model, name)
         if name not in state["merged"]:
@@ -220,7 +230,7 @@ class BitFitMethod(AdapterMethod):
             state["trainable"] = None
         self._write(model)
         if not state["deltas"]:
-            params = dict(model.named_parameters())
+            params = base_parameters(model)
             with torch.no_grad():
                 for key, value in state["original"].items():
                     params[key].copy_(value)
@@ -242,5 +252,25 @@ class BitFitMethod(AdapterMethod):
 
     def parameters(self, model: Any, name: str) -> list[Any]:
         state = self._check_loaded(model, name)
-        params = dict(model.named_parameters())
+        params = base_parameters(model)
         return [params[k] for k in state["deltas"][name]]
+
+
+def _bias_update(key: str, trained: Any, weight: float) -> ParamUpdate:
+    """``bias + weight * (trained - base)``; with weight 1 on an untouched bias, exactly ``trained``."""
+    shape = tuple(trained.shape)
+
+    def check(checkpoint_shape: tuple[int, ...], layer_type: str) -> str | None:
+        if tuple(checkpoint_shape) != shape:
+            return f"{key} has shape {list(checkpoint_shape)} in the checkpoint, the BitFit adapter's {list(shape)}"
+        return None
+
+    def apply(current: Any, site: MergeSite) -> Any:
+        import torch
+
+        value = trained.to(torch.float32)
+        if weight == 1.0:
+            return value + (current - site.base)
+        return current.add_(value - site.base, alpha=weight)
+
+    return ParamUpdate(key, apply, check)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, AdapterFormatError
+from adapterhub.plugin import FLOAT_DTYPES, AdapterFiles, AdapterFormatError
 from adapterhub.toolkit.adapters_format.heads import read_head, read_static_head
 from adapterhub.toolkit.adapters_format.layout import (
     WEIGHTS_SAFETENSORS,
@@ -26,9 +26,10 @@ _BN_KEY = re.compile(r"^(?P<module>.+)\.adapters\.(?P<name>[^.]+)\.(?P<param>.+)
 _BN_SHARED_KEY = re.compile(r"^shared_parameters\.(?P<name>[^.]+)\.(?P<param>[^.]+)$")
 
 
-def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
+def read_adapters_bottleneck(path: str | Path, config: dict, allow_pickle: bool = False,
+                             dtypes: Any = FLOAT_DTYPES) -> AdapterFiles:
     """A bottleneck adapter in canonical form: keys ``<module>.adapters.<param>``."""
-    state, _ = read_raw(path, config, allow_pickle)
+    state, _ = read_raw(path, config, allow_pickle, dtypes)
     inner = {**BN_DEFAULTS, **(config.get("config") or {})}
     canonical: dict[str, Any] = {}
     for key, value in state.items():

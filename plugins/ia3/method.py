@@ -3,14 +3,26 @@
 Stack multiplies the active vectors (PEFT's multi-adapter forward). Average uses the weighted sum of
 the vectors, as PEFT's ``add_weighted_adapter`` does for IA3; with weights summing to 1 that equals
 ``1 + sum(w_i * (l_i - 1))``, so merging with weight w folds ``1 + w * (l - 1)``.
+
+Merged into a checkpoint without a model (``module_updates``, PEFT's IA3 merge): a vector ``[out, 1]``
+scales the rows of the weight ``[out, in]`` and the bias; a feed-forward vector ``[1, in]`` scales its
+columns and leaves the bias alone. A ``Conv1D`` (``[in, out]``) takes the transposed vector.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, CompositionError
-from adapterhub.toolkit.peft import PeftTunerMethod
+from adapterhub.plugin import (
+    AdapterFiles,
+    CompositionError,
+    MergeSite,
+    ParamUpdate,
+    UnsupportedOperationError,
+    WeightedRequest,
+)
+from adapterhub.toolkit.peft import PeftTunerMethod, layer_orientation
 
 #: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
 AVERAGE_KEY = "__adapterhub_average__"
@@ -27,6 +39,7 @@ class IA3Method(PeftTunerMethod):
     mergeable = True
     supports_average = True
     supports_mixed_batch = False
+    combination_types = ("linear",)
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if "peft_type" in config:
@@ -46,13 +59,19 @@ class IA3Method(PeftTunerMethod):
         module = self.base_module(model, module_path)
         if module is None:
             return f"target module {module_path!r} (for {key}) not found in the model"
-        weight = getattr(module, "weight", None)
-        if weight is None or weight.dim() != 2:
-            return None
-        dims = set(weight.shape)
+        if hasattr(module, "in_features") and hasattr(module, "out_features"):
+            # a 4-bit base keeps its weight packed ([n, 1] bytes): the layer's own widths are the truth
+            dims = {int(module.in_features), int(module.out_features)}
+            described = f"in={module.in_features}, out={module.out_features}"
+        else:
+            weight = getattr(module, "weight", None)
+            if weight is None or weight.dim() != 2:
+                return None
+            dims = {int(d) for d in weight.shape}
+            described = f"weight {tuple(weight.shape)}"
         if len(shape) != 2 or 1 not in shape or max(shape) not in dims:
             return (
-                f"module {module_path!r} ({type(module).__name__}, weight {tuple(weight.shape)}): the adapter's "
+                f"module {module_path!r} ({type(module).__name__}, {described}): the adapter's "
                 f"{key} has shape {shape}, expected [1, n] or [n, 1] with n one of {sorted(dims)}"
             )
         return None
@@ -88,3 +107,55 @@ class IA3Method(PeftTunerMethod):
             layer.merge(adapter_names=[name])
         finally:
             vector.data = original
+
+    def module_updates(self, adapter: AdapterFiles, module: str, tensors: dict[str, Any],
+                       weight: float) -> list[ParamUpdate]:
+        import torch
+
+        where = adapter.source or "ia3 adapter"
+        if set(tensors) != {"ia3_l"} or tensors["ia3_l"].dim() != 2 or 1 not in tensors["ia3_l"].shape:
+            raise UnsupportedOperationError(
+                f"{where}: module {module} has IA3 tensors {sorted(tensors)} "
+                f"{[list(t.shape) for t in tensors.values()]}; only Linear/Conv1D vectors [out, 1] or [1, in] "
+                "can be merged into a checkpoint without a model",
+                hint="load it with AdapterModel, merge_and_unload() and save_pretrained()")
+        vector = tensors["ia3_l"].to(torch.float32)
+        if weight != 1.0:
+            vector = 1.0 + weight * (vector - 1.0)
+        feedforward = vector.shape[1] != 1  # PEFT makes [1, in] for feed-forward modules, [out, 1] otherwise
+        config = adapter.config
+
+        def check(shape: tuple[int, ...], layer_type: str) -> str | None:
+            if len(shape) != 2:
+                return f"{module}.weight has shape {list(shape)}; IA3 can be merged only into 2-d Linear/Conv1D weights"
+            fan_in, fan_out = (shape[0], shape[1]) if layer_orientation(layer_type, config) else (shape[1], shape[0])
+            expected = (1, fan_in) if feedforward else (fan_out, 1)
+            if tuple(vector.shape) != expected:
+                return (f"{module}.weight has shape {list(shape)} (in={fan_in}, out={fan_out}); the IA3 vector is "
+                        f"{list(vector.shape)}, expected {list(expected)}")
+            return None
+
+        def scale_weight(current: Any, site: MergeSite) -> Any:
+            transposed = layer_orientation(site.layer_type, config)
+            return current.mul_(vector.T if transposed else vector)
+
+        def scale_bias(current: Any, site: MergeSite) -> Any:
+            if feedforward:
+                return current
+            return current.mul_(vector.reshape(current.shape))
+
+        return [ParamUpdate(f"{module}.weight", scale_weight, check),
+                ParamUpdate(f"{module}.bias", scale_bias, optional=True)]
+    # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        weighted.check(model, request, self.name)
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        return weighted.build(model, request, self.name, progress=progress)

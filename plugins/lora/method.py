@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, AdapterFormatError, CompositionError, UnsupportedOperationError
+from adapterhub.plugin import (
+    COMBINATION_TYPES,
+    AdapterFiles,
+    AdapterFormatError,
+    CompositionError,
+    ParamUpdate,
+    UnsupportedOperationError,
+    WeightedRequest,
+)
 from adapterhub.toolkit.peft import PeftTunerMethod
 
 
@@ -19,6 +28,7 @@ class LoraMethod(PeftTunerMethod):
     mergeable = True
     supports_mixed_batch = True
     supports_average = True
+    combination_types = COMBINATION_TYPES
     option_aliases = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target": "target_modules",
                       "targets": "target_modules", "dora": "use_dora", "rslora": "use_rslora"}
 
@@ -125,6 +135,28 @@ class LoraMethod(PeftTunerMethod):
                 )
         super().activate_batch_split(model, names, batch_sizes)
 
+    # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
+
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        from . import weighted
+
+        if weighted.PLACEMENTS in adapter.extras:  # a combination's result: its tensors go straight in
+            weighted.place(self, model, name, adapter)
+        else:
+            super().apply(model, name, adapter)
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        weighted.check(model, request, self.name)
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        return weighted.build(model, request, self.name, progress=progress)
+
     # -- merging ----------------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
@@ -143,6 +175,26 @@ class LoraMethod(PeftTunerMethod):
         finally:
             if old is not None:
                 layer.scaling[name] = old
+
+    # -- merging into a checkpoint without a model (adapterhub export) ---------------------------
+
+    def merge_updates(self, adapter: AdapterFiles, weight: float = 1.0) -> list[ParamUpdate]:
+        from .streaming import check_config
+
+        check_config(adapter)
+        return super().merge_updates(adapter, weight)
+
+    def module_updates(self, adapter: AdapterFiles, module: str, tensors: dict[str, Any],
+                       weight: float) -> list[ParamUpdate]:
+        from .streaming import module_updates
+
+        if bool(adapter.config.get("use_dora")) != ("lora_magnitude_vector" in tensors):
+            raise AdapterFormatError(
+                f"{adapter.source or 'lora adapter'}: adapter_config.json use_dora={adapter.config.get('use_dora')!r} "
+                f"but module {module} {'lacks' if adapter.config.get('use_dora') else 'has'} a lora_magnitude_vector",
+                hint="the config and the weights of this adapter disagree; re-save it with PEFT",
+            )
+        return module_updates(adapter, module, tensors, weight)
 
 
 def _in_out(module: Any) -> tuple[int, int] | None:

@@ -3,14 +3,27 @@
 Merging dequantises the 4-bit weight, adds the LoRA delta and quantises again into a new parameter;
 the original quantised parameter is kept, so unmerge restores it bit for bit. (PEFT's own in-place
 merge on CPU reads the CPU-repacked layout as if it were the standard one and corrupts the model.)
+
+Saved, a QLoRA adapter is a plain PEFT LoRA plus a README.md that records the 4-bit settings it was
+trained against, in the block PEFT's ``save_pretrained`` used to write ("The following
+`bitsandbytes` quantization config was used during training: ..."), so that ``adapterhub export``
+can note, when it merges the adapter into the full-precision base, that it was trained on quantized
+weights.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from adapterhub.plugin import UnsupportedOperationError
-from adapterhub.toolkit.quantize import disable_cpu_bf16_kernel, has_4bit_layers, is_4bit_layer
+from adapterhub.plugin import FLOAT_DTYPES, QUANTIZED_DTYPES, AdapterFiles, UnsupportedOperationError
+from adapterhub.toolkit.quantize import (
+    disable_cpu_bf16_kernel,
+    has_4bit_layers,
+    import_bitsandbytes,
+    is_4bit_layer,
+    quantization_config,
+)
 
 from .method import LoraMethod
 
@@ -20,6 +33,12 @@ class QLoraMethod(LoraMethod):
     description = "LoRA on a bitsandbytes 4-bit (nf4/fp4) base; merge re-quantises, unmerge is exact"
     priority = 10
     formats = ("peft",)
+    # A QLoRA file may carry bitsandbytes' packed 4-bit / int8 weights (of modules saved whole); its
+    # LoRA factors are floating point like any LoRA's.
+    tensor_dtypes = FLOAT_DTYPES | QUANTIZED_DTYPES
+
+    def allowed_dtypes(self, key: str) -> frozenset[str]:
+        return FLOAT_DTYPES if "lora_" in key else self.tensor_dtypes
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         return (
@@ -37,6 +56,22 @@ class QLoraMethod(LoraMethod):
         disable_cpu_bf16_kernel(model)
         return files
 
+    def export(self, model: Any, name: str) -> AdapterFiles:
+        files = super().export(model, name)
+        files.extras["quantization"] = quantization_config(model)
+        return files
+
+    def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
+        written = super().save(adapter, path, format=format)
+        settings = adapter.extras.get("quantization")
+        readme = Path(path) / "README.md"
+        if settings and not readme.exists():
+            lines = ["## Training procedure", "", "The following `bitsandbytes` quantization config was used during "
+                     "training:", *(f"- {k}: {v}" for k, v in settings.items()), ""]
+            readme.write_text("\n".join(lines), encoding="utf-8")
+            written.append(readme)
+        return written
+
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
         if self._dora(model, name):
             raise UnsupportedOperationError(f"qlora adapter {name!r} uses DoRA; merging DoRA into 4-bit weights is not supported")
@@ -52,9 +87,9 @@ class QLoraMethod(LoraMethod):
         if not is_4bit_layer(base):
             super().merge_layer(layer, name, weight)
             return
-        import bitsandbytes as bnb
         import torch
 
+        bnb = import_bitsandbytes()
         old = layer.scaling.get(name)
         layer.set_scale(name, weight)
         try:
@@ -82,7 +117,7 @@ class QLoraMethod(LoraMethod):
 
 def dequantize(param: Any) -> Any:
     """The dense weight of a ``Params4bit``, whichever CPU layout it is in (does not modify ``param``)."""
-    import bitsandbytes.functional as F
+    F = import_bitsandbytes().functional
 
     data, quant_state = param.data, param.quant_state
     if getattr(quant_state, "packing_format_for_cpu", False):

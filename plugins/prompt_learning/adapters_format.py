@@ -10,21 +10,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from adapterhub.plugin import CONFIG_NAME, AdapterFiles, AdapterFormatError, UnsupportedOperationError
+from adapterhub.plugin import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles, AdapterFormatError, UnsupportedOperationError
 from adapterhub.toolkit.adapters_format.heads import read_head, read_static_head
-from adapterhub.toolkit.adapters_format.layout import adapter_name, full_config, meta, read_raw, write
+from adapterhub.toolkit.adapters_format.layout import adapter_name, full_config, meta, read_raw, refusal, write
 
 
 
-def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = False) -> AdapterFiles:
+def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = False,
+                         dtypes: Any = FLOAT_DTYPES) -> AdapterFiles:
     """adapters prefix tuning / prompt tuning, as canonical PEFT-style ``prompt_embeddings``."""
     import torch
 
     path = Path(path)
     inner = dict(config.get("config") or {})
     arch = inner.get("architecture")
-    state, _ = read_raw(path, config, allow_pickle)
+    state, _ = read_raw(path, config, allow_pickle, dtypes)
     name = config.get("name", "")
     hidden = int(config.get("hidden_size") or 0)
     heads = {"head": read_head(path, allow_pickle), "static_head": read_static_head(path, allow_pickle)}
@@ -44,6 +46,11 @@ def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = Fa
                             source=str(path), **heads, extras={**extras, "prompt_position": "after_embeddings"})
     if arch != "prefix_tuning":
         raise UnsupportedOperationError(f"{path / CONFIG_NAME}: architecture {arch!r} is not a prompt method")
+    for key, allowed in (("leave_out", []), ("use_gating", False)):
+        if inner.get(key, allowed) not in (allowed, None):
+            raise UnsupportedOperationError(
+                f"{path / CONFIG_NAME}: config.{key}={inner[key]!r} is not supported for prefix tuning",
+                hint="adapterhub runs AdapterHub-format prefixes in every layer, without gates")
     # The pool copy (prefix_tuning.prefix_tunings.<name>.self_prefix.*) is canonical; per-layer
     # copies are aliases of the same tensors.
     pool = f"prefix_tuning.prefix_tunings.{name}.self_prefix."
@@ -62,34 +69,54 @@ def read_adapters_prompt(path: str | Path, config: dict, allow_pickle: bool = Fa
             h = torch.nn.functional.linear(embs, parts["control_trans.0.weight"], parts["control_trans.0.bias"])
             h = get_activation(str(inner.get("non_linearity", "tanh")).lower())(h)
             flat = torch.nn.functional.linear(h, parts["control_trans.2.weight"], parts["control_trans.2.bias"])
-    if hidden <= 0 or flat.shape[1] % (2 * hidden):
-        raise AdapterFormatError(
-            f"{path / CONFIG_NAME}: hidden_size {hidden} does not fit prefix width {flat.shape[1]}")
-    peft_config = {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": length, "token_dim": hidden,
-                   "num_layers": int(flat.shape[1] // (2 * hidden)), "num_transformer_submodules": 1,
+    if hidden <= 0:
+        raise AdapterFormatError(f"{path / CONFIG_NAME}: no hidden_size")
+    # num_layers / token_dim / heads come from the model (key/value heads on GQA models, as adapters
+    # sizes the prefix); check() compares the prefix width with them.
+    peft_config = {"peft_type": "PREFIX_TUNING", "num_virtual_tokens": length, "token_dim": None,
+                   "num_layers": None, "num_attention_heads": None, "num_transformer_submodules": 1,
                    "prefix_projection": False, "encoder_hidden_size": hidden, "task_type": None}
     return AdapterFiles("prefix_tuning", peft_config, {"prompt_embeddings": flat.contiguous()}, format="adapters",
                         source=str(path), **heads, extras=extras)
 
 
+#: PromptTuningConfig / PrefixTuningConfig fields of adapters 1.3.0 with their defaults (the key sets
+#: written; ``random_uniform_scale`` is a class attribute there, not a field, so it is not saved).
+PROMPT_DEFAULTS = {"architecture": "prompt_tuning", "prompt_length": 10, "prompt_init": "random_uniform",
+                   "prompt_init_text": None, "combine": "prefix", "init_weights_seed": None}
+PREFIX_DEFAULTS = {"architecture": "prefix_tuning", "encoder_prefix": True, "cross_prefix": True, "leave_out": [],
+                   "flat": False, "prefix_length": 30, "bottleneck_size": 512, "non_linearity": "tanh",
+                   "dropout": 0.0, "use_gating": False, "shared_gating": True, "init_weights_seed": None}
+
 def write_adapters_prompt(adapter: AdapterFiles, path: str | Path, model_type: str | None = None) -> list[Path]:
-    """Prompt tuning as ``prompt_embedding.weight``; prefix tuning as a flat prefix (``flat=True``)."""
+    """Prompt tuning as ``prompt_embedding.weight``; prefix tuning as a flat prefix (``flat=True``).
+
+    Only prompts that came from the AdapterHub format (``adapter.format == "adapters"``) are written:
+    a PEFT-style prompt (created with ``add_adapter`` or read from PEFT's files) is prepended before
+    the position embeddings and shifts the real tokens' positions, while ``adapters`` inserts prompts
+    after the embeddings (prefixes: into each attention) without shifting; no conversion is exact.
+    """
+    label = {"prompt_tuning": "prompt tuning", "prefix_tuning": "prefix tuning"}.get(adapter.method)
+    if label is None:
+        raise UnsupportedOperationError(f"method {adapter.method!r} has no adapters-format prompt form")
+    if adapter.format != "adapters":
+        raise refusal(label, "a PEFT-style prompt (created with add_adapter or read from PEFT's format)",
+                      "PEFT puts the virtual tokens before the position embeddings and shifts the real tokens' "
+                      "positions; the adapters library adds them after the embeddings without shifting, so no "
+                      "conversion computes the same function")
     name = adapter_name(adapter)
     emb = adapter.state_dict["prompt_embeddings"]
+    saved = dict(adapter.extras.get("adapters_config") or {})
     if adapter.method == "prompt_tuning":
-        inner = {"architecture": "prompt_tuning", "prompt_length": int(emb.shape[0]), "prompt_init": "random_uniform",
-                 "prompt_init_text": None, "combine": "prefix", "random_uniform_scale": 0.5}
-        inner.update({k: v for k, v in (adapter.extras.get("adapters_config") or {}).items() if k in inner})
+        inner = {**PROMPT_DEFAULTS, **{k: v for k, v in saved.items() if k in PROMPT_DEFAULTS}}
+        inner.update(architecture="prompt_tuning", prompt_length=int(emb.shape[0]))
         tensors = {f"prompt_tuning.prompt_tunings.{name}.prompt_embedding.weight": emb}
-    elif adapter.method == "prefix_tuning":
-        inner = {"architecture": "prefix_tuning", "encoder_prefix": True, "cross_prefix": True, "leave_out": [],
-                 "flat": True, "prefix_length": int(emb.shape[0]), "bottleneck_size": 512,
-                 "non_linearity": "tanh", "dropout": 0.0, "use_gating": False, "shared_gating": True,
-                 "init_weights_seed": None}
-        tensors = {f"prefix_tuning.prefix_tunings.{name}.self_prefix.control_trans": emb.reshape(-1)}
     else:
-        raise UnsupportedOperationError(f"method {adapter.method!r} has no adapters-format prompt form")
+        inner = {**PREFIX_DEFAULTS, **{k: v for k, v in saved.items() if k in PREFIX_DEFAULTS}}
+        inner.update(architecture="prefix_tuning", flat=True, prefix_length=int(emb.shape[0]))
+        tensors = {f"prefix_tuning.prefix_tunings.{name}.self_prefix.control_trans": emb.reshape(-1)}
     extras_meta = dict(adapter.extras.get("adapters_meta") or {})
-    extras_meta.setdefault("hidden_size", int(adapter.config.get("token_dim") or emb.shape[-1]))
+    extras_meta.setdefault("hidden_size", adapter.hidden_size or int(adapter.config.get("encoder_hidden_size")
+                                                                     or adapter.config.get("token_dim") or emb.shape[-1]))
     adapter = replace(adapter, extras={**adapter.extras, "adapters_meta": extras_meta})
     return write(path, full_config(inner, adapter, name, model_type), tensors, adapter)

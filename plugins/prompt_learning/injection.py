@@ -15,7 +15,14 @@ of the three methods and what each method has active. Hooks:
   *after* the embedding layer (tokens keep positions 0..n-1, as in ``adapters``);
 * for AdapterHub-format prefix tuning on BERT-like encoders, a pre-hook on every self-attention
   module hands it an object whose ``update()`` prepends that layer's prefix keys/values, and widens
-  the attention mask (no position shift, as in ``adapters``).
+  the attention mask (no position shift, as in ``adapters``);
+* for AdapterHub-format prefix tuning on decoders (GPT-2, Llama), the model pre-hook passes the
+  prefix as the key/value cache like PEFT's, but gives the real tokens the positions they have
+  without a prefix (``adapters`` concatenates the prefix inside each attention and shifts nothing;
+  on Llama the prefix keys carry no rotary embedding in both). Every query attends to the whole
+  prefix, padded rows included: what ``adapters`` 1.3.0 computes with eager attention. (Its sdpa
+  path inverts the boolean mask it builds for the prefix, so with a padding mask the prefix is
+  masked out entirely; see ``tests/fixtures/adapters-1.3.0-roundtrip``.)
 
 **Gradient checkpointing.** transformers' checkpointed layers drop the key/value cache argument
 (``cache=None``) and re-run each layer during the backward pass. So the prefixes are also handed to
@@ -44,6 +51,7 @@ class PromptState:
         self.handles: list[Any] = []
         self.container: nn.ModuleDict | None = None
         self.embeddings_hooked = False  # AdapterHub-format prompts can only be inserted when True
+        self.attention_hooked = False  # AdapterHub-format prefixes go into each attention (encoders) when True
         # what the model pre-hook leaves for the embeddings / attention hooks of the same call
         self.after_emb: tuple | None = None
         self.enc_prefix: tuple | None = None
@@ -68,6 +76,7 @@ def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
             state.embeddings_hooked = True
             state.handles.append(embeddings.register_forward_hook(_make_embeddings_hook(model)))
         for idx, attn in enumerate(encoder_self_attentions(model)):
+            state.attention_hooked = True
             state.handles.append(attn.register_forward_pre_hook(_make_attention_hook(model, idx), with_kwargs=True))
         for idx, attn in enumerate(self_attentions(model)):
             state.handles.append(attn.register_forward_pre_hook(_make_layer_prefix_hook(model, idx), with_kwargs=True))
@@ -194,7 +203,9 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
     prefix_blocks = _active(state, ("prefix_tuning",), style="peft")
     after_emb = _active(state, ("prompt_tuning",), style="adapters")
     enc_prefix = _active(state, ("prefix_tuning",), style="adapters")
-    if not (input_blocks or prefix_blocks or after_emb or enc_prefix):
+    dec_prefix = [] if state.attention_hooked else enc_prefix  # decoders: the cache, positions unshifted
+    enc_prefix = enc_prefix if state.attention_hooked else []
+    if not (input_blocks or prefix_blocks or after_emb or enc_prefix or dec_prefix):
         return None
     kwargs = dict(kwargs)
     if args:
@@ -251,6 +262,20 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         if kwargs.get("position_ids") is not None:
             # the real tokens sit after the prefix in every layer's keys (PEFT offsets them likewise)
             kwargs["position_ids"] = kwargs["position_ids"] + n
+    if dec_prefix:
+        n = _virtual_length(dec_prefix)
+        virtual += n
+        # real tokens already in the cache (generate's decoding steps), without the prefix
+        real_past = past_len - n if cached else 0
+        if not cached:
+            past, _, layers, _ = _prefix_tensor(model, dec_prefix, batch)
+            compat.set_cache(model, kwargs, _prefix_cache(model, past, layers))
+            state.layer_prefix = (past, layers)  # for layers whose cache gradient checkpointing dropped
+            past_len = n
+        if kwargs.get("position_ids") is None:
+            ref = input_ids if input_ids is not None else embeds
+            positions = torch.arange(real_past, real_past + length, device=ref.device)
+            kwargs["position_ids"] = positions.unsqueeze(0).expand(batch, -1)
     if virtual and mask is not None and mask.dim() == 2 and mask.shape[1] + virtual == past_len + length:
         # the caller's mask covers the real tokens only (generate's always does): the virtual
         # tokens are attended by every row, padded or not, as in PEFT

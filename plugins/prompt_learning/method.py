@@ -77,8 +77,8 @@ class _PromptLearningMethod(AdapterMethod):
         path = Path(path)
         config = read_adapter_config(path)
         if is_adapters_format(config):
-            return read_adapters_prompt(path, config, allow_pickle)
-        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle)
+            return read_adapters_prompt(path, config, allow_pickle, self.allowed_dtypes)
+        config, state, _ = read_adapter_dir(path, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
         if "prompt_embeddings" not in state:
             raise AdapterFormatError(
                 f"{path}: weights hold {sorted(state)[:3]}, not 'prompt_embeddings'",
@@ -97,16 +97,8 @@ class _PromptLearningMethod(AdapterMethod):
             if self.adapters_arch is None:
                 raise UnsupportedOperationError(
                     f"{self.name} has no AdapterHub-format equivalent", hint="save with format='peft'")
-            model_type = str((adapter.extras.get("adapters_meta") or {}).get("model_type") or "")
-            if adapter.format == "peft" and model_type and model_type not in ADAPTERS_PROMPT_TUNING_REFUSED:
-                # On an encoder the two formats compute differently: PEFT puts the virtual tokens in front
-                # of the input (the real tokens' positions shift), AdapterHub's inserts them after the
-                # embeddings. Writing one as the other would change what the adapter does.
-                raise UnsupportedOperationError(
-                    f"{path}: this {self.name} adapter works the PEFT way (virtual tokens in front of the input) "
-                    f"and AdapterHub's format means another computation on a {model_type!r} model",
-                    hint="save it with format='peft'")
             if self.name == "prompt_tuning":
+                model_type = str((adapter.extras.get("adapters_meta") or {}).get("model_type") or "")
                 if model_type in ADAPTERS_PROMPT_TUNING_REFUSED:
                     raise UnsupportedOperationError(
                         f"{path}: cannot save prompt tuning for a {model_type!r} model in the AdapterHub format: "
@@ -177,9 +169,10 @@ class _PromptLearningMethod(AdapterMethod):
 
         self.check(model, adapter)
         config = self._fill(model, adapter.config)
+        # AdapterHub-format prompts keep the library's computation: after the embeddings, and for
+        # prefixes (encoders: per attention layer; decoders: the key/value cache) without shifting the
+        # real tokens' positions
         style = "adapters" if adapter.format == "adapters" else "peft"
-        if style == "adapters" and self.name == "prefix_tuning" and not injection.encoder_self_attentions(model):
-            style = "peft"  # decoder models: the cache route is the same computation
         module = injection.FixedPrompt(adapter.state_dict["prompt_embeddings"])
         module.requires_grad_(False)
         self._register(model, name, module, config, style, dict(adapter.extras))

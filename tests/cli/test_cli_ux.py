@@ -125,3 +125,39 @@ def test_valid_adapter_folder_still_installs(hub_env, tmp_path):
     result = run_cli("install", str(make_adapter(tmp_path / "mine")), "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["installed"][0]["method"]["name"] == "lora"
+
+
+def test_a_malformed_push_argument_is_a_usage_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    result = run_cli("push", str(tmp_path), "--repo", "alice/x", "--version", "1.0")
+    _clean_failure(result, code=2)
+    assert "error: cannot push: bad arguments" in result.stderr and "--version '1.0'" in result.stderr
+    assert "expected a version X.Y.Z" in result.stderr
+
+
+def test_a_hub_without_users_warns_that_it_is_read_only(tmp_path):
+    from adapterhub.server.testing import RunningHub
+
+    hub = RunningHub(tmp_path / "root", {}).start()
+    try:
+        assert "this Hub is read-only, nobody can push to it" in hub.stderr_text()
+    finally:
+        hub.close()
+    hub = RunningHub(tmp_path / "root", {"alice": "tok"}).start()
+    try:
+        assert "read-only" not in hub.stderr_text()
+    finally:
+        hub.close()
+
+
+def test_the_plan_for_a_local_folder_says_copy_not_download(tmp_path):
+    folder = make_adapter(tmp_path / "mine")
+    result = run_cli("install", str(folder), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "download" not in result.stderr
+    assert "to copy)" in result.stderr and "adapter_model.safetensors" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "adapter_config.json" in line]
+    assert lines and lines[0].rstrip().endswith("copy")
+    assert "Total:" in result.stderr and "to copy:" in result.stderr
+    plan = run_cli("install", str(folder), "--dry-run", "--json").json()["plan"]
+    assert plan["download_bytes"] == 0 and plan["copy_bytes"] == plan["total_bytes"] > 0

@@ -78,3 +78,23 @@ def test_index_validate_still_passes_a_real_folder(index_dir):
     result = run_cli("index", "validate", str(index_dir))
     assert result.exit_code == 0, result.stderr
     assert "OK: 2 entries" in result.stderr
+
+
+def test_search_takes_several_words_unquoted(index_dir):
+    """`adapterhub search tiny sentiment` = `adapterhub search "tiny sentiment"`: every word must match."""
+    for args in (("tiny", "sentiment"), ("tiny sentiment",)):
+        result = run_cli("search", *args, "--json")
+        assert result.exit_code == 0, result.stderr
+        assert [r["name"] for r in result.json()["results"]] == ["sentiment/tiny-lora"]
+    assert run_cli("search", "tiny", "mnli", "--json").json()["results"] == []
+
+
+def test_a_word_of_a_registry_name_is_suggested(monkeypatch):
+    """The bundled index: `vader` is a word of sentiment/minilm-vader."""
+    monkeypatch.delenv("ADAPTERHUB_INDEX", raising=False)
+    result = run_cli("install", "vader", "--offline")
+    assert result.exit_code == 1
+    assert "did you mean sentiment/minilm-vader?" in result.stderr
+    result = run_cli("info", "vader")
+    assert result.exit_code == 1 and "did you mean sentiment/minilm-vader?" in result.stderr
+    assert run_cli("search", "vader", "--json").json()["results"][0]["name"] == "sentiment/minilm-vader"

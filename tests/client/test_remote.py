@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from adapterhub.client import remote
+from adapterhub.client import download, remote
 from adapterhub.client.models import FileEntry
 from adapterhub.errors import AdapterHubError, DownloadError, OfflineError, ResolutionError
 from adapterhub.settings import get_settings
@@ -50,8 +50,8 @@ def _offline_error(call) -> str:
 def test_offline_blocks_hub_metadata_and_downloads(offline, tmp_path, no_sockets):
     assert "alice/x@v1" in _offline_error(lambda: remote.resolve_snapshot(offline, "alice/x", "v1"))
     assert remote.list_refs(offline, "alice/x") == []
-    job = remote.FetchJob("alice/x", COMMIT, FileEntry("a.bin", 3, "ab" * 32), tmp_path / "a.incomplete")
-    assert "1 file(s) not in the store" in _offline_error(lambda: remote.fetch_files(offline, [job], progress=False))
+    job = download.FetchJob("alice/x", COMMIT, FileEntry("a.bin", 3, "ab" * 32), tmp_path / "a.incomplete")
+    assert "1 file(s) not in the store" in _offline_error(lambda: download.fetch_files(offline, [job], progress=False))
     assert not job.partial.exists() and no_sockets == []
 
 
@@ -88,8 +88,12 @@ def test_resolve_snapshot_reports_the_hubs_hashes(client_env):
     commit, files = remote.resolve_snapshot(settings, "alice/lora-a", "v1.0.0")
     assert commit == client_env.commits["lora-a@v1.0.0"]
     assert [f.path for f in files] == sorted(f.path for f in files)
-    for f in files:  # small files: the Hub's git blob id, no sha256 before download
-        assert (f.sha256, f.expected_from) == (None, "hub-git") and len(f.git_oid or "") == 40
+    for f in files:  # LFS files (*.safetensors, as on the Hub): the Hub's sha256; others: the git blob id
+        if f.path.endswith(".safetensors"):
+            assert f.expected_from == "hub-lfs" and len(f.sha256 or "") == 64
+        else:
+            assert (f.sha256, f.expected_from) == (None, "hub-git") and len(f.git_oid or "") == 40
+    assert ".gitattributes" not in [f.path for f in files]  # the Hub's, not the adapter's
     assert {"tag v1.0.0", "branch main"} <= set(remote.list_refs(settings, "alice/lora-a"))
 
 

@@ -29,10 +29,16 @@ def test_install_by_name_picks_newest_non_yanked_release(client_env):
 @pytest.mark.parametrize(
     ("request_", "expected"),
     [("sentiment/sst2@1.0.0", "1.0.0"), ("sentiment/sst2@>=1,<2", "1.1.0"), ("sentiment/sst2@~=1.0", "1.1.0"),
-     ("sentiment/sst2@==1.2.0", "1.2.0"), ("sentiment/sst2@>=2.0.0rc1", "2.0.0rc1")],
+     ("sentiment/sst2@==1.2.0", "1.2.0"), ("sentiment/sst2@>=2.0.0rc1", "2.0.0rc1"),
+     # npm/cargo ranges and pip's NAME==VERSION: ^1 := >=1,<2 (1.2.0 is yanked), ~1.0 := >=1.0,<1.1
+     ("sentiment/sst2@^1", "1.1.0"), ("sentiment/sst2@^1.0.0", "1.1.0"), ("sentiment/sst2@~1.0", "1.0.0"),
+     ("sentiment/sst2==1.0.0", "1.0.0"), ("sst2==1.1.0", None)],
 )
 def test_install_by_version_spec(client_env, request_, expected):
     result = run_cli("install", request_, "--json")
+    if expected is None:  # a bare name that two entries share stays ambiguous, whatever the spec
+        assert result.exit_code == 1 and "ambiguous" in result.stderr
+        return
     out = _installed(result)
     assert out[0]["version"] == expected
     assert file_list(Path(out[0]["path"])) == file_list(client_env.adapters[f"lora-a@v{expected}"])

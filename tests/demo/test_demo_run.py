@@ -23,12 +23,18 @@ MY_TEXT = "Honestly the best concert I have ever been to, pure joy."
 def demo_report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "TMPDIR": str(tmp), "HF_HUB_OFFLINE": "1"}  # offline: the demo needs no internet
+    # Run as a user does (the console script), from a folder holding a folder named adapterhub (the
+    # parent of a clone): the Hub the demo starts must still run the installed package.
+    parent = tmp_path_factory.mktemp("parent-of-a-clone")
+    (parent / "adapterhub").mkdir()
+    script = Path(sys.executable).with_name("adapterhub")
     proc = subprocess.run(
-        [sys.executable, "-m", "adapterhub", "demo", "--json", "--text", MY_TEXT],
-        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL,
+        [str(script), "demo", "--json", "--text", MY_TEXT],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL, cwd=parent,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout), proc.stderr, tmp
+    # commands are wrapped with shell continuations; the checks below read them as one line
+    return json.loads(proc.stdout), proc.stderr.replace(" \\\n      ", " "), tmp
 
 
 def test_every_example_sentence_gets_its_label(demo_report):
@@ -88,6 +94,19 @@ def test_published_releases_are_the_ones_the_bundled_index_pins(demo_report):
     assert f"HF_ENDPOINT={report['hub']['url']} adapterhub install {names} --lock" in stderr
     assert "--index" not in stderr.split("adapterhub install", 1)[1].splitlines()[0]  # the bundled one
     assert "SOURCE_DATE_EPOCH=" in stderr
+    # pushed WITH the load check: the demo's own adapters pass it, in the class their task needs
+    assert "--no-check" not in stderr
+    assert "(lora, loads onto BertForSequenceClassification(num_labels=2))" in stderr
+    assert "(bottleneck, loads onto BertModel)" in stderr
+
+
+def test_the_narration_explains_and_ends_with_next_steps(demo_report):
+    report, stderr, _ = demo_report
+    for line in ("PEFT format: ", "AdapterHub format: ", "Parallel: every child adapter"):
+        assert line in stderr
+    lines = stderr.rstrip().splitlines()
+    nexts = lines[lines.index("Next, try:") + 1:]
+    assert len(nexts) == 4 and nexts[0].lstrip().startswith("adapterhub demo --text")
 
 
 def test_leaves_nothing_behind(demo_report):

@@ -31,6 +31,9 @@ GENERATED = [
     "ia3",
     "gpt2_seq_bn",
     "gpt2_double_seq_bn",
+    "gpt2_lora",
+    "gpt2_lora_qkv_mlp",
+    "gpt2_ia3",
     "llama_seq_bn",
     "llama_par_bn",
 ]
@@ -236,3 +239,35 @@ def test_decoder_prompt_tuning_not_saved_in_adapters_format(tmp_path):
     assert not (tmp_path / "ah" / "adapter_config.json").exists()
     am.save_adapter(tmp_path / "peft", "prompt", format="peft")
     assert (tmp_path / "peft" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("case_name", ["gpt2_lora", "gpt2_lora_qkv_mlp", "gpt2_ia3"])
+def test_fused_c_attn_reads_into_peft_and_writes_back_as_the_library_did(case_name, tmp_path):
+    """The library's own LoRA/IA3 on GPT-2's fused c_attn (one A per enabled matrix): read into PEFT's
+    form (block-diagonal B, same scaling), it reproduces the library's output in PEFT itself, and
+    written back in the AdapterHub format it is the library's file again (config and tensors)."""
+    import json
+
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    case_dir = ADAPTERS / case_name
+    spec = case(case_dir)
+    ref = load_reference(case_dir)
+    inputs = {"input_ids": ref["input_ids"], "attention_mask": ref["attention_mask"]}
+    name = spec["adapter_name"]
+    am = AdapterModel(_fresh_base(spec))
+    am.load_adapter(case_dir, name=name)
+    am.save_adapter(tmp_path / "peft", name, format="peft")
+    peft_model = PeftModel.from_pretrained(_fresh_base(spec), str(tmp_path / "peft")).eval()
+    with torch.no_grad():
+        assert torch.allclose(peft_model(**inputs).logits, ref["expected"], atol=1e-5, rtol=0)
+
+    am.save_adapter(tmp_path / "ah", name, format="adapters")
+    original = json.loads((case_dir / "adapter_config.json").read_text())
+    again = json.loads((tmp_path / "ah" / "adapter_config.json").read_text())
+    assert again["config"] == original["config"]
+    theirs = {k.removeprefix("transformer."): v for k, v in load_file(str(case_dir / "adapter.safetensors")).items()}
+    ours = load_file(str(tmp_path / "ah" / "adapter.safetensors"))
+    assert set(ours) == set(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)

@@ -18,6 +18,10 @@ METHOD_CONFIGS = {
     "bottleneck": {"preset": "seq_bn", "reduction_factor": 4},
     "prompt_tuning": {"num_virtual_tokens": 4},
     "bitfit": {},
+    # types the generic PEFT plugin runs (PEFT's own layers)
+    "loha": {"r": 2, "alpha": 4, "target_modules": ["query", "value"]},
+    "vera": {"r": 4, "target_modules": ["query", "value"]},
+    "oft": {"r": 0, "oft_block_size": 4, "target_modules": ["query", "value"]},
 }
 TOKEN = USERS["alice"]
 
@@ -166,7 +170,7 @@ def test_cli_push_release_card_index_repush_and_conflict(hub, base_model_dir, tm
     assert entry_problems(entry, "entry") == []
     version = entry["versions"]["1.0.0"]
     assert version["source"] == {"type": "hf", "repo_id": "alice/minilm-sst", "tag": "v1.0.0", "revision": commit}
-    assert {f["path"] for f in version["files"]} == files
+    assert {f["path"] for f in version["files"]} == files - {".gitattributes"}  # the Hub's, no adapter file
     for record in version["files"]:
         local = api.hf_hub_download("alice/minilm-sst", record["path"], revision=commit, cache_dir=cache)
         assert sha256_file(local) == record["sha256"], record["path"]
@@ -237,3 +241,135 @@ def test_push_without_token_and_private_push(hub, base_model_dir, tmp_path):
     owner = HfApi(endpoint=hub.url, token=TOKEN)
     assert owner.model_info("alice/secret-lora").private is True
     assert [t.name for t in owner.list_repo_refs("alice/secret-lora").tags] == ["v0.1.0"]
+
+
+@pytest.mark.slow
+def test_cli_pushes_a_sequence_classification_lora_and_its_printed_commands_work(hub, base_model_dir, tmp_path,
+                                                                                 monkeypatch):
+    """The demo's case: a SEQ_CLS LoRA with its classifier, base saved as BertModel, pushed WITH the load
+    check; every `adapterhub install` line the push prints then works exactly as printed."""
+    import shlex
+
+    import torch
+    from transformers import BertForSequenceClassification, BertModel
+
+    from adapterhub import AdapterModel
+    from adapterhub.errors import IncompatibleBaseModelError
+
+    torch.manual_seed(0)
+    am = AdapterModel(BertForSequenceClassification.from_pretrained(base_model_dir, num_labels=3))
+    am.add_adapter("cls", "lora", r=2, target_modules=["query", "value"], modules_to_save=["classifier"],
+                   task_type="SEQ_CLS")
+    adapter_dir = tmp_path / "cls"
+    am.save_adapter(adapter_dir, "cls")
+    index_dir = tmp_path / "my-index"
+    pushed = run_cli("push", str(adapter_dir), "--repo", "alice/tiny-cls", "--version", "0.1.0",
+                     "--name", "alice/tiny-cls", "--base-model", str(base_model_dir), "--endpoint", hub.url,
+                     "--index-dir", str(index_dir), token=TOKEN, cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "as BertForSequenceClassification(num_labels=3)" in pushed.stderr
+    commands = [line.split(": ", 1)[1] for line in pushed.stdout.splitlines() if line.lstrip().startswith(("install with:", "or:"))]
+    assert len(commands) == 2 and f"--index {index_dir}" in commands[0] and "hf://alice/tiny-cls@v0.1.0" in commands[1]
+    for number, command in enumerate(commands):
+        args = shlex.split(command)
+        assert args[:2] == ["adapterhub", "install"]
+        # a fresh shell: no HF_ENDPOINT, no ADAPTERHUB_INDEX (conftest unsets both), an empty store
+        env = {"ADAPTERHUB_HOME": str(tmp_path / f"home-{number}")}
+        done = run_cli(*args[1:], env=env, cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+
+    # loaded by registry name onto the wrong class: the error names the adapter as asked, and the fix
+    monkeypatch.setenv("ADAPTERHUB_INDEX", str(index_dir))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    with pytest.raises(IncompatibleBaseModelError) as err:
+        AdapterModel(BertModel.from_pretrained(base_model_dir)).load_adapter("alice/tiny-cls@0.1.0")
+    assert str(err.value).startswith("alice/tiny-cls@0.1.0 does not fit BertModel")
+    assert "installed-v1" not in str(err.value)
+    assert "num_labels=3" in err.value.hint
+
+
+@pytest.mark.slow
+def test_push_adapter_writes_no_entry_file_unless_asked(hub, base_model_dir, tmp_path, monkeypatch):
+    from adapterhub.publish import push_adapter
+
+    model, _ = _trained(base_model_dir, "lora")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
+                          base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False)
+    assert list(work.iterdir()) == []  # nothing dropped into the working directory
+    assert result.entry is not None and result.entry["name"] == "alice/no-entry-file" and result.entry_path is None
+    asked = tmp_path / "asked.entry.json"
+    again = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
+                         base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False, entry_out=asked)
+    assert again.noop and again.entry_path == asked and asked.is_file() and list(work.iterdir()) == []
+
+
+def test_adapters_format_push_prints_and_cards_the_adapters_library_load_call(hub, base_model_dir, tmp_path):
+    """An AdapterHub-format release: `push` prints the call that loads it in the `adapters` library
+    (adapterhub writes safetensors only, and the library's default reads pytorch_adapter.bin), and
+    the card shows it with the flex-head class that holds its head."""
+    if "bottleneck" not in registered_methods():
+        pytest.skip("no bottleneck plugin installed")
+    from huggingface_hub import HfApi
+
+    from adapterhub.toolkit.adapters_format.layout import LOAD_CALL
+
+    model, _ = _trained(base_model_dir, "bottleneck")
+    model.add_head("a", 2, seed=0)
+    adapter_dir = tmp_path / "adapter"
+    model.save_adapter(adapter_dir, "a")  # a head: the AdapterHub format
+    assert (adapter_dir / "head_config.json").is_file()
+    pushed = run_cli("push", str(adapter_dir), "--repo", "alice/tiny-bn", "--version", "0.2.0", "--name", "alice/tiny-bn",
+                     "--task", "text-classification", "--base-model", str(base_model_dir), "--endpoint", hub.url,
+                     "--index-dir", str(tmp_path / "index"), "--no-check", token=TOKEN, cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    call = 'model.load_adapter("alice/tiny-bn", version="v0.2.0", use_safetensors=True)'
+    assert f"load with the adapters library: {call}" in pushed.stdout
+    assert "use_safetensors=True" in LOAD_CALL
+
+    card = HfApi(endpoint=hub.url).hf_hub_download("alice/tiny-bn", "README.md", revision="v0.2.0",
+                                                    cache_dir=tmp_path / "cache")
+    text = open(card, encoding="utf-8").read()
+    assert f"name = {call}" in text and "AutoAdapterModel.from_pretrained" in text
+    assert "library_name: adapter-transformers" in text
+
+    # a PEFT-format release prints no such line (PEFT loads it)
+    lora, _ = _trained(base_model_dir, "lora")
+    lora.save_adapter(tmp_path / "lora", "a")
+    peft_push = run_cli("push", str(tmp_path / "lora"), "--repo", "alice/tiny-lora-card", "--version", "0.1.0",
+                        "--task", "feature-extraction", "--base-model", str(base_model_dir), "--endpoint", hub.url, "--no-check",
+                        token=TOKEN, cwd=tmp_path)
+    assert peft_push.returncode == 0, peft_push.stderr
+    assert "adapters library" not in peft_push.stdout
+
+
+def test_generic_peft_type_push_install_and_lock_record_the_type(hub, base_model_dir, tmp_path):
+    """A LoHa adapter is published, installed and locked as method "loha" of the generic PEFT plugin,
+    with the plugin's name, not as an unknown method; the torch-free install path detects it."""
+    import tomllib
+
+    from adapterhub.publish import push_adapter
+
+    model, _ = _trained(base_model_dir, "loha")
+    index_dir = tmp_path / "registry_index"
+    result = push_adapter(
+        model, "a", "alice/tiny-loha-lock", version="1.0.0", name="peft-types/loha", task="sentiment-analysis",
+        license="apache-2.0", base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, index_dir=index_dir,
+        entry_out=tmp_path / "entry.json",
+    )
+    assert result.manifest["method"] == "loha"
+    entry = read_json(index_dir / "peft-types" / "loha.json")
+    assert json.dumps(entry).count('"loha"') >= 1
+    lock = tmp_path / "adapterhub.lock"
+    installed = run_cli(
+        "install", "peft-types/loha@1.0.0", "--index", str(index_dir), "--endpoint", hub.url, "--lock", str(lock),
+        "--json", "-q", env={"ADAPTERHUB_HOME": str(tmp_path / "home")}, cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stderr
+    record = json.loads(installed.stdout)["installed"][0]
+    assert record["method"]["name"] == "loha"
+    assert record["method"]["plugin"] == "adapterhub.default_plugins.peft_generic"
+    locked = tomllib.loads(lock.read_text())["adapter"][0]["method"]
+    assert (locked["name"], locked["plugin"]) == ("loha", "adapterhub.default_plugins.peft_generic")

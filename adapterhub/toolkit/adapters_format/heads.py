@@ -1,6 +1,10 @@
 """Prediction heads saved beside an AdapterHub-format adapter (``head_config.json`` plus
 ``model_head.safetensors``): reading, checking a static head against the model, writing.
 
+Written heads are what ``adapters`` 1.3.0 saves from its flex-head model: ``model_class`` names
+that class (``BertAdapterModel``; the library refuses a head recorded for another class) and the
+config holds exactly the keyword arguments of the head type's class (:data:`HEAD_CONFIG_KEYS`).
+
 A *flex* head (``"config"`` is a dict: classification, tagging, ...) belongs to the adapter; the
 runtime builds and routes it (``adapterhub.runtime.heads``). A *static* head (``"config": null``)
 is the model class's own head (GPT-2's ``lm_head``) saved along; it must equal the model's weights.
@@ -14,12 +18,26 @@ from typing import Any
 
 from ...errors import AdapterFormatError, UnsupportedOperationError
 from ...plugin.contract import AdapterFiles
-from ..weights import save_tensors, write_json
-from .layout import WRITTEN_VERSION, load_weights
+from .layout import (
+    BASE_PREFIXES,
+    FLEX_HEAD_CLASSES,
+    HEAD_CONFIG_FILE,
+    HEAD_PICKLE,
+    HEAD_SAFETENSORS,
+    WRITTEN_VERSION,
+    load_weights,
+)
 
-HEAD_CONFIG_FILE = "head_config.json"
-HEAD_SAFETENSORS = "model_head.safetensors"
-HEAD_PICKLE = "pytorch_model_head.bin"
+#: The keys of ``head_config.json``'s ``config`` per head type, as the ``adapters`` 1.3.0 head
+#: classes build them (``ClassificationHead``, ``MultiLabelClassificationHead``, ``TaggingHead``);
+#: the library builds a head from exactly these keyword arguments and refuses any other.
+HEAD_CONFIG_KEYS = {
+    "classification": ("head_type", "num_labels", "layers", "activation_function", "label2id", "use_pooler",
+                       "bias", "dropout_prob"),
+    "multilabel_classification": ("head_type", "num_labels", "layers", "activation_function", "label2id",
+                                  "use_pooler", "bias", "dropout_prob"),
+    "tagging": ("head_type", "num_labels", "layers", "activation_function", "label2id", "dropout_prob"),
+}
 
 
 def _read_head_config(path: Path) -> dict | None:
@@ -114,12 +132,36 @@ def check_static_head(model: Any, adapter: AdapterFiles) -> None:
                 "with the model's own head")
 
 
-def write_head(path: Path, head: dict, adapter_config: dict) -> list[Path]:
-    """Write ``head`` ({"config", "state_dict", "hidden_size"?}) beside an adapter whose
-    ``adapter_config.json`` is ``adapter_config``; returns the two files."""
+def _head_refusal(head_type: str, setting: str, why: str) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"cannot save this adapter's {head_type} head in the AdapterHub format: {setting}: {why}",
+        hint="no adapter format holds this head; save the adapter without it (delete_head) or build the head "
+        "with settings the adapters library supports")
+
+
+def head_files(head: dict, adapter_config: dict) -> tuple[dict, dict]:
+    """``head_config.json`` and the ``model_head.safetensors`` tensors for ``head`` ({"config",
+    "state_dict", "hidden_size"?}) beside an adapter whose ``adapter_config.json`` is ``adapter_config``,
+    as ``adapters`` 1.3.0 saves a flex head; raises before anything is written when the library
+    would not rebuild exactly this head."""
+    config = dict(head.get("config") or {})
+    head_type = str(config.get("head_type", "classification"))
+    keys = HEAD_CONFIG_KEYS.get(head_type)
+    if keys is None:
+        raise _head_refusal(head_type, f"head_type={head_type!r}", "the writer knows only "
+                            f"{', '.join(HEAD_CONFIG_KEYS)} heads")
+    model_type = str(adapter_config.get("model_type") or "")
+    flex_class = FLEX_HEAD_CLASSES.get(model_type)
+    if flex_class is None or model_type not in BASE_PREFIXES:
+        raise _head_refusal(head_type, f"model_type={model_type!r}",
+                            "the adapters library has no flex-head model class for it")
+    if head_type == "tagging" and not config.get("bias", True):
+        raise _head_refusal(head_type, "bias=False", "the library's TaggingHead always has an output bias")
     name = adapter_config["name"]
-    head_full = {"config": head["config"], "hidden_size": head.get("hidden_size") or adapter_config["hidden_size"],
-                 "model_class": adapter_config["model_class"], "model_name": adapter_config["model_name"],
-                 "model_type": adapter_config["model_type"], "name": name, "version": WRITTEN_VERSION}
-    return [save_tensors({f"heads.{name}.{k}": v for k, v in head["state_dict"].items()}, path / HEAD_SAFETENSORS),
-            write_json(path / HEAD_CONFIG_FILE, head_full)]
+    head_config = {
+        "config": {k: config.get(k) for k in keys},
+        "hidden_size": head.get("hidden_size") or adapter_config["hidden_size"],
+        "model_class": flex_class, "model_name": adapter_config["model_name"],
+        "model_type": model_type, "name": name, "version": WRITTEN_VERSION,
+    }
+    return head_config, {f"heads.{name}.{k}": v for k, v in head["state_dict"].items()}

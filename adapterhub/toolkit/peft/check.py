@@ -65,16 +65,25 @@ class PeftChecks:
             # A saved lm_head/static head must be the model's own: adapterhub never overwrites base weights.
             check_static_head(model, adapter)
         problems: list[str] = []
-        for key, tensor in adapter.state_dict.items():
+        state = adapter.state_dict
+        if adapter.extras.get("key_root") == "base_model":  # AdapterHub-format keys: relative to the bare base
+            from ..adapters_format.layout import rebase_keys
+
+            state = rebase_keys(state, model)
+        for key, tensor in state.items():
             problem = self.check_tensor(model, adapter, key, tuple(tensor.shape))
             if problem:
                 problems.append(problem)
         if problems:
             where = adapter.source or "adapter"
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            from ..model_fit import mismatch_hint
+
+            base = adapter.config.get("base_model_name_or_path")
             raise IncompatibleBaseModelError(
                 f"{where} does not fit {type(model).__name__}: " + "; ".join(problems[:3]) + more,
-                hint="the adapter was trained for a different base model; check base_model_name_or_path",
+                hint=mismatch_hint(model, adapter) or "the adapter was trained for a different base model"
+                + (f" (its config names {base})" if base else "; check base_model_name_or_path"),
             )
 
     def check_tensor(self, model: Any, adapter: AdapterFiles, key: str, shape: tuple[int, ...]) -> str | None:
@@ -104,6 +113,9 @@ class PeftChecks:
                 continue
             module_path, _, param = key.replace(".base_layer.", ".", 1).rpartition(".")
             module = self.base_module(model, module_path)
+            if module is not None and param not in module._parameters and param not in module._buffers:
+                out[key] = tensor  # not a base tensor: an adapter layer PEFT nested in another (tied weights)
+                continue
             current = getattr(module, param, None) if module is not None else None
             if current is None or tuple(current.shape) != tuple(tensor.shape) or not torch.equal(
                 current.detach().cpu(), tensor.to(current.dtype)
