@@ -54,7 +54,8 @@ def method_options(tokens: list[str]) -> dict[str, Any]:
 @click.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--base", required=True, metavar="PATH|REPO_ID", help="Base model: a local folder or a Hub repo id.")
 @click.option("--method", required=True, metavar="METHOD",
-              help="lora, qlora, ia3, prompt_tuning, prefix_tuning, p_tuning, bottleneck or bitfit.")
+              help="lora, qlora, ia3, prompt_tuning, prefix_tuning, p_tuning, bottleneck, bitfit, or any other "
+                   "trainable method of `adapterhub methods` (loha, lokr, oft, ...).")
 @click.option("--task", required=True, type=click.Choice(["sequence-classification", "causal-lm"]),
               help="sequence-classification (columns text, label) or causal-lm (text, or prompt + completion).")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path),

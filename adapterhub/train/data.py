@@ -95,11 +95,13 @@ def check_columns(data: DataSet, task: str) -> None:
 
 
 def label_names(train: DataSet) -> list[str]:
-    """The classes, in head output order: integers in numeric order, strings sorted."""
-    values = {row["label"] for row in train.rows}
-    if all(isinstance(v, int) for v in values):
-        return [str(v) for v in sorted(values)]
-    return sorted(str(v) for v in values)
+    """The classes, in head output order: integers in numeric order (also when a CSV file gives them
+    as text: "2" before "10"), other labels sorted as text."""
+    names = {str(row["label"]).strip() if isinstance(row["label"], str) else str(row["label"]) for row in train.rows}
+    try:
+        return sorted(names, key=int)
+    except ValueError:
+        return sorted(names)
 
 
 def label_ids(data: DataSet, names: list[str]) -> list[int]:
@@ -107,7 +109,7 @@ def label_ids(data: DataSet, names: list[str]) -> list[int]:
     index = {name: i for i, name in enumerate(names)}
     out = []
     for number, row in enumerate(data.rows, 1):
-        key = str(row["label"])
+        key = str(row["label"]).strip() if isinstance(row["label"], str) else str(row["label"])
         if key not in index:
             raise UsageError(f"{data.source} row {number}: label {key!r} does not occur in the training data",
                              hint=f"training labels: {', '.join(names)}")

@@ -3,7 +3,9 @@ and LoRA's usual target modules for the architecture. No torch at import time.
 
 The learning rates are the ones ``benchmarks/methods_table.py`` trains with (README, "Choosing a
 method"): adapters train far fewer weights than full fine-tuning and take larger steps; prompts
-take the largest.
+take the largest. Any other trainable method (a PEFT type the generic plugin runs: ``loha``,
+``lokr``, ``oft``, ...; a third-party plugin's method) trains with the options the user gives (PEFT
+fills in its usual target modules for the architecture) and LoRA's learning rate.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any
 
 from ..errors import UsageError
 
-#: methods ``adapterhub train`` can train (QLoRA: LoRA on the base quantised to 4-bit nf4)
+#: methods with defaults of their own here (QLoRA: LoRA on the base quantised to 4-bit nf4); any other
+#: registered method that can train is accepted too (:func:`check_method`)
 METHODS = ("lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning", "bottleneck", "bitfit")
+#: the learning rate of a method without one of its own below (LoRA's)
+OTHER_LEARNING_RATE = 2e-3
 
 #: options a method gets unless the user sets them (LoRA's target modules are added per architecture)
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
@@ -55,18 +60,27 @@ class Recipe:
     max_steps: int = -1  # > 0 stops after that many optimizer steps (a quick check)
 
     def resolved_learning_rate(self) -> float:
-        return float(self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[self.method])
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return float(DEFAULT_LEARNING_RATE.get(self.method, OTHER_LEARNING_RATE))
 
 
 def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise UsageError(f"adapterhub train cannot train method {method!r}", hint=f"methods: {', '.join(METHODS)}")
+    if method in METHODS:
+        return
+    from ..plugin.registry import get_methods
+
+    known = get_methods().get(method)
+    if known is None or not known.trainable:
+        raise UsageError(f"adapterhub train cannot train method {method!r}",
+                         hint=f"methods: {', '.join(METHODS)}, or any other that `adapterhub methods` shows as "
+                         "trainable (loha, lokr, oft, ...)")
 
 
 def method_options(method: str, user: dict[str, Any], model_type: str | None) -> dict[str, Any]:
     """The options ``add_adapter`` gets: the method's defaults, LoRA's usual target modules for
     ``model_type``, then the user's options on top."""
-    options = dict(DEFAULT_OPTIONS[method])
+    options = dict(DEFAULT_OPTIONS.get(method, {}))
     if method in ("lora", "qlora") and "target_modules" not in user:
         targets = lora_targets(model_type)
         if targets:
