@@ -384,22 +384,3 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
     def load_setup(self, path: str | Path, *, allow_pickle: bool = False) -> None:
         """Load the adapters a setup file names and restore its composition and merges."""
         setup_file.load_setup(self, path, allow_pickle=allow_pickle)
-
-    # -- reporting -------------------------------------------------------------------------
-
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        """(trainable parameters, all parameters), as PEFT's method of the same name."""
-        trainable = total = 0
-        for p in self.model.parameters():
-            count = p.numel()
-            if type(p).__name__ == "Params4bit":  # two 4-bit weights per byte of storage, as PEFT counts them
-                count *= 2 * (p.element_size() if hasattr(p, "element_size") else 1)
-            total += count
-            if p.requires_grad:
-                trainable += count
-        return trainable, total
-
-    def print_trainable_parameters(self) -> None:
-        trainable, total = self.get_nb_trainable_parameters()
-        share = 100 * trainable / total if total else 0.0
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")

@@ -75,6 +75,27 @@ class AdapterTraining:
                     p.requires_grad_(False)
         self._apply_trainable()
 
+    # -- how many train (PEFT's names) ----------------------------------------------------------
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """(trainable parameters, all parameters), as PEFT's method of the same name."""
+        trainable = total = 0
+        for p in self.model.parameters():
+            count = p.numel()
+            if type(p).__name__ == "Params4bit":  # two 4-bit weights per byte of storage, as PEFT counts them
+                storage = getattr(p, "quant_storage", None)
+                count *= 2 * (storage.itemsize if storage is not None else p.element_size())
+            total += count
+            if p.requires_grad:
+                trainable += count
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        """Print PEFT's line: trainable params, all params and the trainable share."""
+        trainable, total = self.get_nb_trainable_parameters()
+        share = 100 * trainable / total if total else 0.0
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
+
     # -- what transformers' Trainer reads --------------------------------------------------------
 
     @property
