@@ -41,6 +41,7 @@ def render(result: Any, *, format: str, command: str | None = None) -> str:
     lines.append("")
 
     lines += ["## Training", "", "| setting | value |", "|---|---|",
+              f"| base model | `{base}`" + (f" @ `{result.base_revision}`" if result.base_revision else "") + " |",
               f"| method | `{result.method}` |",
               f"| options | `{json.dumps(result.options, sort_keys=True)}` |",
               f"| epochs | {_fmt(result.epochs)} ({result.steps} steps) |",

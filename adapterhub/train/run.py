@@ -71,12 +71,14 @@ class TrainResult:
     seed: int
     adapter_bytes: int
     files: list[str] = field(default_factory=list)
+    base_revision: str | None = None  # the commit of a base fetched from a Hub
 
     def as_json(self) -> dict[str, Any]:
         share = 100 * self.trainable_parameters / self.total_parameters if self.total_parameters else 0.0
         return {
             "out": str(self.out), "method": self.method, "task": self.task, "base": self.base,
-            "base_model": self.base_repo_id, "options": self.options, "labels": self.labels,
+            "base_model": self.base_repo_id, "base_revision": self.base_revision, "options": self.options,
+            "labels": self.labels,
             "train_rows": len(self.train_data.rows), "eval_rows": len(self.eval_data.rows) if self.eval_data else 0,
             "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters,
             "trainable_percent": round(share, 4), "adapter_parameters": self.adapter_parameters,
@@ -111,29 +113,47 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise UsageError(f"{out}: exists and is not empty", hint="choose another --out, or pass --overwrite")
 
 
-def _base_model(base: str) -> tuple[str, str | None]:
-    """(what from_pretrained loads, the Hub repo id to record) for a local folder or a repo id."""
+@dataclass(frozen=True)
+class BaseRef:
+    """The base model a run trains on: the folder it loads from, and the Hub repo and commit it is."""
+
+    path: str
+    repo_id: str | None
+    commit: str | None = None
+
+
+def _base_model(base: str) -> BaseRef:
+    """A local model folder as it is; a Hub repo id (``org/name[@revision]``) fetched through the
+    client, pinned to a commit and verified, into huggingface_hub's cache (as ``adapterhub export``
+    fetches its base: the checkpoint's safetensors, configs and tokenizer files)."""
     from ..publish.validate import is_repo_id, resolve_base_model
 
     info, _ = resolve_base_model({}, base)
     if info.local_path is not None:
-        return str(info.local_path), info.repo_id
+        return BaseRef(str(info.local_path), info.repo_id)
     if Path(base).expanduser().exists():
         raise UsageError(f"{base}: not a model folder (no config.json)")
-    if not is_repo_id(base):
+    repo_id, _, revision = base.removeprefix("hf://").partition("@")
+    if not is_repo_id(repo_id):
         raise UsageError(f"--base {base!r}: neither a local model folder nor a Hub repo id (namespace/name)")
-    return base, base
+    from ..client.checkpoint import fetch_checkpoint
+    from ..publish.export.base import wanted_file
+    from ..settings import get_settings
+
+    snapshot = fetch_checkpoint(get_settings(), repo_id, revision or None, wanted_file)
+    return BaseRef(str(snapshot.path), repo_id, snapshot.commit)
 
 
-def build_model(request: TrainRequest, labels: list[str] | None) -> tuple[Any, Any, str | None, dict[str, Any]]:
-    """(AdapterModel with the fresh adapter active, tokenizer, base repo id, the adapter's options)."""
+def build_model(request: TrainRequest, labels: list[str] | None) -> tuple[Any, Any, BaseRef, dict[str, Any]]:
+    """(AdapterModel with the fresh adapter active, tokenizer, the base, the adapter's options)."""
     import transformers
 
     from ..runtime.model import AdapterModel
     from ..toolkit.quantize import quantize_4bit
 
     recipe = request.recipe
-    path, repo_id = _base_model(request.base)
+    ref = _base_model(request.base)
+    path, repo_id = ref.path, ref.repo_id
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     transformers.set_seed(recipe.seed)
     if request.task == "causal-lm":
@@ -143,7 +163,7 @@ def build_model(request: TrainRequest, labels: list[str] | None) -> tuple[Any, A
     else:
         model = transformers.AutoModel.from_pretrained(path)
     # the saved adapter names the Hub model, not this machine's path
-    model.config.name_or_path = repo_id or request.base
+    model.config.name_or_path = model.name_or_path = repo_id or request.base
     if recipe.method == "qlora":
         model = quantize_4bit(model, "nf4")
     am = AdapterModel(model)
@@ -152,7 +172,7 @@ def build_model(request: TrainRequest, labels: list[str] | None) -> tuple[Any, A
     if labels is not None:
         am.add_head(ADAPTER_NAME, len(labels), labels=labels, seed=recipe.seed)
     am.set_adapter(ADAPTER_NAME)
-    return am, tokenizer, repo_id, options
+    return am, tokenizer, ref, options
 
 
 def _features(data: DataSet, task: str, tokenizer: Any, max_length: int, labels: list[str] | None) -> list[dict]:
@@ -220,7 +240,7 @@ def train_adapter(request: TrainRequest) -> TrainResult:
         if data is not None:
             check_columns(data, request.task)
     labels = label_names(request.train) if request.task == "sequence-classification" else None
-    am, tokenizer, repo_id, options = build_model(request, labels)
+    am, tokenizer, base, options = build_model(request, labels)
     train = _features(request.train, request.task, tokenizer, recipe.max_length, labels)
     evaluation = _features(request.eval, request.task, tokenizer, recipe.max_length, labels) if request.eval else None
     trainable, total = am.get_nb_trainable_parameters()
@@ -265,10 +285,10 @@ def train_adapter(request: TrainRequest) -> TrainResult:
     peak = peak_rss_mb()
     counts = (trainable, total, adapter)
     times = (seconds, cpu, timer.median())
-    return _write(request, am, repo_id, options, labels, counts, metrics, peak, times, steps, epochs)
+    return _write(request, am, base, options, labels, counts, metrics, peak, times, steps, epochs)
 
 
-def _write(request: TrainRequest, am: Any, repo_id: str | None, options: dict[str, Any], labels: list[str] | None,
+def _write(request: TrainRequest, am: Any, base: BaseRef, options: dict[str, Any], labels: list[str] | None,
            counts: tuple[int, int, int], metrics: dict[str, float], peak: float, times: tuple[float, float, float],
            steps: int, epochs: float) -> TrainResult:
     out = request.out
@@ -279,7 +299,8 @@ def _write(request: TrainRequest, am: Any, repo_id: str | None, options: dict[st
         (staging / "README.md").unlink(missing_ok=True)
         recipe = request.recipe
         result = TrainResult(
-            out=out, method=recipe.method, task=request.task, base=request.base, base_repo_id=repo_id,
+            out=out, method=recipe.method, task=request.task, base=request.base, base_repo_id=base.repo_id,
+            base_revision=base.commit,
             options=_jsonable(options), labels=labels, train_data=request.train, eval_data=request.eval,
             trainable_parameters=counts[0], total_parameters=counts[1], adapter_parameters=counts[2], metrics=metrics,
             peak_rss_mb=peak, train_seconds=times[0], seconds_per_epoch=times[0] / (epochs or 1),

@@ -141,3 +141,30 @@ def test_usage_errors_leave_nothing_behind(tiny_base, tmp_path):
     taken = run_cli("train", "--method", "lora", *common)
     assert taken.exit_code == 2 and "exists and is not empty" in taken.stderr and "--overwrite" in taken.stderr
     assert (tmp_path / "o" / "x").read_text() == "keep"
+
+
+def test_a_base_from_the_hub_is_fetched_pinned_and_recorded(tiny_base, tmp_path, monkeypatch):
+    """--base org/name: the base comes through the client from a Hub (adapterhub's own server, the real
+    huggingface_hub client), pinned to a commit that the report and the card record."""
+    from huggingface_hub import HfApi
+
+    from adapterhub.server.testing import running_hub
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in _rows(0, 16)), encoding="utf-8")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with running_hub(tmp_path / "hub", {"alice": "tok-alice-train"}) as hub:
+        api = HfApi(endpoint=hub.url, token="tok-alice-train")
+        api.create_repo("alice/tiny-bert")
+        commit = api.upload_folder(repo_id="alice/tiny-bert", folder_path=str(tiny_base)).oid
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        result = run_cli("train", "--base", "alice/tiny-bert", "--method", "lora", "--task", "sequence-classification",
+                         "--data", str(train), "--out", str(tmp_path / "o"), "--max-steps", "2", "--batch-size", "8",
+                         "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["base_model"] == "alice/tiny-bert" and report["base_revision"] == commit
+    card = (tmp_path / "o" / "README.md").read_text(encoding="utf-8")
+    assert "base_model: alice/tiny-bert" in card and f"| base model | `alice/tiny-bert` @ `{commit}` |" in card
+    saved = json.loads((tmp_path / "o" / "adapter_config.json").read_text())
+    assert saved.get("base_model_name_or_path", saved.get("model_name")) == "alice/tiny-bert"  # not a cache path
