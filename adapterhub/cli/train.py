@@ -52,7 +52,8 @@ def method_options(tokens: list[str]) -> dict[str, Any]:
 
 
 @click.command("train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--base", required=True, metavar="PATH|REPO_ID", help="Base model: a local folder or a Hub repo id.")
+@click.option("--base", required=True, metavar="PATH|REPO_ID", help="Base model: a local folder, or a Hub repo id (org/name[@revision]: fetched, pinned and "
+              "verified through the client).")
 @click.option("--method", required=True, metavar="METHOD",
               help="lora, qlora, ia3, prompt_tuning, prefix_tuning, p_tuning, bottleneck, bitfit, or any other "
                    "trainable method of `adapterhub methods` (loha, lokr, oft, ...).")

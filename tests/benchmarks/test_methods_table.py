@@ -14,6 +14,11 @@ SCRIPT = ROOT / "benchmarks" / "methods_table.py"
 RESULTS = ROOT / "benchmarks" / "methods_table.json"
 
 
+#: the rows issue 15 asks for, in the table's order
+ISSUE_ROWS = ["full", "lora-r4", "lora-r8", "lora-r16", "qlora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning",
+              "pfeiffer", "houlsby", "compacter", "bitfit"]
+
+
 def _script():
     spec = importlib.util.spec_from_file_location("methods_table", SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -30,7 +35,7 @@ def test_readme_table_is_the_recorded_output():
     script = _script()
     document = json.loads(RESULTS.read_text(encoding="utf-8"))
     assert not document["smoke"]
-    assert [row["key"] for row in document["rows"]] == list(script.ROWS)  # every method, in the script's order
+    assert [row["key"] for row in document["rows"]] == list(script.ROWS) == ISSUE_ROWS  # every method, in order
     assert script.table(document) in _readme_section()
     # the prose states the budget and the baseline the JSON records
     section = _readme_section()
@@ -40,7 +45,7 @@ def test_readme_table_is_the_recorded_output():
     assert f"{budget['max_length']} tokens" in section and f"{budget['threads']} CPU threads" in section
     assert f"{document['n_test']:,} examples" in section
     assert f"{100 * document['chance_accuracy']:.1f}%" in section
-    assert document["total_seconds"] < 30 * 60  # the whole table within the budget it promises
+    assert f"{document['total_seconds'] / 60:.0f} minutes" in section  # how long the recorded run took
 
 
 def test_recorded_rows_are_consistent():
@@ -54,6 +59,9 @@ def test_recorded_rows_are_consistent():
         assert 0.0 <= row["accuracy"] <= 1.0 and row["peak_rss_mb"] > 100 and row["seconds_per_epoch"] > 0
         if key != "full":
             assert row["trainable_percent"] < 2 and row["adapter_bytes"] < rows["full"]["adapter_bytes"] / 10
+    # QLoRA is LoRA r=8 on the 4-bit base: the same trainable weights, the base counted as PEFT counts it
+    assert rows["qlora"]["trainable_parameters"] == rows["lora-r8"]["trainable_parameters"]
+    assert rows["qlora"]["total_parameters"] == rows["lora-r8"]["total_parameters"]
     # LoRA's trainable share grows with its rank
     assert rows["lora-r4"]["trainable_parameters"] < rows["lora-r8"]["trainable_parameters"] < \
         rows["lora-r16"]["trainable_parameters"]
