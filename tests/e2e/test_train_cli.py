@@ -73,7 +73,8 @@ def test_train_push_install_predict(tmp_path, monkeypatch):
         index = tmp_path / "index"
         pushed = run_cli("push", str(out), "--repo", "alice/minilm-vader-lora", "--version", "0.1.0",
                          "--name", "alice/minilm-vader-lora", "--task", "sentiment-analysis", "--license", "mit",
-                         "--base-model", str(base), "--endpoint", hub.url, "--index-dir", str(index), "--json",
+                         "--base-model", str(base), "--endpoint", hub.url, "--index-dir", str(index),
+                         "--entry-out", str(tmp_path / "entry.json"), "--json",
                          env={"HF_TOKEN": TOKEN})
         assert pushed.exit_code == 0, pushed.stderr
         assert pushed.json()["load_checked"]
