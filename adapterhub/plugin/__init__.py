@@ -25,6 +25,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from .contract import (
+    BASE_ROW,
     COMBINE_MODES,
     CONFIG_NAME,
     FLOAT_DTYPES,
@@ -39,6 +40,7 @@ from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
 
 __all__ = [
+    "BASE_ROW",
     "COMBINE_MODES",
     "CONFIG_NAME",
     "FLOAT_DTYPES",

@@ -115,14 +115,6 @@ class LoraMethod(PeftTunerMethod):
                     layer.set_scale(name, weight)
         self.activate_stack(model, names)
 
-    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
-        for name in names:
-            if name is not None and self._dora(model, name):
-                raise CompositionError(
-                    f"BatchSplit: lora adapter {name!r} uses DoRA, which PEFT cannot serve in a mixed batch"
-                )
-        super().activate_batch_split(model, names, batch_sizes)
-
     # -- merging ----------------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:

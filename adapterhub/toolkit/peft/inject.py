@@ -84,6 +84,7 @@ class PeftInjection:
     def _purge(self, model: Any, name: str) -> None:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
         self.reset_activation(model)
+        self.forget_rows_adapter(model, name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for layer in list(self.layers(model, name)):

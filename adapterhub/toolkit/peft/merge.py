@@ -107,6 +107,7 @@ class PeftMerging:
             setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
         state.originals.clear()
         state.merged.clear()
+        state.rows = None  # the layers the stacks served are gone
         forget_structure(model)
         configs = getattr(model, "peft_config", None)
         if isinstance(configs, dict):
