@@ -33,6 +33,7 @@ _COMMANDS = {
     "verify": "query",
     "cache": "cache",
     "index": "index",
+    "merge": "merge",
     "push": "publish",
     "convert": "publish",
     "export": "export",

@@ -1,4 +1,4 @@
-"""``adapterhub hub serve``: a local Hub that huggingface_hub, PEFT and transformers talk to unchanged."""
+"""``adapterhub hub serve`` (a local Hub that huggingface_hub, PEFT and transformers talk to unchanged) and ``adapterhub hub gc``."""
 
 from __future__ import annotations
 
@@ -39,11 +39,32 @@ def hub() -> None:
     "visible to `ps` and shell history: outside demos, set ADAPTERHUB_HUB_USERS=a:t1,b:t2 instead.",
 )
 @click.option(
+    "--org",
+    "orgs",
+    multiple=True,
+    metavar="NAME:MEMBER[=ROLE],...",
+    help="An organisation and its members (roles: read, write, admin; default write), repeatable. "
+    "Members write to the organisation's namespace. Env: ADAPTERHUB_HUB_ORGS=team:a,b;other:c.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A TOML file with [users.NAME] (token, fullname, email) and [orgs.NAME] (members, fullname, "
+    "private_by_default) tables.",
+)
+@click.option(
     "--lfs-threshold",
     type=click.IntRange(min=1),
     default=None,
-    help="Ask files of at least this many bytes to use git-LFS (clients need HF_HUB_DISABLE_XET=1). "
-    "Default: every file travels in the commit. Env: ADAPTERHUB_HUB_LFS_THRESHOLD.",
+    help="Files of at least this many bytes are LFS files (default: 10 MiB, as on the Hub; the repo's "
+    ".gitattributes patterns apply too). Env: ADAPTERHUB_HUB_LFS_THRESHOLD.",
+)
+@click.option(
+    "--inline-uploads",
+    is_flag=True,
+    help="Let every file travel inside the commit, so clients with Xet on (huggingface_hub's default) "
+    "upload without HF_HUB_DISABLE_XET=1. Files are still stored as LFS files by the rule.",
 )
 @click.option("--quiet", is_flag=True, help="No access log on stderr.")
 @click.option(
@@ -59,7 +80,10 @@ def serve(
     host: str,
     port: int,
     users: tuple[str, ...],
+    orgs: tuple[str, ...],
+    config: Path | None,
     lfs_threshold: int | None,
+    inline_uploads: bool,
     quiet: bool,
     demo: bool,
     as_json: bool,
@@ -71,27 +95,38 @@ def serve(
     and a user's token in HF_TOKEN. With --json the line is {"url": ..., "root": ...} instead, plus
     "demo": [the published releases] with --demo.
     """
-    from ..server.auth import USERS_ENV, parse_users
+    from ..server.auth import ORGS_ENV, USERS_ENV, build_accounts, load_config, parse_orgs, parse_users
     from ..server.serving import build_server, lfs_threshold_from_env, serve_forever
 
     try:
-        table = parse_users(os.environ.get(USERS_ENV))
+        table: dict[str, Any] = {}
+        org_table: dict[str, Any] = {}
+        if config is not None:
+            table, org_table = load_config(config)
+        table.update(parse_users(os.environ.get(USERS_ENV)))
         table.update(parse_users(list(users)))
+        org_table.update(parse_orgs(os.environ.get(ORGS_ENV)))
+        org_table.update(parse_orgs(list(orgs)))
         threshold = lfs_threshold if lfs_threshold is not None else lfs_threshold_from_env()
+        demo_token = ""
+        if demo:
+            from ..demo.tasks import DEMO_ORG
+
+            # The demo publisher's token lives only in this process's memory: new on every start,
+            # never printed. A token given for that user (--user adapterhub-demo:TOKEN) is used instead.
+            demo_token = table.setdefault(DEMO_ORG, secrets.token_urlsafe(32))
+            demo_token = demo_token if isinstance(demo_token, str) else demo_token["token"]
+        accounts = build_accounts(table, org_table)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if not table:
+    humans = [name for name in table if not (demo and name == _demo_org())]
+    if not humans:
         info("warning: no users (--user NAME:TOKEN or ADAPTERHUB_HUB_USERS=NAME:TOKEN): this Hub is read-only, "
              "nobody can push to it" + (" (the demo adapters are published by an internal user)" if demo else ""))
-    demo_token = ""
-    if demo:
-        from ..demo.tasks import DEMO_ORG
-
-        # The demo publisher's token lives only in this process's memory: new on every start,
-        # never printed. A token given for that user (--user adapterhub-demo:TOKEN) is used instead.
-        demo_token = table.setdefault(DEMO_ORG, secrets.token_urlsafe(32))
     try:
-        server = build_server(root, table, host=host, port=port, lfs_threshold=threshold, quiet=quiet)
+        server = build_server(
+            root, accounts, host=host, port=port, lfs_threshold=threshold, inline_uploads=inline_uploads, quiet=quiet
+        )
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
@@ -151,3 +186,45 @@ def _seed_demo(url: str, token: str) -> list[dict[str, Any]]:
          "revision": item["commit"]}
         for item in published
     ]
+
+
+@hub.command()
+@click.option(
+    "--root", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path), help="The Hub's --root."
+)
+@click.option(
+    "--min-age",
+    "min_age_s",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Keep unreferenced blobs younger than this many seconds (uploads in progress may need them).",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted; delete nothing.")
+@json_option
+def gc(root: Path, min_age_s: float, dry_run: bool, as_json: bool) -> None:
+    """Delete stored file contents that no repo references any more.
+
+    Contents stay after a repo is deleted, after LFS files are deleted from a repo, and after
+    interrupted uploads. Safe while the server runs: contents younger than --min-age are kept.
+    """
+    from dataclasses import asdict
+
+    from ..server.blobs import collect_garbage
+
+    report = collect_garbage(root, min_age_s=min_age_s, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(asdict(report)))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {report.blobs_removed} unreferenced blob(s) ({report.bytes_freed} bytes) and "
+        f"{report.tmp_removed} leftover upload(s); kept {report.blobs_kept} referenced and "
+        f"{report.recent_kept} recent blob(s)"
+    )
+
+
+def _demo_org() -> str:
+    from ..demo.tasks import DEMO_ORG
+
+    return DEMO_ORG

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterHubError, DownloadError, OfflineError, PublishError, ResolutionError
+from ..layout import is_skipped
 from ..settings import Settings
 from .hashing import is_commit
 from .models import FileEntry
@@ -195,7 +196,8 @@ def resolve_snapshot(settings: Settings, repo_id: str, revision: str | None) -> 
         with _gate(settings, f"{repo_id}@{info.sha[:12]}"):
             return info.sha, _tree(settings, repo_id, info.sha)
     where = f"{settings.public_endpoint} files of {repo_id}@{info.sha[:12]}"
-    files = [_file_entry(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id, where) for s in siblings]
+    files = [_file_entry(s.rfilename, s.size, s.lfs.sha256 if s.lfs else None, s.blob_id, where) for s in siblings
+             if not is_skipped(s.rfilename)]  # the Hub's .gitattributes is no adapter file (adapterhub.layout)
     return info.sha, sorted(files, key=lambda f: f.path)
 
 
@@ -223,7 +225,7 @@ def _tree(settings: Settings, repo_id: str, commit: str, token: str | None = Non
     where = f"{settings.public_endpoint} tree of {repo_id}@{commit[:12]}"
     entries = _api(settings, token).list_repo_tree(repo_id, revision=commit, recursive=True)
     files = [_file_entry(e.path, e.size, e.lfs.sha256 if e.lfs else None, e.blob_id, where)
-             for e in entries if isinstance(e, RepoFile)]
+             for e in entries if isinstance(e, RepoFile) and not is_skipped(e.path)]
     return sorted(files, key=lambda f: f.path)
 
 
@@ -453,10 +455,20 @@ class HubRepo:
             return {f.path: f for f in _tree(self.settings, self.repo_id, commit, self._token)}
 
     def upload(self, folder: Path, *, message: str, description: str) -> str:
-        """Commit exactly the files of ``folder`` (older files are deleted); the new commit id."""
-        with self._step("upload"):
-            info = self._api.upload_folder(repo_id=self.repo_id, folder_path=folder, commit_message=message,
-                                           commit_description=description, delete_patterns="*")
+        """Commit exactly the files of ``folder`` (older files are deleted); the new commit id.
+
+        Large files go through git-LFS, which every Hub speaks (``adapterhub hub serve`` included),
+        not Xet, which only huggingface.co does: Xet is off for the duration of the upload.
+        """
+        from huggingface_hub import constants
+
+        xet, constants.HF_HUB_DISABLE_XET = constants.HF_HUB_DISABLE_XET, True
+        try:
+            with self._step("upload"):
+                info = self._api.upload_folder(repo_id=self.repo_id, folder_path=folder, commit_message=message,
+                                               commit_description=description, delete_patterns="*")
+        finally:
+            constants.HF_HUB_DISABLE_XET = xet
         return info.oid
 
     def create_tag(self, tag: str, commit: str, message: str) -> None:

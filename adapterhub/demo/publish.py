@@ -178,8 +178,8 @@ def check_against_bundled(published: list[dict[str, Any]]) -> None:
             "the demo releases on this Hub are not the ones the bundled registry index pins, so "
             "`adapterhub install` by name would fail against it",
             problems=problems,
-            hint="use a fresh --root (an older release may be there; a Hub with --lfs-threshold also "
-            "records files differently), or, after retraining the adapters, regenerate the entries: "
+            hint="use a fresh --root (an older release, or a demo repo someone else created, may be "
+            "there), or, after retraining the adapters, regenerate the entries: "
             "python examples/register_demo_adapters.py",
         )
 

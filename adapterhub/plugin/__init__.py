@@ -9,8 +9,9 @@ enforces that for the built-in plugins and the example plugin.
 
 Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``, and
 ``ParamUpdate``/``MergeSite`` for merging into a checkpoint without a model), :mod:`.hookspecs`
-(the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode) and :mod:`.registry` (what
-the plugins registered, and which method claims a folder).
+(the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode), :mod:`.registry` (what
+the plugins registered, and which method claims a folder) and :mod:`.weighted` (the checked request
+behind ``add_weighted_adapter``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from .contract import (
 )
 from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
+from .weighted import COMBINATION_TYPES, WeightedRequest
 
 __all__ = [
     "BASE_ROW",
+    "COMBINATION_TYPES",
     "COMBINE_MODES",
     "CONFIG_NAME",
     "FLOAT_DTYPES",
@@ -56,6 +59,7 @@ __all__ = [
     "ParamUpdate",
     "PickleRefusedError",
     "UnsupportedOperationError",
+    "WeightedRequest",
     "detect_method",
     "get_method",
     "get_methods",

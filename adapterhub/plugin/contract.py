@@ -35,9 +35,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import AdapterFormatError, AdapterNotLoadedError, CompositionError, UnsupportedOperationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .weighted import WeightedRequest
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -165,7 +168,8 @@ class AdapterMethod(ABC):
     (``supports_mixed_batch``; or :meth:`activate_rows`, which serves one adapter per row without
     a loop over adapters), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
     :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`, :meth:`merge_updates`
-    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``).
+    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``),
+    :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -182,6 +186,10 @@ class AdapterMethod(ABC):
     supports_mixed_batch: ClassVar[bool] = False
     #: Can take part in an Average block.
     supports_average: ClassVar[bool] = False
+    #: Two or more of its adapters can be active at once in a Stack.
+    supports_stack: ClassVar[bool] = True
+    #: ``merge`` takes a weight other than 1 (None: as ``mergeable``).
+    supports_weighted_merge: ClassVar[bool | None] = None
     #: ``add_adapter`` can create a fresh, trainable adapter.
     trainable: ClassVar[bool] = True
     #: When several methods claim the same files, the highest priority wins (QLoRA over LoRA).
@@ -190,6 +198,12 @@ class AdapterMethod(ABC):
     #: before the model is touched: an ``I32`` header where ``F32`` belongs has the same byte count
     #: and would otherwise load as integers. :meth:`allowed_dtypes` can narrow it per tensor.
     tensor_dtypes: ClassVar[frozenset[str]] = FLOAT_DTYPES
+    #: A fallback (the generic PEFT plugin's methods) gives way to every other method: it is left out
+    #: when another method registers its name or one of its ``peft_types``.
+    fallback: ClassVar[bool] = False
+    #: The ``add_weighted_adapter`` combination types (:mod:`adapterhub.plugin.weighted`) this method
+    #: builds with :meth:`weighted_adapter`; empty when it cannot combine adapters.
+    combination_types: ClassVar[tuple[str, ...]] = ()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -293,6 +307,11 @@ class AdapterMethod(ABC):
             if n not in loaded:
                 raise AdapterNotLoadedError(f"{self.name} adapter {n!r} is not loaded on this model")
         if combine == "stack":
+            if len(set(names)) > 1 and not self.supports_stack:
+                raise CompositionError(
+                    f"Stack{tuple(names)!r}: method {self.name!r} cannot run two of its adapters at once",
+                    hint="activate one of them, or merge one and activate the other",
+                )
             self.reset_activation(model)
             self.activate_stack(model, names)
         elif combine == "average":
@@ -381,7 +400,8 @@ class AdapterMethod(ABC):
     # -- merging and removal ------------------------------------------------------------------
 
     def merge(self, model: Any, name: str, weight: float = 1.0) -> None:
-        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly."""
+        """Fold adapter ``name`` (scaled by ``weight``) into the base weights, reversibly. A method
+        without ``supports_weighted_merge`` refuses a weight other than 1."""
         raise UnsupportedOperationError(
             f"method {self.name!r} cannot be merged into the base weights",
             hint="keep it as a separate module, or unload it",
@@ -423,6 +443,28 @@ class AdapterMethod(ABC):
         for name in list(names):
             self.remove(model, name)
 
+    # -- combining adapters into a new one ---------------------------------------------------
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        """Raise if ``request.adapters`` (loaded adapters of this method) cannot be combined as asked:
+        a clear error naming the argument, the adapter or module, and the fix. Must not change the
+        model, and must find every problem :meth:`weighted_adapter` would (the runtime calls it first,
+        so that nothing is computed for a request that fails)."""
+        if request.combination_type not in self.combination_types:
+            raise UnsupportedOperationError(
+                f"add_weighted_adapter: method {self.name!r} cannot combine adapters"
+                + (f" with combination_type={request.combination_type!r}" if self.combination_types else ""),
+                hint=f"{self.name} supports {', '.join(self.combination_types)}" if self.combination_types
+                else "combine adapters of a method that supports it (`adapterhub methods`)",
+            )
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        """The adapter that combines ``request.adapters`` with ``request.weights``, in canonical form
+        (the runtime checks and applies it like a loaded adapter). Must not change the model.
+        ``progress(done, total)`` may be called as the work advances."""
+        raise UnsupportedOperationError(f"add_weighted_adapter: method {self.name!r} cannot combine adapters")
+
     # -- export -------------------------------------------------------------------------------
 
     @abstractmethod
@@ -438,11 +480,14 @@ class AdapterMethod(ABC):
         raise UnsupportedOperationError(f"method {self.name!r} does not expose trainable parameters")
 
     def capabilities(self) -> dict[str, bool]:
+        weighted = self.supports_weighted_merge
         return {
-            "mergeable": self.mergeable,
-            "supports_mixed_batch": self.supports_mixed_batch,
-            "supports_average": self.supports_average,
-            "trainable": self.trainable,
+            "mergeable": bool(self.mergeable),
+            "supports_mixed_batch": bool(self.supports_mixed_batch),
+            "supports_average": bool(self.supports_average),
+            "supports_stack": bool(self.supports_stack),
+            "supports_weighted_merge": bool(self.mergeable if weighted is None else weighted),
+            "trainable": bool(self.trainable),
         }
 
 

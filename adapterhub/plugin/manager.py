@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "adapterhub.default_plugins.bottleneck",
     "adapterhub.default_plugins.bitfit",
     "adapterhub.default_plugins.prompt_learning",
+    "adapterhub.default_plugins.peft_generic",
 )
 
 pm = pluggy.PluginManager("adapterhub")

@@ -33,6 +33,7 @@ def registered_methods() -> dict[str, RegisteredMethod]:
 
     load_plugins()
     found: dict[str, RegisteredMethod] = {}
+    fallbacks: dict[str, RegisteredMethod] = {}
     # Call each plugin's hook on its own so every method is attributed to the plugin that made it.
     for plugin_name, plugin in pm.list_name_plugin():
         impl = getattr(plugin, "register_methods", None)
@@ -42,14 +43,20 @@ def registered_methods() -> dict[str, RegisteredMethod]:
         def register(method: AdapterMethod, _plugin: str = plugin_name) -> None:
             if not isinstance(method, AdapterMethod):
                 raise PluginError(f"plugin {_plugin!r} registered {method!r}, which is not an AdapterMethod")
-            if method.name in found:
+            target = fallbacks if method.fallback else found
+            if method.name in target:
                 raise PluginError(
-                    f"method {method.name!r} is registered by both {found[method.name].plugin!r} and {_plugin!r}",
+                    f"method {method.name!r} is registered by both {target[method.name].plugin!r} and {_plugin!r}",
                     hint="uninstall one of them, or exclude one with ADAPTERHUB_LOAD_PLUGINS",
                 )
-            found[method.name] = RegisteredMethod(method, _plugin)
+            target[method.name] = RegisteredMethod(method, _plugin)
 
         impl(register=register)
+    # A fallback gives way to any other method with its name or one of its PEFT types.
+    claimed = {str(t).upper() for reg in found.values() for t in reg.method.peft_types}
+    for name, reg in fallbacks.items():
+        if name not in found and not claimed & {str(t).upper() for t in reg.method.peft_types}:
+            found[name] = reg
     _cache = found
     return found
 

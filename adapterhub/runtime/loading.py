@@ -85,6 +85,14 @@ class AdapterLoading:
             # messages name what the user asked for (a registry name, a repo id), not a store path
             files.source = str(source) if installed else files.source or str(path)
             method.check_dtypes(files)  # whatever reader the method used
+        return self._put_on_model(name, method, files, str(source), where=path)
+
+    def _put_on_model(self, name: str, method: AdapterMethod, files: AdapterFiles, source: str | None,
+                      *, where: Path | str | None = None) -> str:
+        """Check ``files``, apply them as one transaction, build their head and record adapter ``name``.
+        ``where``: the folder named in errors (the adapter's source when None)."""
+        path = where or files.source or name
+        with _format_errors(path, method):
             method.check(self.model, files)  # before any mutation
         head = None
         if files.head:
@@ -103,7 +111,7 @@ class AdapterLoading:
         self._infos[name] = AdapterInfo(
             name=name,
             method=method.name,
-            source=str(source),
+            source=source,
             format=files.format,
             num_parameters=sum(int(t.numel()) for t in files.state_dict.values())
             + sum(int(p.numel()) for p in self._heads.parameters(name)),

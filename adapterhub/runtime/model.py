@@ -4,9 +4,9 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 :class:`~adapterhub.plugin.AdapterMethod` contract, and turns composition blocks into one
 ``set_active`` call per method (:mod:`.dispatch`). Prediction heads that adapters carry are built
 and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
-:mod:`.sources`; what a merge may fold in, :mod:`.merging`; failed changes leave the model as it
-was (:mod:`.transaction`); loading and creating adapters is :mod:`.loading`; whole compositions
-are saved by :mod:`.setup_file`.
+:mod:`.sources`; what a merge may fold in, :mod:`.merging`; new adapters combining loaded ones,
+:mod:`.weighted`; failed changes leave the model as it was (:mod:`.transaction`); loading and
+creating adapters is :mod:`.loading`; whole compositions are saved by :mod:`.setup_file`.
 
 The names follow PEFT's ``PeftModel`` where both have the operation (``load_adapter``,
 ``set_adapter``, ``merge_adapter``, ``disable_adapter``, ``get_nb_trainable_parameters``, ...) and
@@ -16,7 +16,7 @@ The names follow PEFT's ``PeftModel`` where both have the operation (``load_adap
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..plugin.contract import AdapterMethod
 from ..plugin.registry import get_method
 from ..toolkit.quantize import disable_cpu_bf16_kernel
 from ..toolkit.structure import forget_structure
-from . import dispatch, heads, merging, setup_file
+from . import dispatch, heads, merging, setup_file, weighted
 from . import rows as per_row
 from .loading import AdapterInfo, AdapterLoading
 
@@ -293,6 +293,39 @@ class AdapterModel(AdapterLoading):
             self._dispatch()
         else:
             self._forget_all()
+
+    def add_weighted_adapter(
+        self,
+        adapters: Sequence[str],
+        weights: Sequence[float],
+        adapter_name: str,
+        combination_type: str = weighted.DEFAULT_COMBINATION,
+        svd_rank: int | None = None,
+        svd_clamp: float | None = None,
+        svd_full_matrices: bool = True,
+        svd_driver: str | None = None,
+        density: float | None = None,
+        majority_sign_method: str = "total",
+        *,
+        seed: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Add adapter ``adapter_name`` combining ``adapters`` with ``weights``: PEFT's
+        ``add_weighted_adapter``, for every combination type PEFT has (``svd``, ``linear``, ``cat``,
+        ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``, ``dare_linear_svd``, ``dare_ties_svd``,
+        ``magnitude_prune``, ``magnitude_prune_svd``), for LoRA; IA3 and bottleneck adapters combine
+        linearly (leaving ``combination_type`` out means linear for them).
+
+        The new adapter is a normal one (inactive, like a loaded adapter): activate, merge, save or
+        push it. Where adapterhub differs from PEFT, on purpose: ``linear`` is the exact weighted sum
+        of the deltas (rank Σr, as PEFT's ``cat``), not PEFT's sum of factors with cross terms;
+        rsLoRA sources keep their scale; the SVD runs on the factors (the result does not depend on
+        ``svd_full_matrices``). ``seed`` makes the DARE types reproducible; ``progress(done, total)``
+        is called per module. Every argument is checked before any work.
+        """
+        weighted.add_weighted_adapter(
+            self, adapters, weights, adapter_name, combination_type, svd_rank, svd_clamp, svd_full_matrices,
+            svd_driver, density, majority_sign_method, seed=seed, progress=progress)
 
     # -- saving ----------------------------------------------------------------------------
 

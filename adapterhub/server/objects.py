@@ -28,11 +28,16 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
 
 @dataclass(frozen=True)
 class TreeEntry:
-    """One file in a commit's tree. ``lfs`` files are addressed by sha256, regular ones by git sha1."""
+    """One file in a commit's tree: its content (sha256, size, git sha1) and how git stores it.
+
+    ``lfs`` files appear in the tree as LFS pointers (as on the Hub): their tree oid is the
+    pointer's, their ETag the sha256. ``git_sha1`` is the content's git blob id (None only for LFS
+    files stored before it was recorded).
+    """
 
     sha256: str
     size: int
-    git_sha1: str | None  # of the content; None for LFS uploads (their content was never in memory)
+    git_sha1: str | None
     lfs: bool
 
     @property
@@ -50,6 +55,9 @@ class TreeEntry:
     @property
     def etag(self) -> str:
         return self.sha256 if self.lfs else (self.git_sha1 or self.sha256)
+
+    def as_lfs(self, lfs: bool) -> TreeEntry:
+        return self if self.lfs == lfs else TreeEntry(self.sha256, self.size, self.git_sha1, lfs)
 
     def to_json(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "size": self.size, "oid": self.git_sha1, "lfs": self.lfs}
@@ -73,18 +81,19 @@ class Commit:
     def create(
         cls, parent: str | None, title: str, message: str, author: str, date: str, files: dict[str, TreeEntry]
     ) -> Commit:
-        """A new commit whose id hashes its parent, message, author and files, but not its date.
+        """A new commit whose id hashes its parent, message, author and file contents, not its date.
 
         The same release pushed to two fresh hubs then gets the same commit id, so a registry entry
         that pins a commit stays true for every hub that holds it (the bundled demo index relies on
-        this). Two identical commits on the same parent are one. The initial commit's message names
-        the repo, so repos never share a root commit.
+        this), whatever each hub's LFS settings: only the contents (sha256 and size) count, not
+        whether a file is stored through LFS. Two identical commits on the same parent are one.
+        The initial commit's message names the repo, so repos never share a root commit.
         """
         body = json.dumps(
-            [parent, title, message, author, {p: e.to_json() for p, e in sorted(files.items())}],
+            [parent, title, message, author, {p: [e.sha256, e.size] for p, e in sorted(files.items())}],
             sort_keys=True,
         )
-        commit_id = hashlib.sha1(body.encode()).hexdigest()
+        commit_id = hashlib.sha1(body.encode("utf-8", "surrogatepass")).hexdigest()
         return cls(commit_id, parent, title, message, author, date, dict(files))
 
     def to_json(self) -> dict[str, Any]:
@@ -104,17 +113,33 @@ class Commit:
         return cls(d["id"], d.get("parent"), d["title"], d["message"], d["author"], d["date"], files)
 
 
+#: Values of a repo's ``gated`` setting.
+GATED_VALUES = (False, "auto", "manual")
+
+
 @dataclass(frozen=True)
 class Repo:
     type: str  # plural: models, datasets, spaces
-    id: str  # ns/name
+    id: str  # ns/name, with the case it was created with
     path: Path
     private: bool
     created_at: str
+    gated: bool | str = False  # False, "auto" or "manual"
 
     @property
     def namespace(self) -> str:
         return self.id.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split("/", 1)[1]
+
+    @property
+    def singular_type(self) -> str:
+        return self.type[:-1]
+
+    def meta_json(self) -> dict[str, Any]:
+        return {"id": self.id, "private": self.private, "created_at": self.created_at, "gated": self.gated}
 
 
 # Operations a commit applies, in order.
@@ -122,6 +147,7 @@ class Repo:
 class AddFile:
     path: str
     entry: TreeEntry
+    via_lfs: bool = False  # sent as an LFS pointer (``lfsFile``), not inline
 
 
 @dataclass(frozen=True)

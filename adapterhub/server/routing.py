@@ -1,12 +1,14 @@
 """Routing of the local Hub: the route table, the matcher on raw path segments, the per-request
-state handlers receive (:class:`HubState`), and how answers and errors are shaped.
+state handlers receive (:class:`HubState`, with who may read, write or download), and the one
+error path.
 
 Routing uses the *raw* (still percent-encoded) path, because the client sends revisions such as
 ``refs%2Fpr%2F1`` or ``feature%2Fx`` as one segment, and WSGI's decoded ``PATH_INFO`` would split
-them. Handlers in :mod:`.read_api` and :mod:`.write_api` register themselves with :func:`route`;
-:func:`dispatch` finds the handler of a request and turns a :class:`~.errors.HubError` (or a
-malformed request body) into the HTTP answer the client expects. This module imports no endpoint
-module: endpoints import it, and :mod:`.app` imports both.
+them. Endpoint modules register handlers with :func:`route`; :func:`dispatch` finds the handler of
+a request and turns a :class:`~.errors.HubError` (or a malformed request body) into the answer the
+client expects: the status, ``X-Error-Code``, ``X-Error-Message`` and a JSON ``{"error": ...}``
+(``X-Request-Id`` is added to every answer by :mod:`.app`). A repo id with one segment (``gpt2``)
+is answered ``RepoNotFound``, as on the Hub, so clients report a missing repo, not a broken server.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from urllib.parse import unquote, urlsplit
 from flask import Request, Response
 
 from .auth import Auth
-from .errors import HubError, repo_not_found
-from .names import REPO_TYPES
+from .errors import HubError, forbidden, gated, repo_not_found
+from .names import REPO_TYPES, name_key
 from .objects import Repo
 from .storage import HubStorage
 
@@ -31,6 +33,11 @@ log = logging.getLogger("adapterhub.server")
 
 Handler = Callable[..., Response]
 _ROUTES: list[tuple[frozenset[str], tuple[str, ...], Handler]] = []
+#: What may follow ``/api/{T}/{id}``: with a one-segment id these look like ``ns/name`` routes.
+_REPO_ACTIONS = frozenset(
+    "like likers discussions refs settings auth-check lfs-files tree commits paths-info preupload commit "
+    "revision tag branch super-squash user-access-request xet-write-token xet-read-token".split()
+)
 
 
 def route(methods: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -101,11 +108,17 @@ def error_response(err: HubError, extra_headers: dict[str, str] | None = None) -
 
 @dataclass
 class HubState:
-    """What every handler needs: the storage, the auth table and the LFS policy."""
+    """What every handler needs: the storage, the accounts and the upload policy.
+
+    ``lfs_threshold``: files from this size on are LFS files (None: the Hub's 10 MiB).
+    ``inline_uploads``: answer ``regular`` to every ``preupload``, so clients with Xet on (which
+    cannot upload through git-LFS) still upload; files are stored by the LFS rule all the same.
+    """
 
     storage: HubStorage
     auth: Auth
-    lfs_threshold: int | None
+    lfs_threshold: int | None = None
+    inline_uploads: bool = False
 
     def user(self, req: Request) -> str | None:
         return self.auth.user_for(req.headers.get("Authorization"))
@@ -114,26 +127,45 @@ class HubState:
         user = self.user(req)
         if user is None:
             if req.headers.get("Authorization"):
-                raise HubError(401, "Invalid credentials in the Authorization header.")
+                raise HubError(401, "Invalid credentials in Authorization header")
             raise HubError(401, "A token is needed: pass token= or set HF_TOKEN.")
         return user
 
     def readable_repo(self, req: Request, repo_type: str, repo_id: str) -> Repo:
         """The repo if the caller may see it; private repos of others look absent (404)."""
         repo = self.storage.get_repo(repo_type, repo_id)
-        if repo.private and self.user(req) != repo.namespace:
+        if not self.auth.can_read(self.user(req), repo.namespace, repo.private):
             raise repo_not_found(repo_id)
         return repo
 
     def writable_repo(self, req: Request, repo_type: str, repo_id: str) -> tuple[Repo, str]:
+        """The repo and the caller, who must have write access (403 otherwise, 404 if unseen)."""
         user = self.require_user(req)
         repo = self.readable_repo(req, repo_type, repo_id)
-        if user != repo.namespace:
-            raise HubError(403, f"User {user!r} cannot write to {repo_id!r}: only {repo.namespace!r} can.")
+        if not self.auth.can_write(user, repo.namespace):
+            raise forbidden(f"You don't have write access to {repo.id}: ask its owner for it, or open a pull request.")
+        return repo, user
+
+    def admin_repo(self, req: Request, repo_type: str, repo_id: str) -> tuple[Repo, str]:
+        """The repo and the caller, who must administer its namespace (settings, moves, deletion)."""
+        user = self.require_user(req)
+        repo = self.readable_repo(req, repo_type, repo_id)
+        if not self.auth.is_admin(user, repo.namespace):
+            raise forbidden(f"Only an admin of {repo.namespace} can change the settings of {repo.id}.")
         return repo, user
 
     def may_see(self, req: Request, repo: Repo) -> bool:
-        return not repo.private or self.user(req) == repo.namespace
+        return self.auth.can_read(self.user(req), repo.namespace, repo.private)
+
+    def check_download(self, req: Request, repo: Repo) -> None:
+        """File contents of a gated repo need an accepted access request (or membership)."""
+        if not repo.gated:
+            return
+        user = self.user(req)
+        if self.auth.role(user, repo.namespace) is not None:
+            return
+        if user is None or self.storage.access_requests(repo).get(name_key(user), {}).get("status") != "accepted":
+            raise gated(repo.type, repo.id, self.base_url(req))
 
     @staticmethod
     def base_url(req: Request) -> str:
@@ -143,6 +175,15 @@ class HubState:
     def repo_url(req: Request, repo_type: str, repo_id: str) -> str:
         prefix = "" if repo_type == "models" else f"{repo_type}/"
         return f"{HubState.base_url(req)}/{prefix}{repo_id}"
+
+
+def _is_repo_request(segments: list[str]) -> bool:
+    """A path about a repo whose id has one segment (``/api/models/gpt2``, ``/gpt2/resolve/...``)."""
+    if len(segments) >= 3 and segments[0] == "api" and segments[1] in REPO_TYPES:
+        return len(segments) == 3 or segments[3] in _REPO_ACTIONS
+    if len(segments) >= 2 and segments[1] == "resolve":
+        return True
+    return len(segments) >= 3 and segments[0] in ("datasets", "spaces") and segments[2] == "resolve"
 
 
 def dispatch(state: HubState, request: Request) -> Response:
@@ -170,6 +211,8 @@ def dispatch(state: HubState, request: Request) -> Response:
             # mistake, so it is a 400, not a 500.
             log.warning("malformed request %s /%s", request.method, "/".join(segments), exc_info=True)
             return error_response(HubError(400, f"Malformed request: {type(exc).__name__} while reading it."))
+    if _is_repo_request(segments):
+        return error_response(repo_not_found())
     if allowed:
         return error_response(HubError(405, f"Method {request.method} is not allowed here."))
     return error_response(HubError(404, f"No such endpoint: {request.method} /{'/'.join(segments)}"))

@@ -13,6 +13,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import create_app
+from .auth import Accounts
 
 LFS_THRESHOLD_ENV = "ADAPTERHUB_HUB_LFS_THRESHOLD"
 
@@ -41,14 +42,16 @@ def lfs_threshold_from_env() -> int | None:
 
 def build_server(
     root: Path,
-    users: dict[str, str] | None = None,
+    users: dict[str, str] | Accounts | None = None,
     *,
+    orgs: dict[str, Any] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     lfs_threshold: int | None = None,
+    inline_uploads: bool = False,
     quiet: bool = False,
 ) -> BaseWSGIServer:
-    app = create_app(root, users, lfs_threshold=lfs_threshold)
+    app = create_app(root, users, orgs=orgs, lfs_threshold=lfs_threshold, inline_uploads=inline_uploads)
     handler = type("HubRequestHandler", (_QuietQueryHandler,), {"quiet": quiet})
     return make_server(host, port, app, threaded=True, request_handler=handler)
 
@@ -79,15 +82,20 @@ def serve_forever(server: BaseWSGIServer, announce: Callable[[str], None]) -> No
 
 def start_in_thread(
     root: Path,
-    users: dict[str, str] | None = None,
+    users: dict[str, str] | Accounts | None = None,
     *,
+    orgs: dict[str, Any] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     lfs_threshold: int | None = None,
+    inline_uploads: bool = False,
     quiet: bool = True,
 ) -> tuple[str, Callable[[], None]]:
     """Serve in a daemon thread of this process; returns ``(url, stop)``."""
-    server = build_server(Path(root), users, host=host, port=port, lfs_threshold=lfs_threshold, quiet=quiet)
+    server = build_server(
+        Path(root), users, orgs=orgs, host=host, port=port, lfs_threshold=lfs_threshold,
+        inline_uploads=inline_uploads, quiet=quiet,
+    )
     thread = threading.Thread(target=server.serve_forever, name="adapterhub-hub", daemon=True)
     thread.start()
 

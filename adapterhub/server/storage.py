@@ -1,54 +1,64 @@
-"""On-disk storage of the local Hub (:class:`HubStorage`): content-addressed blobs, repos, refs
-and immutable commits.
+"""On-disk storage of the local Hub (:class:`HubStorage`): repos, refs and immutable commits.
 
 Layout under the root::
 
-    blobs/ab/abcdef...            file contents, named by sha256
-    repos/<type>/<ns>/<name>/
-        repo.json                 metadata: private flag, created_at
-        refs.json                 {"branches": {name: commit}, "tags": {name: commit}}
-        commits/<id>.json         one immutable commit: files, parent, message, author, date
-        .lock                     per-repo lock held while refs move
-    locks/repos.lock              held while repos are created or deleted
-    tmp/                          partial uploads and repos being built or deleted; never read
+    blobs/ab/abcdef...               file contents, named by sha256 (:mod:`.blobs`)
+    repos/<type>/<ns>/<name>/        one repo; <ns>/<name> in lower case (ids are case-insensitive)
+        repo.json                    id (with its case), private, gated, created_at
+        refs.json                    {"branches": {..}, "tags": {..}, "pulls": {"1": commit}}
+        commits/<id>.json            one immutable commit: files, parent, message, author, date
+        owned/<sha256>               the blobs this repo may reference (:mod:`.blobs`)
+        discussions/<num>.json       discussions and pull requests (:mod:`.prs`)
+        access.json, likes.json      access requests of a gated repo (:mod:`.access`), likes
+        .lock                        per-repo lock held while refs or discussions change
+    redirects/<type>/<ns>/<name>.json   where a moved repo went
+    locks/repos.lock                 held while repos are created, moved or deleted
+    tmp/                             partial uploads and repos being built or deleted; never read
 
-Every file is written next to its target (or, for uploads and new repos, under ``tmp/``), fsynced,
-then ``os.replace``d into place (:func:`adapterhub.fileio.atomic_write_bytes`), so a crash at any
-point leaves either the old state or the new one. Blobs and commits land before the ref that makes
-them reachable; a crash in between only leaves unreachable garbage.
+Every file is written next to its target (or under ``tmp/``), fsynced, then ``os.replace``d into
+place (:func:`adapterhub.fileio.atomic_write_bytes`), so a crash leaves either the old state or the
+new one. Blobs and commits land before the ref that makes them reachable; a crash in between only
+leaves unreachable garbage, which ``adapterhub hub gc`` removes. Writing commits lives in
+:mod:`.history`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from filelock import FileLock
 
 from ..fileio import atomic_write_bytes, dump_json
-from .errors import HubError, entry_not_found, repo_not_found, revision_not_found
-from .names import REPO_TYPES, check_name, check_ref_name, check_sha256, is_commit_id
-from .objects import AddFile, Commit, DeleteFile, Operation, Repo, TreeEntry, git_blob_sha1
+from .blobs import BlobStore, mark_owned
+from .errors import HubError, repo_not_found, revision_not_found
+from .names import REPO_TYPES, check_name, check_ref_name, is_commit_id, is_commit_prefix, name_key, pr_number
+from .objects import Commit, Repo, TreeEntry
+from .patterns import default_gitattributes
 
-_CHUNK = 1 << 20
+FORMAT_VERSION = 2
 
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Atomic and fsynced: a commit or ref file is either the old one or the complete new one."""
     # Request JSON may carry lone surrogates ("\ud800") in titles or paths; they cannot be UTF-8,
     # so they are written back as the same JSON escape, which reads back as the same string.
     atomic_write_bytes(path, dump_json(data).encode("utf-8", "backslashreplace"), fsync=True)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_bytes())
 
 
 class HubStorage:
@@ -57,134 +67,178 @@ class HubStorage:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
-        for sub in ("blobs", "repos", "tmp", "locks"):
+        for sub in ("repos", "tmp", "locks", "redirects"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    # --- blobs -----------------------------------------------------------------------------
-
-    def blob_path(self, sha256: str) -> Path:
-        check_sha256(sha256)
-        return self.root / "blobs" / sha256[:2] / sha256
-
-    def has_blob(self, sha256: str, size: int | None = None) -> bool:
-        path = self.blob_path(sha256)
-        return path.is_file() and (size is None or path.stat().st_size == size)
-
-    def put_bytes(self, data: bytes) -> TreeEntry:
-        sha256 = hashlib.sha256(data).hexdigest()
-        target = self.blob_path(sha256)
-        if not target.is_file():
-            atomic_write_bytes(target, data, fsync=True)
-        return TreeEntry(sha256=sha256, size=len(data), git_sha1=git_blob_sha1(data), lfs=False)
-
-    def put_stream(self, stream: IO[bytes], expected_sha256: str, expected_size: int) -> None:
-        """Store an upload, checking it hashes to what the client announced; nothing lands otherwise."""
-        target = self.blob_path(expected_sha256)
-        tmp = self.tmp / f"{uuid.uuid4().hex}.upload"
-        digest, size = hashlib.sha256(), 0
-        try:
-            with open(tmp, "wb") as fh:
-                while chunk := stream.read(_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    if size > expected_size:
-                        break
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if size != expected_size or digest.hexdigest() != expected_sha256:
-                raise HubError(400, f"Upload does not match: expected sha256 {expected_sha256} and {expected_size} bytes.")
-            target.parent.mkdir(exist_ok=True)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.blobs = BlobStore(self.root)
+        self._upgrade()
 
     # --- repos -----------------------------------------------------------------------------
 
-    def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
+    def repo_dir(self, repo_type: str, repo_id: str) -> Path:
         if repo_type not in REPO_TYPES:
             raise HubError(400, f"Unknown repo type {repo_type!r}.")
         ns, _, name = repo_id.partition("/")
         check_name(ns, "namespace")
         check_name(name, "repo name")
-        return self.root / "repos" / repo_type / ns / name
+        return self.root / "repos" / repo_type / name_key(ns) / name_key(name)
 
-    def get_repo(self, repo_type: str, repo_id: str) -> Repo:
+    def _redirect_path(self, repo_type: str, repo_id: str) -> Path:
+        ns, _, name = name_key(repo_id).partition("/")
+        return self.root / "redirects" / repo_type / ns / f"{name}.json"
+
+    def _load(self, repo_type: str, path: Path) -> Repo:
+        meta = read_json(path / "repo.json")
+        repo_id = meta.get("id") or f"{path.parent.name}/{path.name}"
+        return Repo(repo_type, repo_id, path, bool(meta.get("private")), meta["created_at"], meta.get("gated") or False)
+
+    def get_repo(self, repo_type: str, repo_id: str, *, follow: bool = True) -> Repo:
+        """The repo (any case of its id); a moved repo is found under its old id too."""
         try:
-            path = self._repo_dir(repo_type, repo_id)
+            path = self.repo_dir(repo_type, repo_id)
         except HubError:
             raise repo_not_found(repo_id) from None
-        try:
-            meta = json.loads((path / "repo.json").read_bytes())
-        except FileNotFoundError:
-            raise repo_not_found(repo_id) from None
-        return Repo(repo_type, repo_id, path, bool(meta.get("private")), meta["created_at"])
+        for _ in range(8):  # a chain of moves, bounded
+            if (path / "repo.json").is_file():
+                return self._load(repo_type, path)
+            redirect = self._redirect_path(repo_type, repo_id)
+            if not follow or not redirect.is_file():
+                break
+            repo_id = read_json(redirect)["to"]
+            path = self.repo_dir(repo_type, repo_id)
+        raise repo_not_found(repo_id)
 
     def list_repos(self, repo_type: str) -> Iterator[Repo]:
-        base = self.root / "repos" / repo_type
-        for meta_path in sorted(base.glob("*/*/repo.json")):
-            repo_id = f"{meta_path.parent.parent.name}/{meta_path.parent.name}"
-            try:
-                yield self.get_repo(repo_type, repo_id)
-            except HubError:
-                continue
+        for meta_path in sorted((self.root / "repos" / repo_type).glob("*/*/repo.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                yield self._load(repo_type, meta_path.parent)
 
-    def create_repo(self, repo_type: str, repo_id: str, *, private: bool, author: str) -> Repo:
-        """Create a repo whose ``main`` holds one empty commit. 409 if it already exists."""
-        path = self._repo_dir(repo_type, repo_id)
-        with FileLock(self.root / "locks" / "repos.lock", timeout=60):
+    def create_repo(
+        self, repo_type: str, repo_id: str, *, private: bool, author: str, gated: bool | str = False,
+        files: dict[str, bytes] | None = None,
+    ) -> Repo:
+        """Create a repo whose ``main`` holds the Hub's ``.gitattributes`` (and ``files``). 409 if it exists."""
+        path = self.repo_dir(repo_type, repo_id)
+        with self._repos_lock():
             if (path / "repo.json").is_file():
-                raise HubError(409, f"Repository {repo_id!r} already exists.")
+                existing = self._load(repo_type, path)
+                kind = REPO_TYPES[repo_type]
+                raise HubError(409, f"You already created this {kind} repo: {existing.id}")
             # Build the repo aside and rename it in, so a half-created repo is never visible.
             staging = self.tmp / f"{uuid.uuid4().hex}.repo"
             (staging / "commits").mkdir(parents=True)
             date = now_iso()
-            commit = Commit.create(None, "initial commit", f"{repo_type}/{repo_id}", author, date, {})
-            _write_json(staging / "commits" / f"{commit.id}.json", commit.to_json())
-            _write_json(staging / "refs.json", {"branches": {"main": commit.id}, "tags": {}})
-            _write_json(staging / "repo.json", {"private": private, "created_at": date})
+            tree = {".gitattributes": self.blobs.put_bytes(default_gitattributes(repo_type))}
+            tree.update((path, self.blobs.put_bytes(data)) for path, data in (files or {}).items())
+            commit = Commit.create(None, "initial commit", f"{repo_type}/{name_key(repo_id)}", author, date, tree)
+            write_json(staging / "commits" / f"{commit.id}.json", commit.to_json())
+            mark_owned(staging, [e.sha256 for e in tree.values()])
+            write_json(staging / "refs.json", {"branches": {"main": commit.id}, "tags": {}, "pulls": {}})
+            repo = Repo(repo_type, repo_id, path, private, date, gated)
+            write_json(staging / "repo.json", repo.meta_json())
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():  # leftover of an interrupted delete
                 shutil.rmtree(path)
             os.replace(staging, path)
-        return self.get_repo(repo_type, repo_id)
+            self._redirect_path(repo_type, repo_id).unlink(missing_ok=True)  # the name is taken again
+        return self._load(repo_type, path)
 
     def delete_repo(self, repo: Repo) -> None:
-        with FileLock(self.root / "locks" / "repos.lock", timeout=60):
+        with self._repos_lock():
             trash = self.tmp / f"{uuid.uuid4().hex}.deleted"
             os.replace(repo.path, trash)  # atomic: the repo disappears at once
             shutil.rmtree(trash, ignore_errors=True)
 
-    def set_private(self, repo: Repo, private: bool) -> None:
-        with self._lock(repo):
-            _write_json(repo.path / "repo.json", {"private": private, "created_at": repo.created_at})
+    def move_repo(self, repo: Repo, new_id: str) -> Repo:
+        """Rename or transfer a repo; its old id keeps pointing at it until reused."""
+        target = self.repo_dir(repo.type, new_id)
+        with self._repos_lock():
+            if target != repo.path and (target / "repo.json").is_file():
+                kind = REPO_TYPES[repo.type]
+                raise HubError(409, f"A {kind} repository called {new_id} already exists.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target != repo.path:
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(repo.path, target)
+            moved = Repo(repo.type, new_id, target, repo.private, repo.created_at, repo.gated)
+            write_json(target / "repo.json", moved.meta_json())
+            if name_key(new_id) != name_key(repo.id):
+                write_json(self._redirect_path(repo.type, repo.id), {"to": new_id})
+            self._redirect_path(repo.type, new_id).unlink(missing_ok=True)
+        return moved
 
-    def _lock(self, repo: Repo) -> FileLock:
+    def update_repo(self, repo: Repo, **changes: Any) -> Repo:
+        """Change ``private`` and/or ``gated``."""
+        with self.lock(repo):
+            current = self._load(repo.type, repo.path)
+            meta = current.meta_json() | changes
+            write_json(repo.path / "repo.json", meta)
+        return self._load(repo.type, repo.path)
+
+    def access_requests(self, repo: Repo) -> dict[str, dict[str, Any]]:
+        """The access requests of a gated repo, by lower-case user name (:mod:`.access`)."""
+        path = repo.path / "access.json"
+        return read_json(path) if path.is_file() else {}
+
+    def lock(self, repo: Repo) -> FileLock:
+        """The per-repo lock held while refs, discussions or settings change."""
         return FileLock(repo.path / ".lock", timeout=60)
+
+    def _repos_lock(self) -> FileLock:
+        return FileLock(self.root / "locks" / "repos.lock", timeout=60)
 
     # --- refs and commits ------------------------------------------------------------------
 
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
-        return json.loads((repo.path / "refs.json").read_bytes())
+        refs = read_json(repo.path / "refs.json")
+        refs.setdefault("pulls", {})
+        return refs
+
+    def write_refs(self, repo: Repo, refs: dict[str, dict[str, str]]) -> None:
+        """Replace the refs; callers hold :meth:`lock`."""
+        write_json(repo.path / "refs.json", refs)
 
     def read_commit(self, repo: Repo, commit_id: str) -> Commit:
         try:
-            return Commit.from_json(json.loads((repo.path / "commits" / f"{commit_id}.json").read_bytes()))
+            return Commit.from_json(read_json(repo.path / "commits" / f"{commit_id}.json"))
         except FileNotFoundError:
             raise revision_not_found(repo.id, commit_id) from None
 
+    def write_commit(self, repo: Repo, commit: Commit) -> None:
+        """Store a commit; the repo now owns its blobs. The caller then moves a ref to it."""
+        mark_owned(repo.path, (e.sha256 for e in commit.files.values()))
+        write_json(repo.path / "commits" / f"{commit.id}.json", commit.to_json())
+
+    def head_ref(self, refs: dict[str, dict[str, str]], revision: str) -> tuple[str, str] | None:
+        """``(table, key)`` of the ref ``revision`` names in ``refs``, or None for no ref."""
+        if revision.startswith("refs/heads/"):
+            return ("branches", revision[len("refs/heads/") :])
+        if revision.startswith("refs/tags/"):
+            return ("tags", revision[len("refs/tags/") :])
+        number = pr_number(revision)
+        if number is not None:
+            return ("pulls", str(number))
+        if revision in refs["branches"]:
+            return ("branches", revision)
+        if revision in refs["tags"]:
+            return ("tags", revision)
+        return None
+
     def resolve(self, repo: Repo, revision: str) -> Commit:
-        """A branch, tag, ``refs/heads/x``, ``refs/tags/x`` or full commit id to its commit."""
+        """A branch, tag, ``refs/heads|tags/x``, ``refs/pr/N``, or a full or abbreviated commit id."""
         refs = self.refs(repo)
-        rev = revision
-        if rev.startswith("refs/heads/"):
-            commit_id = refs["branches"].get(rev[len("refs/heads/") :])
-        elif rev.startswith("refs/tags/"):
-            commit_id = refs["tags"].get(rev[len("refs/tags/") :])
-        else:
-            commit_id = refs["branches"].get(rev) or refs["tags"].get(rev)
-            if commit_id is None and is_commit_id(rev) and (repo.path / "commits" / f"{rev}.json").is_file():
-                commit_id = rev
+        ref = self.head_ref(refs, revision)
+        commit_id = refs[ref[0]].get(ref[1]) if ref else None
+        if commit_id is None and ref is None:
+            if is_commit_id(revision) and (repo.path / "commits" / f"{revision}.json").is_file():
+                commit_id = revision
+            elif is_commit_prefix(revision):
+                prefix = revision.lower()
+                found = [p.stem for p in (repo.path / "commits").glob(f"{prefix}*.json")]
+                if len(found) == 1:
+                    commit_id = found[0]
+                elif len(found) > 1:
+                    raise HubError(400, f"Ambiguous commit id {revision!r}: give more digits.")
         if commit_id is None:
             raise revision_not_found(repo.id, revision)
         return self.read_commit(repo, commit_id)
@@ -195,68 +249,56 @@ class HubStorage:
             yield current
             current = self.read_commit(repo, current.parent) if current.parent else None
 
-    def commit(
-        self,
-        repo: Repo,
-        branch: str,
-        operations: list[Operation],
-        *,
-        title: str,
-        message: str,
-        author: str,
-        parent_commit: str | None = None,
-    ) -> Commit:
-        """Apply ``operations`` on top of ``branch`` and move the branch, all or nothing."""
-        with self._lock(repo):
-            refs = self.refs(repo)
-            if branch not in refs["branches"]:
-                if branch in refs["tags"] or is_commit_id(branch):
-                    raise HubError(400, f"Can only commit to a branch; {branch!r} is not one.")
-                raise revision_not_found(repo.id, branch)
-            head = self.read_commit(repo, refs["branches"][branch])
-            if parent_commit and parent_commit != head.id:
-                raise HubError(
-                    412, f"A commit has happened since {parent_commit}: {branch} is now at {head.id}. Pull and retry."
-                )
-            files = dict(head.files)
-            for op in operations:
-                if isinstance(op, AddFile):
-                    files[op.path] = op.entry
-                elif isinstance(op, DeleteFile):
-                    if files.pop(op.path, None) is None:
-                        raise entry_not_found(repo.id, op.path)
-                else:
-                    prefix = op.path.rstrip("/") + "/"
-                    doomed = [p for p in files if p.startswith(prefix)]
-                    if not doomed:
-                        raise entry_not_found(repo.id, op.path)
-                    for p in doomed:
-                        del files[p]
-            for entry in files.values():  # never point at a blob that is not there
-                if not self.has_blob(entry.sha256, entry.size):
-                    raise HubError(422, f"Blob {entry.sha256} is missing: upload it before committing.")
-            new = Commit.create(head.id, title, message, author, now_iso(), files)
-            _write_json(repo.path / "commits" / f"{new.id}.json", new.to_json())
-            refs["branches"][branch] = new.id
-            _write_json(repo.path / "refs.json", refs)
-            return new
-
     def set_ref(self, repo: Repo, kind: str, name: str, revision: str | None, *, exist_ok: bool = False) -> None:
         """Create (``revision`` given) or delete (``None``) a branch or tag."""
-        check_ref_name(name)
-        with self._lock(repo):
+        with self.lock(repo):
             refs = self.refs(repo)
             table = refs["branches" if kind == "branch" else "tags"]
             if revision is None:
+                if kind == "branch" and name == "main":
+                    raise HubError(403, "Cannot delete refs/heads/main: it is the default branch.")
                 if name not in table:
                     raise revision_not_found(repo.id, name)
-                if kind == "branch" and name == "main":
-                    raise HubError(403, "The main branch cannot be deleted.")
                 del table[name]
             else:
+                target = self.resolve(repo, revision).id  # a missing revision is a 404 before a bad name
+                check_ref_name(name)
                 if name in table or (kind == "tag" and name in refs["branches"]):
                     if exist_ok:
                         return
-                    raise HubError(409, f"{kind.capitalize()} {name!r} already exists in {repo.id!r}.")
-                table[name] = self.resolve(repo, revision).id
-            _write_json(repo.path / "refs.json", refs)
+                    folder = "heads" if kind == "branch" or name not in table else "tags"
+                    raise HubError(409, f"Reference refs/{folder}/{name} already exists")
+                table[name] = target
+            self.write_refs(repo, refs)
+
+    # --- upgrade of roots written by earlier versions --------------------------------------
+
+    def _upgrade(self) -> None:
+        """Bring a root from an earlier version to this layout (ids in lower case, owned blobs)."""
+        marker = self.root / "format.json"
+        if marker.is_file():
+            return
+        with self._repos_lock():
+            if marker.is_file():
+                return
+            for meta_path in list((self.root / "repos").glob("*/*/*/repo.json")):
+                path = meta_path.parent
+                repo_type, ns, name = path.parent.parent.name, path.parent.name, path.name
+                meta = read_json(meta_path)
+                meta.setdefault("id", f"{ns}/{name}")
+                write_json(meta_path, meta)
+                for commit_path in (path / "commits").glob("*.json"):
+                    commit = read_json(commit_path)
+                    mark_owned(path, (e["sha256"] for e in commit["files"].values()))
+                lower = path.parent.parent / ns.lower() / name.lower()
+                if lower != path and not lower.exists():
+                    lower.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, lower)
+                    with contextlib.suppress(OSError):
+                        path.parent.rmdir()
+            write_json(marker, {"version": FORMAT_VERSION})
+
+
+def tree_entry_for(storage: HubStorage, sha256: str, size: int, *, lfs: bool) -> TreeEntry:
+    """A tree entry for a stored blob, with its git id (computed once from the content)."""
+    return TreeEntry(sha256=sha256, size=size, git_sha1=storage.blobs.git_sha1(sha256), lfs=lfs)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .auth import USERS_ENV
+from .auth import ORGS_ENV, USERS_ENV
 from .serving import LFS_THRESHOLD_ENV, start_in_thread
 
 __all__ = ["RunningHub", "running_hub", "start_in_thread"]
@@ -42,12 +42,18 @@ class RunningHub:
         *,
         env: dict[str, str] | None = None,
         lfs_threshold: int | None = None,
+        orgs: dict[str, list[str]] | None = None,
+        inline_uploads: bool = False,
+        config: Path | None = None,
         startup_timeout_s: float = 30.0,
     ) -> None:
         self.root = Path(root)
         self.users = dict(users or {})
+        self.orgs = dict(orgs or {})
         self.env = dict(env or {})
         self.lfs_threshold = lfs_threshold
+        self.inline_uploads = inline_uploads
+        self.config = config
         self.startup_timeout_s = startup_timeout_s
         self.url: str = ""
         self.port: int = 0
@@ -61,9 +67,17 @@ class RunningHub:
             raise RuntimeError("this hub is already running")
         env = {**os.environ, **self.env}
         env[USERS_ENV] = ",".join(f"{name}:{token}" for name, token in self.users.items())
+        env[ORGS_ENV] = ";".join(f"{org}:{','.join(members)}" for org, members in self.orgs.items())
         if self.lfs_threshold is not None:
             env[LFS_THRESHOLD_ENV] = str(self.lfs_threshold)
-        cmd = [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(self.root), "--port", str(port or 0)]
+        # -P: the working directory stays off sys.path, so a folder named ``adapterhub`` there (a clone,
+        # run from its parent) cannot shadow the installed package
+        cmd = [sys.executable, "-P", "-m", "adapterhub", "hub", "serve", "--root", str(self.root),
+               "--port", str(port or 0)]
+        if self.inline_uploads:
+            cmd.append("--inline-uploads")
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
         self._stderr = tempfile.TemporaryFile("w+", prefix="adapterhub-hub-", suffix=".log")
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env
@@ -154,13 +168,21 @@ def running_hub(
     *,
     env: dict[str, str] | None = None,
     lfs_threshold: int | None = None,
+    orgs: dict[str, list[str]] | None = None,
+    inline_uploads: bool = False,
+    config: Path | None = None,
 ) -> Iterator[RunningHub]:
     """Run ``python -m adapterhub hub serve`` on a free port for the duration of the block.
 
-    ``users`` maps name to token. ``env`` is added to the server's environment. ``lfs_threshold``
-    makes the server ask for git-LFS uploads from that size on (clients need ``HF_HUB_DISABLE_XET=1``).
+    ``users`` maps name to token, ``orgs`` organisation to members. ``env`` is added to the
+    server's environment. ``lfs_threshold`` overrides the size from which files are LFS files
+    (the Hub's 10 MiB by default; ``.gitattributes`` patterns apply too); clients upload those
+    through git-LFS (``HF_HUB_DISABLE_XET=1``) unless ``inline_uploads`` is set. ``config`` is a
+    TOML file of users and organisations (``--config``).
     """
-    hub = RunningHub(root, users, env=env, lfs_threshold=lfs_threshold)
+    hub = RunningHub(
+        root, users, env=env, lfs_threshold=lfs_threshold, orgs=orgs, inline_uploads=inline_uploads, config=config
+    )
     hub.start()
     try:
         yield hub

@@ -13,8 +13,9 @@ from ..errors import AdapterFormatError
 
 #: Config fields PEFT uses as (or splices into) regular expressions.
 _PATTERN_FIELDS = ("target_modules", "exclude_modules", "feedforward_modules", "layers_pattern", "modules_to_save")
-#: Fields whose keys are regular expressions.
-_PATTERN_KEY_FIELDS = ("rank_pattern", "alpha_pattern")
+#: Fields whose keys are regular expressions: PEFT names every per-module override dict ``*_pattern``
+#: (``rank_pattern``, ``alpha_pattern``, ``lambda_pattern``, ``n_frequency_pattern``, ...).
+_PATTERN_KEY_SUFFIX = "_pattern"
 _MAX_PATTERN_CHARS = 1000
 #: Several unbounded repeats in a row already backtrack polynomially (n ** k on a module name).
 _MAX_UNBOUNDED_REPEATS = 6
@@ -31,9 +32,8 @@ def _patterns(config: dict[str, Any]) -> list[tuple[str, str]]:
             found.append((field, value))
         elif isinstance(value, list) and field in ("layers_pattern", "modules_to_save"):
             found += [(field, v) for v in value if isinstance(v, str)]
-    for field in _PATTERN_KEY_FIELDS:
-        value = config.get(field)
-        if isinstance(value, dict):
+    for field, value in config.items():
+        if isinstance(field, str) and field.endswith(_PATTERN_KEY_SUFFIX) and isinstance(value, dict):
             found += [(f"{field} key", k) for k in value if isinstance(k, str)]
     return found
 
@@ -106,3 +106,64 @@ def check_untrusted_config(config: dict[str, Any], where: str, *, loading: bool)
             hint="convert the adapter to plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=...))"
             " or set init_lora_weights to true",
         )
+
+
+#: aten factory functions whose first argument is the size of the tensor they allocate
+_FACTORIES = ("empty", "empty_strided", "zeros", "ones", "full", "rand", "randn", "randint", "randperm",
+              "eye", "arange", "new_empty", "new_zeros", "new_ones", "new_full", "empty_like")
+
+
+def allocation_bound(state_numel: int, model: Any) -> int:
+    """The most elements one tensor may have while an adapter with ``state_numel`` saved elements
+    is injected into ``model``: four times the larger of the adapter's tensors and the model's
+    largest parameter (what PEFT's layers, shared projections and SVD-based inits need), at least 2**20."""
+    largest = max((int(p.numel()) for p in model.parameters()), default=0)
+    return max(4 * max(int(state_numel), largest), 1 << 20)
+
+
+class AllocationGuard:
+    """While active, refuse to create any tensor of more than ``limit`` elements, before it is allocated.
+
+    A config from an untrusted file sizes what PEFT allocates when it injects the adapter (ranks,
+    projection sizes, vector banks), before the file's weights are compared with it; a config that
+    asks for more than the adapter and the model can need is refused here, naming the size.
+    """
+
+    def __init__(self, limit: int, where: str) -> None:
+        self.limit = limit
+        self.where = where
+        self._mode: Any = None
+
+    def __enter__(self) -> AllocationGuard:
+        import math
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        guard = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                kwargs = kwargs or {}
+                name = func.__name__.split(".")[0]
+                if name in _FACTORIES and args:
+                    size = args[0]
+                    if isinstance(size, int):
+                        numel = size * (size if name == "eye" else 1)
+                    elif isinstance(size, (list, tuple)) and all(isinstance(s, int) for s in size):
+                        numel = math.prod(size)
+                    else:
+                        numel = 0
+                    if numel > guard.limit:
+                        raise AdapterFormatError(
+                            f"{guard.where}: adapter_config.json asks for a tensor of {numel:,} elements while the "
+                            f"adapter is injected, more than it and the model can need ({guard.limit:,})",
+                            hint="the config and the weights of this adapter disagree; re-save it with PEFT",
+                        )
+                return func(*args, **kwargs)
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)

@@ -10,6 +10,7 @@ ever touches the bottleneck modules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from adapterhub.plugin import (
     AdapterNotLoadedError,
     IncompatibleBaseModelError,
     UnsupportedOperationError,
+    WeightedRequest,
     read_adapter_config,
 )
 from adapterhub.toolkit.adapters_format import architecture, is_adapters_format
@@ -50,6 +52,7 @@ class BottleneckMethod(AdapterMethod):
     supports_mixed_batch = True
     supports_average = True
     trainable = True
+    combination_types = ("linear",)
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -303,3 +306,20 @@ class BottleneckMethod(AdapterMethod):
     def parameters(self, model: Any, name: str) -> list[Any]:
         return [p for m in self._modules_of(model, name).values() for p in m.parameters()]
 
+    # -- combining adapters into a new one (add_weighted_adapter: weight averaging, see .weighted) --
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        state = _state(model)["adapters"]
+        weighted.check(request, {n: state[n]["config"] for n in request.adapters})
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        files = weighted.build(request, {n: self.export(model, n) for n in dict.fromkeys(request.adapters)}, self.name)
+        if progress is not None:
+            progress(1, 1)
+        return files

@@ -13,9 +13,17 @@ columns and leaves the bias alone. A ``Conv1D`` (``[in, out]``) takes the transp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, CompositionError, MergeSite, ParamUpdate, UnsupportedOperationError
+from adapterhub.plugin import (
+    AdapterFiles,
+    CompositionError,
+    MergeSite,
+    ParamUpdate,
+    UnsupportedOperationError,
+    WeightedRequest,
+)
 from adapterhub.toolkit.peft import PeftTunerMethod, layer_orientation
 
 #: Key of the temporary vector that serves an Average block (never saved, removed on the next switch).
@@ -34,6 +42,7 @@ class IA3Method(PeftTunerMethod):
     supports_average = True
     # PEFT has no per-row IA3; the toolkit's stacks serve one vector per row (toolkit/peft/rows.py)
     supports_mixed_batch = True
+    combination_types = ("linear",)
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if "peft_type" in config:
@@ -140,3 +149,16 @@ class IA3Method(PeftTunerMethod):
 
         return [ParamUpdate(f"{module}.weight", scale_weight, check),
                 ParamUpdate(f"{module}.bias", scale_bias, optional=True)]
+    # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        weighted.check(model, request, self.name)
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        return weighted.build(model, request, self.name, progress=progress)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from adapterhub.plugin import AdapterFiles, AdapterFormatError, CompositionError, ParamUpdate, UnsupportedOperationError
+from adapterhub.plugin import (
+    COMBINATION_TYPES,
+    AdapterFiles,
+    AdapterFormatError,
+    CompositionError,
+    ParamUpdate,
+    UnsupportedOperationError,
+    WeightedRequest,
+)
 from adapterhub.toolkit.peft import PeftTunerMethod
 
 
@@ -19,6 +28,7 @@ class LoraMethod(PeftTunerMethod):
     mergeable = True
     supports_mixed_batch = True
     supports_average = True
+    combination_types = COMBINATION_TYPES
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if not super().detect(config, files, model):
@@ -114,6 +124,28 @@ class LoraMethod(PeftTunerMethod):
                 if name in layer.scaling:
                     layer.set_scale(name, weight)
         self.activate_stack(model, names)
+
+    # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
+
+    def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
+        from . import weighted
+
+        if weighted.PLACEMENTS in adapter.extras:  # a combination's result: its tensors go straight in
+            weighted.place(self, model, name, adapter)
+        else:
+            super().apply(model, name, adapter)
+
+    def check_weighted(self, model: Any, request: WeightedRequest) -> None:
+        super().check_weighted(model, request)
+        from . import weighted
+
+        weighted.check(model, request, self.name)
+
+    def weighted_adapter(self, model: Any, request: WeightedRequest, *,
+                         progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
+        from . import weighted
+
+        return weighted.build(model, request, self.name, progress=progress)
 
     # -- merging ----------------------------------------------------------------------------
 

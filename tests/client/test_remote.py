@@ -88,8 +88,12 @@ def test_resolve_snapshot_reports_the_hubs_hashes(client_env):
     commit, files = remote.resolve_snapshot(settings, "alice/lora-a", "v1.0.0")
     assert commit == client_env.commits["lora-a@v1.0.0"]
     assert [f.path for f in files] == sorted(f.path for f in files)
-    for f in files:  # small files: the Hub's git blob id, no sha256 before download
-        assert (f.sha256, f.expected_from) == (None, "hub-git") and len(f.git_oid or "") == 40
+    for f in files:  # LFS files (*.safetensors, as on the Hub): the Hub's sha256; others: the git blob id
+        if f.path.endswith(".safetensors"):
+            assert f.expected_from == "hub-lfs" and len(f.sha256 or "") == 64
+        else:
+            assert (f.sha256, f.expected_from) == (None, "hub-git") and len(f.git_oid or "") == 40
+    assert ".gitattributes" not in [f.path for f in files]  # the Hub's, not the adapter's
     assert {"tag v1.0.0", "branch main"} <= set(remote.list_refs(settings, "alice/lora-a"))
 
 

@@ -94,14 +94,26 @@ def test_json_ready_line_lists_the_published_releases(tmp_path):
     }
 
 
+def test_the_lfs_threshold_does_not_change_the_pinned_commits(tmp_path):
+    """Commit ids hash file contents, not how the Hub stores them: a Hub that stores every file
+    through git-LFS serves exactly the releases the bundled index pins."""
+    with serve_demo_hub(tmp_path / "hub", "--quiet", "--lfs-threshold", "1000") as hub:
+        state = _repo_state(hub.url)
+    for task in DEMO_TASKS:
+        assert state[task.repo_id][1] == [("v1.0.0", bundled_entry(task.name)["versions"]["1.0.0"]["source"]["revision"])]
+
+
 def test_refuses_to_serve_releases_the_bundled_index_does_not_pin(tmp_path):
-    # With git-LFS uploads the Hub records the files differently, so the commits differ from the
-    # pinned ones: installing by name could not work, and the server says so instead of serving.
+    # A demo repo someone else created earlier has another history, so the release's commit cannot
+    # be the pinned one: installing by name could not work, and the server says so instead of serving.
+    from adapterhub.server.storage import HubStorage
+
+    HubStorage(tmp_path / "hub").create_repo("models", DEMO_TASKS[0].repo_id, private=False, author="someone-else")
     proc = subprocess.run(
         [sys.executable, "-m", "adapterhub", "hub", "serve", "--root", str(tmp_path / "hub"), "--port", "0",
-         "--demo", "--quiet", "--lfs-threshold", "1000"],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+         "--demo", "--quiet"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 1
     assert proc.stdout == ""  # never announced
-    assert "the bundled index pins" in proc.stderr and "sentiment/minilm-vader" in proc.stderr
+    assert "the bundled index pins" in proc.stderr and DEMO_TASKS[0].name in proc.stderr

@@ -47,6 +47,10 @@ def test_the_built_in_mergeable_methods_implement_it():
     from adapterhub.plugin import get_methods
 
     for name, method in get_methods().items():
+        if method.fallback:
+            # the generic PEFT plugin merges on a model only (PEFT's layers do the maths); its
+            # checkpoint merge refuses by name (tests/publish/export covers the refusal)
+            continue
         implemented = type(method).merge_updates is not AdapterMethod.merge_updates
         assert implemented == method.mergeable, name
 

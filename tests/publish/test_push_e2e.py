@@ -18,6 +18,10 @@ METHOD_CONFIGS = {
     "bottleneck": {"preset": "seq_bn", "reduction_factor": 4},
     "prompt_tuning": {"num_virtual_tokens": 4},
     "bitfit": {},
+    # types the generic PEFT plugin runs (PEFT's own layers)
+    "loha": {"r": 2, "alpha": 4, "target_modules": ["query", "value"]},
+    "vera": {"r": 4, "target_modules": ["query", "value"]},
+    "oft": {"r": 0, "oft_block_size": 4, "target_modules": ["query", "value"]},
 }
 TOKEN = USERS["alice"]
 
@@ -166,7 +170,7 @@ def test_cli_push_release_card_index_repush_and_conflict(hub, base_model_dir, tm
     assert entry_problems(entry, "entry") == []
     version = entry["versions"]["1.0.0"]
     assert version["source"] == {"type": "hf", "repo_id": "alice/minilm-sst", "tag": "v1.0.0", "revision": commit}
-    assert {f["path"] for f in version["files"]} == files
+    assert {f["path"] for f in version["files"]} == files - {".gitattributes"}  # the Hub's, no adapter file
     for record in version["files"]:
         local = api.hf_hub_download("alice/minilm-sst", record["path"], revision=commit, cache_dir=cache)
         assert sha256_file(local) == record["sha256"], record["path"]
@@ -300,6 +304,8 @@ def test_push_adapter_writes_no_entry_file_unless_asked(hub, base_model_dir, tmp
     again = push_adapter(model, "a", "alice/no-entry-file", version="1.0.0", task="feature-extraction",
                          base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, check=False, entry_out=asked)
     assert again.noop and again.entry_path == asked and asked.is_file() and list(work.iterdir()) == []
+
+
 def test_adapters_format_push_prints_and_cards_the_adapters_library_load_call(hub, base_model_dir, tmp_path):
     """An AdapterHub-format release: `push` prints the call that loads it in the `adapters` library
     (adapterhub writes safetensors only, and the library's default reads pytorch_adapter.bin), and
@@ -337,3 +343,33 @@ def test_adapters_format_push_prints_and_cards_the_adapters_library_load_call(hu
                         token=TOKEN, cwd=tmp_path)
     assert peft_push.returncode == 0, peft_push.stderr
     assert "adapters library" not in peft_push.stdout
+
+
+def test_generic_peft_type_push_install_and_lock_record_the_type(hub, base_model_dir, tmp_path):
+    """A LoHa adapter is published, installed and locked as method "loha" of the generic PEFT plugin,
+    with the plugin's name, not as an unknown method; the torch-free install path detects it."""
+    import tomllib
+
+    from adapterhub.publish import push_adapter
+
+    model, _ = _trained(base_model_dir, "loha")
+    index_dir = tmp_path / "registry_index"
+    result = push_adapter(
+        model, "a", "alice/tiny-loha-lock", version="1.0.0", name="peft-types/loha", task="sentiment-analysis",
+        license="apache-2.0", base_model=str(base_model_dir), endpoint=hub.url, token=TOKEN, index_dir=index_dir,
+        entry_out=tmp_path / "entry.json",
+    )
+    assert result.manifest["method"] == "loha"
+    entry = read_json(index_dir / "peft-types" / "loha.json")
+    assert json.dumps(entry).count('"loha"') >= 1
+    lock = tmp_path / "adapterhub.lock"
+    installed = run_cli(
+        "install", "peft-types/loha@1.0.0", "--index", str(index_dir), "--endpoint", hub.url, "--lock", str(lock),
+        "--json", "-q", env={"ADAPTERHUB_HOME": str(tmp_path / "home")}, cwd=tmp_path,
+    )
+    assert installed.returncode == 0, installed.stderr
+    record = json.loads(installed.stdout)["installed"][0]
+    assert record["method"]["name"] == "loha"
+    assert record["method"]["plugin"] == "adapterhub.default_plugins.peft_generic"
+    locked = tomllib.loads(lock.read_text())["adapter"][0]["method"]
+    assert (locked["name"], locked["plugin"]) == ("loha", "adapterhub.default_plugins.peft_generic")

@@ -69,7 +69,7 @@ def test_writes_need_the_owners_token_on_every_write_route(hub, api, repo_name):
                 call()
             assert info.value.response.status_code in statuses, (user, route, info.value.response.status_code)
     info = api(None).model_info(repo_id)  # still there, still public, untouched
-    assert info.private is False and [s.rfilename for s in info.siblings] == []
+    assert info.private is False and [s.rfilename for s in info.siblings] == [".gitattributes"]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Fixtures of the server tests, one convention for all of them.
 
 End-to-end tests share one ``adapterhub hub serve`` subprocess per test module (:func:`hub`),
-driven by the real huggingface_hub client (:func:`alice`, :func:`bob`, :func:`anon`, or
+driven by the real huggingface_hub client (:func:`alice`, :func:`bob`, :func:`carol`, :func:`anon`, or
 :func:`hf_api` for any token); :func:`fresh_hub` starts more hubs on roots of their own. Unit
 tests use :func:`storage` (a :class:`HubStorage` on a temporary root) or :func:`app_client`
 (Flask's in-process client of :func:`create_app`, no sockets).
@@ -16,7 +16,9 @@ import pytest
 
 from adapterhub.server.testing import running_hub
 
-USERS = {"alice": "tok-alice-123", "bob": "tok-bob-456"}
+USERS = {"alice": "tok-alice-123", "bob": "tok-bob-456", "carol": "tok-carol-789"}
+#: An organisation with one member of each role.
+ORGS = {"team": ["alice=admin", "bob=write", "carol=read"]}
 # Files from this size on are asked to go through git-LFS (the root conftest sets HF_HUB_DISABLE_XET=1).
 LFS_THRESHOLD = 64 * 1024
 
@@ -25,7 +27,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("hubroot"), USERS, lfs_threshold=LFS_THRESHOLD) as running:
+    with running_hub(tmp_path_factory.mktemp("hubroot"), USERS, lfs_threshold=LFS_THRESHOLD, orgs=ORGS) as running:
         yield running
 
 
@@ -54,6 +56,11 @@ def bob(hf_api):
 
 
 @pytest.fixture
+def carol(hf_api):
+    return hf_api(USERS["carol"])
+
+
+@pytest.fixture
 def anon(hf_api):
     return hf_api(False)
 
@@ -64,6 +71,29 @@ def no_xet(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+
+
+@pytest.fixture
+def global_endpoint(monkeypatch):
+    """``global_endpoint(url)`` points huggingface_hub's process-wide endpoint at a test hub.
+
+    huggingface_hub 2.0 builds a few URLs from ``constants.ENDPOINT`` (what ``HF_ENDPOINT`` sets)
+    instead of the client's own ``endpoint``: access requests, user and organisation overviews,
+    organisation members. Later releases use the client's endpoint; users of 2.0 set
+    ``HF_ENDPOINT``, which is what this does for the test (both constants it sets at import).
+    """
+    from huggingface_hub import constants
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+    return point
+
+
+@pytest.fixture
+def hub_is_the_endpoint(hub, global_endpoint):
+    global_endpoint(hub.url)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Users and tokens (:mod:`adapterhub.server.auth`): who may read private repos and who may write
-where, through the real client; the user table and signed upload URLs as units."""
+"""Users, organisations and tokens (:mod:`adapterhub.server.auth`): who may read private repos and
+who may write where, through the real client; account validation, roles and signed upload URLs as
+units."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from adapterhub.server.auth import Auth, parse_users
+from adapterhub.server.auth import Auth, build_accounts, load_config, parse_orgs, parse_users
 
 
 def test_private_repo_needs_its_owners_token(hub, alice, bob, anon, repo_name, cache_dir):
@@ -46,7 +47,7 @@ def test_write_needs_a_token_for_the_namespace(hub, alice, bob, anon, hf_api, re
     with pytest.raises(HfHubHTTPError) as bad_token:
         hf_api("nope").whoami()
     assert bad_token.value.response.status_code == 401
-    assert alice.list_repo_files(repo_id) == []
+    assert alice.list_repo_files(repo_id) == [".gitattributes"]
     assert bob.whoami()["name"] == "bob"
     log = hub.stderr_text()
     assert "/api/whoami-v2" in log  # the access log is on...
@@ -96,3 +97,63 @@ def test_the_signing_secret_is_kept_under_the_root(tmp_path):
     (tmp_path / "other").mkdir()
     assert not Auth({}, tmp_path / "other").verify(expires, sig, "upload", "x")
     assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_parse_orgs_reads_members_and_roles():
+    assert parse_orgs(None) == {}
+    assert parse_orgs(["team:alice=admin,bob", "solo:"]) == {"team": {"alice": "admin", "bob": "write"}, "solo": {}}
+    assert parse_orgs("team:alice;other:bob=read") == {"team": {"alice": "write"}, "other": {"bob": "read"}}
+    with pytest.raises(ValueError, match="NAME:MEMBER"):
+        parse_orgs("no-colon")
+
+
+@pytest.mark.parametrize(
+    ("users", "orgs", "message"),
+    [
+        ({"-bad": "t"}, None, "invalid user name '-bad'"),
+        ({"a--b": "t"}, None, "invalid user name"),
+        ({"Alice": "t1", "alice": "t2"}, None, "given twice"),
+        ({"alice": "t", "bob": "t"}, None, "share a token"),
+        ({"alice": {"fullname": "A"}}, None, "no token"),
+        ({"alice": "t"}, {"alice": ["alice"]}, "name of a user"),
+        ({"alice": "t"}, {"team": ["carol"]}, "'carol' is not a user"),
+        ({"alice": "t"}, {"team": {"alice": "owner"}}, "role 'owner'"),
+        ({"alice": "t"}, {"bad.": ["alice"]}, "invalid organisation name"),
+    ],
+)
+def test_accounts_are_validated_at_startup(users, orgs, message):
+    with pytest.raises(ValueError, match=message):
+        build_accounts(users, orgs)
+
+
+def test_roles_decide_who_reads_and_writes(tmp_path):
+    accounts = build_accounts(
+        {"__DUMMY_HUB_USER__": "t0", "Alice": {"token": "t1", "fullname": "Alice M."}, "bob": "t2", "carol": "t3"},
+        {"Team": {"members": {"alice": "admin", "BOB": "write", "carol": "read"}, "private_by_default": True}},
+    )
+    auth = Auth(accounts, tmp_path)
+    assert auth.account("alice").fullname == "Alice M." and auth.org("team").private_by_default
+    assert [o.name for o in auth.orgs_of("carol")] == ["Team"] and auth.orgs_of("__dummy_hub_user__") == []
+    assert auth.role("alice", "ALICE") == "admin" and auth.role("bob", "team") == "write"
+    assert auth.is_admin("alice", "team") and not auth.is_admin("bob", "team")
+    assert auth.can_write("bob", "Team") and not auth.can_write("carol", "team") and not auth.can_write(None, "team")
+    assert auth.can_read("carol", "team", private=True) and not auth.can_read("__DUMMY_HUB_USER__", "team", True)
+    assert auth.can_read(None, "team", private=False)
+
+
+def test_a_toml_config_gives_users_and_orgs(tmp_path):
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        '[users.alice]\ntoken = "t1"\nfullname = "Alice"\n[users.bob]\ntoken = "t2"\n'
+        '[orgs.team]\nmembers = ["alice", "bob"]\nfullname = "The Team"\n'
+    )
+    users, orgs = load_config(config)
+    accounts = build_accounts(users, orgs)
+    assert accounts.orgs["team"].fullname == "The Team" and accounts.orgs["team"].members == {
+        "alice": "write", "bob": "write"}
+    config.write_text("[servers]\nx = 1\n")
+    with pytest.raises(ValueError, match="unknown section"):
+        load_config(config)
+    config.write_text("[users\n")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_config(config)

@@ -1,4 +1,5 @@
-"""What the local Hub accepts as a name (:mod:`adapterhub.server.names`); every refusal is a 400."""
+"""What the local Hub accepts as a name (:mod:`adapterhub.server.names`): a refused name or ref is a
+400, a refused file path a 422 (as on the Hub)."""
 
 from __future__ import annotations
 
@@ -8,30 +9,37 @@ from adapterhub.server.errors import HubError
 from adapterhub.server.names import check_name, check_ref_name, check_repo_path, check_sha256, is_commit_id
 
 
-@pytest.mark.parametrize("name", ["a", "alice", "my-lora_v1.2", "A9", "x" * 96])
+@pytest.mark.parametrize("name", ["a", "alice", "my-lora_v1.2", "A9", "x" * 96, "__DUMMY_HUB_USER__", "_a_"])
 def test_good_names(name):
     assert check_name(name, "repo name") == name
 
 
-@pytest.mark.parametrize("name", ["", "-a", ".a", "a.", "a..b", "a/b", "a b", "x.git", "x" * 97, "é"])
+@pytest.mark.parametrize(
+    "name", ["", "-a", ".a", "a.", "a-", "a..b", "a--b", "a/b", "a b", "x.git", "x" * 97, "é"]
+)
 def test_bad_names_are_400(name):
     with pytest.raises(HubError) as err:
         check_name(name, "repo name")
     assert err.value.status == 400 and "repo name" in err.value.message
 
 
-@pytest.mark.parametrize("path", ["a.txt", "dir/sub/b.bin", "notes \xe9.txt", ".gitattributes", "a/.git"])
+@pytest.mark.parametrize(
+    "path", ["a.txt", "dir/sub/b.bin", "notes \xe9.txt", ".gitattributes", "a.git", "a\\b", "folder/..\\..\\file"]
+)
 def test_good_repo_paths(path):
+    """Backslashes inside a name are ordinary characters, which the Hub stores too."""
     assert check_repo_path(path) == path
 
 
 @pytest.mark.parametrize(
-    "path", ["", "/etc/passwd", "a/../../b", "..", "a\\b", "a//b", "dir/", "./a", "a/./b", ".git/config", "a\0b"]
+    "path",
+    ["", "/etc/passwd", "a/../../b", "..", "a//b", "dir/", "./a", "a/./b", ".git/config", "a/.git", "a/.git/x",
+     "a\0b", "a\nb", "..\\ddd", "\\share\\x", "C:\\x", "c:x"],
 )
-def test_unsafe_repo_paths_are_400(path):
+def test_unsafe_repo_paths_are_422(path):
     with pytest.raises(HubError) as err:
         check_repo_path(path)
-    assert err.value.status == 400
+    assert err.value.status == 422
 
 
 @pytest.mark.parametrize("name", ["main", "v1.0.0", "feature/x", "release-2026"])

@@ -131,7 +131,7 @@ def test_dataset_repos(hub, alice, repo_name, cache_dir):
     alice.upload_file(path_or_fileobj=b"a,b\n1,2\n", path_in_repo="data.csv", repo_id=repo_id, repo_type="dataset")
     path = hf_hub_download(repo_id, "data.csv", repo_type="dataset", endpoint=hub.url, cache_dir=cache_dir)
     assert open(path, "rb").read() == b"a,b\n1,2\n"
-    assert alice.list_repo_files(repo_id, repo_type="dataset") == ["data.csv"]
+    assert alice.list_repo_files(repo_id, repo_type="dataset") == [".gitattributes", "data.csv"]
     assert not alice.repo_exists(repo_id)  # a dataset is not a model
 
 
@@ -172,7 +172,7 @@ def test_list_models_search_author_filter(hub, alice, bob, anon, repo_name):
     assert lora[0].library_name == "peft" and "base_model:sshleifer/tiny-gpt2" in lora[0].tags
     assert len(list(anon.list_models(search=repo_name, limit=1))) == 1
     full = list(anon.list_models(search=f"{repo_name}-lora", full=True))
-    assert [s.rfilename for s in full[0].siblings] == ["README.md"]
+    assert [s.rfilename for s in full[0].siblings] == [".gitattributes", "README.md"]
 
 
 def test_pagination_follows_link_headers(hub, alice, repo_name):
@@ -184,4 +184,51 @@ def test_pagination_follows_link_headers(hub, alice, repo_name):
     assert len(first.json()) == 3 and 'rel="next"' in first.headers["Link"]
     # The client's own paginator walks the Link chain.
     items = list(paginate(f"{hub.url}/api/models/{repo_id}/tree/main", params={"limit": 3}, headers={}))
-    assert [i["path"] for i in items] == names
+    assert [i["path"] for i in items] == [".gitattributes", *names]
+
+
+def test_last_commits_of_files_and_folders(hub, alice, versioned_repo):
+    repo_id, v1, v2 = versioned_repo
+    tree = {e.path: e for e in alice.list_repo_tree(repo_id, expand=True)}
+    assert tree["weights.txt"].last_commit.oid == v2
+    assert tree["sub"].last_commit.oid == v1 and tree["sub"].last_commit.title == "v1"
+    assert tree[".gitattributes"].last_commit.title == "initial commit"
+    plain = {e.path: e for e in alice.list_repo_tree(repo_id)}
+    assert plain["sub"].last_commit is None and plain["weights.txt"].last_commit is None
+    info = {e.path: e for e in alice.get_paths_info(repo_id, ["sub", "sub/dir", "weights.txt", "nope"], expand=True)}
+    assert set(info) == {"sub", "sub/dir", "weights.txt"} and info["sub/dir"].last_commit.oid == v1
+
+
+def test_commit_titles_formatted_on_request(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    alice.create_commit(repo_id, [CommitOperationAdd("f", b"1")], commit_message="Add <b>", commit_description="x & y")
+    commits = alice.list_repo_commits(repo_id, formatted=True)
+    assert (commits[0].formatted_title, commits[0].formatted_message) == ("Add &lt;b&gt;", "x &amp; y")
+    assert alice.list_repo_commits(repo_id)[0].formatted_title is None
+
+
+@pytest.mark.parametrize(
+    ("card", "error"),
+    [
+        ("---\nmodel-index: foo\n---\n", '"model-index" must be an array'),
+        ("---\ntags: {a: 1}\n---\n", '"tags" must be a string or an array of strings'),
+        ("---\nmodel-index:\n- results: []\n---\n", '"model-index[0].name" is required'),
+        ("\n---\nlicense: [mit, 3]\n---\n", '"license" must be a string or an array of strings'),
+    ],
+)
+def test_readme_metadata_is_validated(hub, alice, repo_name, card, error):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md") as err:
+        alice.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id)
+    assert error in str(err.value)
+    assert alice.list_repo_files(repo_id) == [".gitattributes"]
+
+
+def test_a_card_without_metadata_is_a_warning(hub, alice, repo_name):
+    repo_id = f"alice/{repo_name}"
+    alice.create_repo(repo_id)
+    with pytest.warns(UserWarning, match="Empty or missing yaml metadata"):
+        alice.upload_file(path_or_fileobj=b"# Just text", path_in_repo="README.md", repo_id=repo_id)
+    assert "README.md" in alice.list_repo_files(repo_id)

@@ -91,3 +91,52 @@ def test_error_messages_become_ascii_headers_and_extra_body_fields():
     assert (headers["X-Error-Code"], headers["X-A"], headers["X-B"]) == ("Conflict", "1", "2")
     assert response.get_json() == {"error": "d\xe9j\xe0 there\nnext", "url": "u"}
     assert "X-Error-Code" not in error_response(HubError(400, "plain")).headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/models/gpt2"),
+        ("GET", "/api/models/gpt2/revision/main"),
+        ("GET", "/api/datasets/squad/tree/main"),
+        ("HEAD", "/gpt2/resolve/main/config.json"),
+        ("GET", "/bert-base-uncased/resolve/main/config.json"),
+        ("HEAD", "/datasets/squad/resolve/main/x.csv"),
+        ("DELETE", "/api/models/missing_repo_id/like"),
+        ("GET", "/api/models/gpt2/refs"),
+    ],
+)
+def test_one_segment_repo_ids_are_missing_repos(app_client, method, path):
+    """``gpt2`` is a repo id on huggingface.co; here it names no repo, and says so the Hub's way."""
+    answer = app_client.open(path, method=method)
+    assert answer.status_code == 404 and answer.headers["X-Error-Code"] == "RepoNotFound"
+
+
+def test_every_answer_carries_a_request_id(app_client):
+    assert app_client.get("/api/whoami-v2", headers={"X-Request-Id": "custom-id"}).headers["X-Request-Id"] == "custom-id"
+    trace = "5d7a4c5e-8d5b-4f3a-9d6c-1234567890ab"
+    assert app_client.get("/api/models", headers={"X-Amzn-Trace-Id": trace}).headers["X-Request-Id"] == trace
+    generated = {app_client.get("/api/models").headers["X-Request-Id"] for _ in range(3)}
+    assert len(generated) == 3
+    evil = app_client.get("/api/models", headers={"X-Request-Id": "a\x7fb c"}).headers["X-Request-Id"]
+    assert evil == "abc"
+
+
+def test_transformers_reports_a_missing_model_not_a_broken_server(hub, tmp_path, anon):
+    """``AutoModel.from_pretrained("gpt2")`` against an empty local Hub: transformers' own message."""
+    import subprocess
+    import sys
+
+    assert anon.repo_exists("gpt2") is False and anon.repo_exists("bert-base-uncased") is False
+    script = (
+        "import transformers\n"
+        "try:\n"
+        "    transformers.AutoModel.from_pretrained('gpt2')\n"
+        "except OSError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert "is not a valid model identifier" in out.stdout, out.stdout + out.stderr
+    assert "couldn't connect" not in out.stdout.lower()

@@ -3,12 +3,14 @@ startup line, SIGTERM, crash and restart, CLI errors, the in-thread server."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 
 import httpx2
+import pytest
 from huggingface_hub import HfApi, constants, hf_hub_download
 
 from adapterhub.server.testing import start_in_thread
@@ -63,13 +65,14 @@ def test_data_survives_a_crash_and_restart(tmp_path, fresh_hub):
         path = hf_hub_download("alice/durable", "k.txt", endpoint=hub.url, cache_dir=tmp_path / "c")
         assert open(path, "rb").read() == b"kept"
         api.upload_file(path_or_fileobj=b"more", path_in_repo="m.txt", repo_id="alice/durable")
-        assert sorted(api.list_repo_files("alice/durable")) == ["k.txt", "m.txt"]
+        assert sorted(api.list_repo_files("alice/durable")) == [".gitattributes", "k.txt", "m.txt"]
 
 
 def test_in_thread_server_takes_uploads_from_a_stock_xet_client(tmp_path, monkeypatch):
-    """Without --lfs-threshold every file is 'regular', so a client with Xet on uploads fine."""
+    """With --inline-uploads every file travels in the commit, so a client with Xet on uploads fine;
+    the file is stored as an LFS file all the same."""
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
-    url, stop = start_in_thread(tmp_path / "root", {"dave": "tok-d"})
+    url, stop = start_in_thread(tmp_path / "root", {"dave": "tok-d"}, inline_uploads=True)
     try:
         api = HfApi(endpoint=url, token="tok-d")
         api.create_repo("dave/t")
@@ -78,8 +81,30 @@ def test_in_thread_server_takes_uploads_from_a_stock_xet_client(tmp_path, monkey
         data = os.urandom(300_000)
         (folder / "adapter_model.safetensors").write_bytes(data)
         api.upload_folder(repo_id="dave/t", folder_path=folder)
-        assert api.list_repo_files("dave/t") == ["adapter_model.safetensors"]
+        assert api.list_repo_files("dave/t") == [".gitattributes", "adapter_model.safetensors"]
+        [entry] = api.get_paths_info("dave/t", ["adapter_model.safetensors"])
+        assert entry.lfs is not None and entry.lfs.sha256 == hashlib.sha256(data).hexdigest()
         path = hf_hub_download("dave/t", "adapter_model.safetensors", endpoint=url, cache_dir=tmp_path / "c")
         assert open(path, "rb").read() == data
+    finally:
+        stop()
+
+
+def test_a_stock_xet_client_is_told_how_to_upload(tmp_path, monkeypatch):
+    """By default LFS files go through git-LFS; a client with Xet on fails before anything is
+    committed, and its error (hf_xet shows only a URL) carries the fix."""
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    url, stop = start_in_thread(tmp_path / "root", {"dave": "tok-d"})
+    try:
+        api = HfApi(endpoint=url, token="tok-d")
+        api.create_repo("dave/t")
+        before = api.model_info("dave/t").sha
+        with pytest.raises(Exception, match="HF_HUB_DISABLE_XET=1") as err:
+            api.upload_file(path_or_fileobj=b"weights", path_in_repo="adapter_model.safetensors", repo_id="dave/t")
+        assert "inline-uploads" in str(err.value)
+        assert api.model_info("dave/t").sha == before
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        api.upload_file(path_or_fileobj=b"weights", path_in_repo="adapter_model.safetensors", repo_id="dave/t")
+        assert api.get_paths_info("dave/t", ["adapter_model.safetensors"])[0].lfs is not None
     finally:
         stop()

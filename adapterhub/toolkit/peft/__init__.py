@@ -5,15 +5,18 @@
 
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
-from .method import PeftTunerMethod, canonical_key
+from .inject import OWNED_TENSORS
+from .method import PeftTunerMethod, canonical_key, layer_attributes
 from .streaming import layer_orientation, match_pattern_key, shape_problem
 
 __all__ = [
     "BASE_ROW",
+    "OWNED_TENSORS",
     "PEFT_PREFIX",
     "PeftTunerMethod",
     "canonical_key",
     "jsonable_config",
+    "layer_attributes",
     "layer_orientation",
     "match_pattern_key",
     "shape_problem",

@@ -100,6 +100,9 @@ class PeftChecks:
                 continue
             module_path, _, param = key.replace(".base_layer.", ".", 1).rpartition(".")
             module = self.base_module(model, module_path)
+            if module is not None and param not in module._parameters and param not in module._buffers:
+                out[key] = tensor  # not a base tensor: an adapter layer PEFT nested in another (tied weights)
+                continue
             current = getattr(module, param, None) if module is not None else None
             if current is None or tuple(current.shape) != tuple(tensor.shape) or not torch.equal(
                 current.detach().cpu(), tensor.to(current.dtype)

@@ -2,7 +2,8 @@
 
 PEFT writes ``adapter_config.json`` (with ``peft_type``) and ``adapter_model.safetensors`` whose
 keys carry ``base_model.model.`` (PeftModel -> tuner -> transformers model). The canonical form
-drops that prefix. AdapterHub-format LoRA/IA3 folders are converted by :mod:`.adapters_lora`.
+drops that prefix; tensors of the tuner itself (``base_model.<name>``, state its layers share) travel
+in ``extras["tuner_state"]`` under PEFT's own keys. AdapterHub-format LoRA/IA3 folders are converted by :mod:`.adapters_lora`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..adapter_dir import PEFT_WEIGHTS, read_adapter_dir, write_adapter_dir
 
 #: The prefix PEFT's files put on every key (PeftModel -> tuner -> transformers model).
 PEFT_PREFIX = "base_model.model."
+#: The prefix of tensors PEFT's tuner object holds itself (shared between layers: ``base_model.vera_A``).
+TUNER_PREFIX = "base_model."
 
 
 def strip_peft_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +73,11 @@ class PeftFiles:
             files.method = self.name
             return files
         config, tensors, _ = read_adapter_dir(path, PEFT_WEIGHTS, allow_pickle=allow_pickle, dtypes=self.allowed_dtypes)
-        return AdapterFiles(self.name, config, strip_peft_prefix(tensors), format="peft", source=str(path))
+        # keys outside the model (``base_model.vera_A``) belong to PEFT's tuner object, not to a module
+        outside = {k: v for k, v in tensors.items() if k.startswith(TUNER_PREFIX) and not k.startswith(PEFT_PREFIX)}
+        inside = strip_peft_prefix({k: v for k, v in tensors.items() if k not in outside})
+        return AdapterFiles(self.name, config, inside, format="peft", source=str(path),
+                            extras={"tuner_state": outside} if outside else {})
 
     def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
         path = Path(path)
@@ -88,4 +95,6 @@ class PeftFiles:
         config = jsonable_config(dict(adapter.config))
         config["peft_type"] = self.peft_type
         config["inference_mode"] = True  # PEFT always writes true
-        return write_adapter_dir(path, config, {PEFT_PREFIX + k: v for k, v in adapter.state_dict.items()})
+        tensors = {PEFT_PREFIX + k: v for k, v in adapter.state_dict.items()}
+        tensors.update(adapter.extras.get("tuner_state") or {})
+        return write_adapter_dir(path, config, tensors)

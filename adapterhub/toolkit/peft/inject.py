@@ -1,18 +1,29 @@
 """Injecting a PEFT tuner adapter into a model as one transaction, and taking it out again.
 
 ``inject_adapter_in_model`` and ``set_peft_model_state_dict`` do the work; on any failure the
-half-injected adapter is purged, so the model is left as it was (the runtime checks that).
+half-injected adapter is purged, so the model is left as it was (the runtime checks that). A method
+with ``keeps_tuner`` keeps PEFT's tuner object per model instead and adds adapters to it as
+``PeftModel`` does (:mod:`.tuner_object`), for tuners with state shared between their layers.
+Loading a file never changes a base weight: injection is checked for that, and refused if it did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
-from ...errors import IncompatibleBaseModelError
+from ...errors import AdapterHubError, IncompatibleBaseModelError
 from ...plugin.contract import AdapterFiles
-from ..config_guard import check_untrusted_config
-from ..structure import forget_structure
+from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
+from ..structure import forget_structure, walk_modules
+from . import tuner_object
+from .files import PEFT_PREFIX
+
+
+#: ``AdapterFiles.extras`` key: the state dict's tensors belong to this adapter alone (nothing else
+#: holds them), so ``apply`` may make them the adapter's parameters without copying.
+OWNED_TENSORS = "owned_tensors"
 
 
 def owns_param(param_name: str, adapter: str) -> bool:
@@ -20,8 +31,32 @@ def owns_param(param_name: str, adapter: str) -> bool:
     return f".{adapter}." in f".{param_name}."
 
 
+def _saved_twice(key: str, state_dict: dict[str, Any]) -> bool:
+    """Whether ``key`` (``...lm_head.base_layer.<tensor>``) is a copy PEFT saved of a tied layer's
+    tensor that the file also holds under its plain key: PEFT nests a second layer into a tied one
+    when a second adapter is added, saves through both, and ignores the copy where there is no nest."""
+    key = key.removeprefix(PEFT_PREFIX)
+    twin = state_dict.get(key.replace(".base_layer.", ".", 1)) if ".base_layer." in key else None
+    return twin is not None and key in state_dict and bool((twin == state_dict[key]).all())
+
+
+def _restore_modules(model: Any, modules: list[tuple[str, Any]]) -> None:
+    """Put every module of the ``walk_modules`` snapshot back at its path (parents before children)."""
+    owner = dict(modules)
+    for path, module in modules:
+        if not path:
+            continue
+        parent_path, _, child = path.rpartition(".")
+        parent = owner[parent_path]
+        if parent._modules.get(child) is not module:
+            parent._modules[child] = module
+    forget_structure(model)
+
+
 class PeftInjection:
     """apply/create and purging (mixed into :class:`~.method.PeftTunerMethod`)."""
+
+    keeps_tuner: bool
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
         state = adapter.state_dict
@@ -29,7 +64,11 @@ class PeftInjection:
             from ..adapters_format.layout import rebase_keys
 
             state = rebase_keys(state, model)
-        self._inject(model, name, adapter.config, state, source=adapter.source)
+        # Tensors made for this adapter alone (a combination's result) become its parameters as they
+        # are: PEFT builds the layers empty (meta) and takes the tensors, instead of initialising
+        # layers only to copy over them.
+        self._inject(model, name, adapter.config, state, source=adapter.source,
+                     tuner_state=adapter.extras.get("tuner_state"), assign=bool(adapter.extras.get(OWNED_TENSORS)))
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
         self._inject(model, name, config, None, source=None, inference_mode=False)
@@ -44,30 +83,54 @@ class PeftInjection:
         *,
         source: str | None,
         inference_mode: bool = True,
+        tuner_state: dict[str, Any] | None = None,
+        assign: bool = False,
     ) -> None:
         from peft import inject_adapter_in_model, set_peft_model_state_dict
 
         where = source or "adapter"
         check_untrusted_config(config, where, loading=state_dict is not None)
+        if tuner_state and not self.keeps_tuner:
+            raise IncompatibleBaseModelError(
+                f"{where} holds tensors outside the model that method {self.name!r} has no place for: "
+                f"{sorted(tuner_state)[:3]}")
         peft_config = self.peft_config(config, inference_mode=inference_mode)
         forget_structure(model)
+        modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
+        base = tuner_object.base_weights(model) if state_dict is not None else None
+        guard: Any = contextlib.nullcontext()
+        if state_dict is not None:  # sizes in a file's config are bounded by the file and the model
+            numel = sum(int(t.numel()) for t in [*state_dict.values(), *(tuner_state or {}).values()])
+            guard = AllocationGuard(allocation_bound(numel, model), where)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
                 warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
                 try:
-                    inject_adapter_in_model(peft_config, model, adapter_name=name)
-                except ValueError as exc:
+                    with guard:
+                        if self.keeps_tuner:
+                            tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
+                        else:
+                            inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=assign)
+                except AdapterHubError:
+                    raise
+                except (ValueError, TypeError, NotImplementedError) as exc:
                     raise IncompatibleBaseModelError(
                         f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
             if state_dict is not None:
                 state_dict = self.drop_unchanged_base_tensors(model, state_dict, where)
                 try:
-                    result = set_peft_model_state_dict(model, state_dict, adapter_name=name)
-                except RuntimeError as exc:  # size mismatch from load_state_dict
+                    if self.keeps_tuner:
+                        result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
+                    else:
+                        result = set_peft_model_state_dict(model, state_dict, adapter_name=name,
+                                                           low_cpu_mem_usage=assign)
+                except AdapterHubError:
+                    raise
+                except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
-                unexpected = list(result.unexpected_keys)
-                missing = [k for k in result.missing_keys if owns_param(k, name)]
+                unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
+                missing = [k for k in result.missing_keys if self.keeps_tuner or owns_param(k, name)]
                 if unexpected or missing:
                     raise IncompatibleBaseModelError(
                         f"{where} does not match the modules its config targets: "
@@ -75,8 +138,10 @@ class PeftInjection:
                         + (f"adapter parameters missing from the file: {missing[:3]}" if missing else ""),
                         hint="check target_modules in adapter_config.json against the weights",
                     )
+                tuner_object.check_base_unchanged(model, base, where, self.peft_type)
         except BaseException:
             self._purge(model, name)
+            _restore_modules(model, modules)
             raise
         finally:
             forget_structure(model)
@@ -85,6 +150,8 @@ class PeftInjection:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
         self.reset_activation(model)
         self.forget_rows_adapter(model, name)
+        if self.keeps_tuner:
+            tuner_object.delete_adapter(self._state(model), name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for layer in list(self.layers(model, name)):
@@ -94,23 +161,32 @@ class PeftInjection:
         configs = getattr(model, "peft_config", None)
         if isinstance(configs, dict):
             configs.pop(name, None)
+        if self.keeps_tuner:
+            tuner_object.forget_adapter(self._state(model), name, keep=bool(self.loaded_names(model)))
         self._strip_empty(model)
         forget_structure(model)
         if isinstance(configs, dict) and not configs:
             del model.peft_config
 
     def _strip_empty(self, model: Any) -> None:
+        """Put back the base module of every layer (and modules_to_save wrapper) left with no adapter;
+        again until none is left, since PEFT nests layers (a second adapter on a tied layer)."""
         from peft.utils.other import AuxiliaryTrainingWrapper
 
         layer_cls = self._layer_cls()
-        for module_name, module in list(model.named_modules()):
-            if not module_name:
-                continue
-            if isinstance(module, layer_cls) and not any(len(getattr(module, a)) for a in module.adapter_layer_names):
-                replacement = module.base_layer
-            elif isinstance(module, AuxiliaryTrainingWrapper) and not module._adapters:
-                replacement = module.original_module
-            else:
-                continue
-            parent_name, _, child = module_name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
+        changed = True
+        while changed:
+            changed = False
+            for module_name, module in list(model.named_modules()):
+                if not module_name:
+                    continue
+                if isinstance(module, layer_cls) and not any(len(getattr(module, a)) for a in module.adapter_layer_names):
+                    replacement = module.base_layer
+                elif isinstance(module, AuxiliaryTrainingWrapper) and not module._adapters:
+                    replacement = module.original_module
+                else:
+                    continue
+                parent_name, _, child = module_name.rpartition(".")
+                setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
+                changed = True
+                break

@@ -2,6 +2,8 @@
 
 Before the first merge into a layer its base parameters are swapped for copies and the originals
 kept, so ``unmerge`` restores the very same tensors (bit-identical), whatever rounding the merge did.
+A merge that swaps modules instead of changing weights (PEFT's LN tuning puts its tuned copy in
+place of the base module) is undone by PEFT's own ``unmerge``, which swaps them back.
 """
 
 from __future__ import annotations
@@ -24,9 +26,26 @@ class PeftMerging:
             raise UnsupportedOperationError(f"{self.name} adapter {name!r} is already merged")
         if name not in self.loaded_names(model):
             raise AdapterNotLoadedError(f"{self.name} adapter {name!r} is not loaded on this model")
-        for layer in self.layers(model, name):
-            self._keep_originals(state, layer)
-            self.merge_layer(layer, name, weight)
+        caps = self.capabilities()
+        if weight != 1.0 and not caps["supports_weighted_merge"]:
+            raise UnsupportedOperationError(
+                f"{self.name} adapter {name!r} can only be merged with weight 1 (got {weight}): "
+                f"method {self.name!r} has no weighted merge", hint="merge it with weight 1, or keep it unmerged")
+        if state.merged and not caps["supports_stack"]:
+            raise UnsupportedOperationError(
+                f"{self.name} adapter {name!r} cannot be merged while {sorted(state.merged)} is: method "
+                f"{self.name!r} runs one adapter at a time", hint="unmerge the other one first")
+        try:
+            for layer in self.layers(model, name):
+                self._keep_originals(state, layer)
+                self.merge_layer(layer, name, weight)
+        except BaseException:  # a layer refused: put back exactly what was merged before
+            merged = dict(state.merged)
+            self._restore_all(model)
+            state.merged.clear()
+            for n, w in merged.items():
+                self.merge(model, n, w)
+            raise
         state.merged[name] = weight
 
     def _keep_originals(self, state: Any, layer: Any) -> None:
@@ -34,6 +53,7 @@ class PeftMerging:
         if layer in state.originals:
             return
         base = layer.get_base_layer()
+        state.bases[layer] = base
         originals = dict(base.named_parameters(recurse=False))
         for pname, param in originals.items():
             setattr(base, pname, self.copy_parameter(param))
@@ -62,6 +82,8 @@ class PeftMerging:
     def _restore_all(self, model: Any) -> None:
         state = self._state(model)
         for layer, originals in state.originals.items():
+            if layer.get_base_layer() is not state.bases.get(layer, layer.get_base_layer()):
+                layer.unmerge()  # the merge swapped modules; PEFT's unmerge swaps them back
             base = layer.get_base_layer()
             for pname, param in originals.items():
                 setattr(base, pname, param)
@@ -69,6 +91,7 @@ class PeftMerging:
             if hasattr(layer, "_caches"):
                 layer._caches.clear()
         state.originals.clear()
+        state.bases.clear()
 
     def remove(self, model: Any, name: str) -> None:
         if name not in self.loaded_names(model):
@@ -106,6 +129,7 @@ class PeftMerging:
             parent_name, _, child = module_name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
         state.originals.clear()
+        state.bases.clear()
         state.merged.clear()
         state.rows = None  # the layers the stacks served are gone
         forget_structure(model)

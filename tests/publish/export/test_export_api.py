@@ -66,6 +66,20 @@ def test_a_non_mergeable_method_is_refused_before_anything_is_written(bases, mod
     _nothing_written(out)
 
 
+def test_a_type_of_the_generic_peft_plugin_is_refused_by_name_before_anything_is_written(bases, models, tmp_path):
+    """A LoHa merges on a model (PEFT's layers do its maths) but has no checkpoint merge: refused, naming it."""
+    import copy
+
+    from peft import LoHaConfig, get_peft_model
+
+    loha = tmp_path / "loha"
+    get_peft_model(copy.deepcopy(models["llama"]), LoHaConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(loha)
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedOperationError, match="loha.*cannot be merged into a checkpoint"):
+        adapterhub.export([str(loha)], base=bases["llama"], out=out)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_dora_with_a_weight_and_unsupported_variants_are_refused(bases, models, tmp_path):
     dora = make_adapter(models["llama"], _lora(target_modules=["q_proj"], use_dora=True), tmp_path / "dora")
     with pytest.raises(UnsupportedOperationError, match="DoRA.*weight 1"):
