@@ -82,8 +82,7 @@ class LoraStacks(LayerStacks):
             self.dtype = layer.lora_A[name].weight.dtype
             break
         self.rank = 0
-        self.a = torch.zeros(capacity, self.in_features, 0, dtype=self.dtype, device=self.device)
-        self.b = torch.zeros(capacity, 0, self.out_features, dtype=self.dtype, device=self.device)
+        self._allocate(capacity, 0)
         self.bias: torch.Tensor | None = None  # [C, out]: scaling * lora_B.bias
         self.g: torch.Tensor | None = None  # [C, out]: DoRA's magnitude / weight norm
         self.dora_slots: set[int] = set()
@@ -99,14 +98,24 @@ class LoraStacks(LayerStacks):
             return f"lora adapter {name!r} uses the {type(variant).__name__} variant"
         return None
 
+    def _allocate(self, capacity: int, rank: int) -> None:
+        """One row per slot holding ``a`` then ``b`` (``[C, in*R + R*out]``), so that a batch's factors
+        come out of one gather of whole rows; ``a`` and ``b`` are views of its two parts."""
+        old = getattr(self, "ab", None)
+        old_a, old_b, old_rank = (self.a, self.b, self.rank) if old is not None else (None, None, 0)
+        width = self.in_features * rank
+        self.ab = torch.zeros(capacity, width + rank * self.out_features, dtype=self.dtype, device=self.device)
+        self.a = self.ab[:, :width].view(capacity, self.in_features, rank)
+        self.b = self.ab[:, width:].view(capacity, rank, self.out_features)
+        if old is not None:
+            keep = min(capacity, old.shape[0])
+            self.a[:keep, :, :old_rank] = old_a[:keep]
+            self.b[:keep, :old_rank] = old_b[:keep]
+        self.rank = rank
+
     def _ensure_rank(self, rank: int) -> None:
-        if rank <= self.rank:
-            return
-        a = torch.zeros(self.capacity, self.in_features, rank, dtype=self.dtype, device=self.device)
-        b = torch.zeros(self.capacity, rank, self.out_features, dtype=self.dtype, device=self.device)
-        a[:, :, : self.rank] = self.a
-        b[:, : self.rank] = self.b
-        self.a, self.b, self.rank = a, b, rank
+        if rank > self.rank:
+            self._allocate(self.capacity, rank)
 
     def write(self, name: str, slot: int) -> list[Any]:
         layer = self.layer
@@ -145,8 +154,7 @@ class LoraStacks(LayerStacks):
         return (dora.weight.detach() / norm.detach()).to(self.dtype)
 
     def clear(self, slot: int) -> None:
-        self.a[slot].zero_()
-        self.b[slot].zero_()
+        self.ab[slot].zero_()
         if self.bias is not None:
             self.bias[slot].zero_()
         if self.g is not None:
@@ -154,7 +162,7 @@ class LoraStacks(LayerStacks):
         self.dora_slots.discard(slot)
 
     def grow(self, capacity: int) -> None:
-        self.a, self.b = _grow(self.a, capacity), _grow(self.b, capacity)
+        self._allocate(capacity, self.rank)
         if self.bias is not None:
             self.bias = _grow(self.bias, capacity)
         if self.g is not None:
@@ -169,8 +177,10 @@ class LoraStacks(LayerStacks):
         xs = x.reshape(n, -1, self.in_features)
         if xs.dtype != self.dtype:
             xs = xs.to(self.dtype)
-        h = torch.bmm(xs, self.a.index_select(0, index))  # [n, tokens, R], scaled
-        b = self.b.index_select(0, index)
+        rows = self.ab.index_select(0, index)  # one gather of whole rows (a 2-D gather is the fast one)
+        width = self.in_features * self.rank
+        h = torch.bmm(xs, rows[:, :width].view(n, self.in_features, self.rank))  # [n, tokens, R], scaled
+        b = rows[:, width:].view(n, self.rank, self.out_features)
         if not dora and out.dtype == self.dtype and out.is_contiguous():
             y = out.view(n, -1, self.out_features)
             y.baddbmm_(h, b)
