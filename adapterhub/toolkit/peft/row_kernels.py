@@ -11,11 +11,14 @@ hold a copy of each adapter's weights at its slot, in the adapter's dtype and de
   per-output factor ``g = magnitude / ||W + scaling * B A||`` (PEFT's own weight norm; 1 for
   other adapters). A row then gets ``base(x) + (x a[slot]) b[slot]``, or with DoRA
   ``bias + g * (base(x) - bias + (x a[slot]) b[slot])``: PEFT's per-adapter forward, re-associated.
+  ``a`` and ``b`` are views of one ``[C, in*R + R*out]`` tensor, one row per slot: a batch's factors
+  come out of one gather of whole rows (a 2-D row gather; ``index_select`` over a 3-D stack is about
+  ten times slower on CPU).
 * IA3 (``peft.tuners.ia3.Linear``): the vector at its slot; a feed-forward layer scales the rows of
   its input, any other its output.
 
 Which measurement chose gather + ``bmm`` over a segment-sorted ``grouped_mm`` and a loop is printed
-by ``benchmarks/bench_mixed_batch.py --kernels``. :mod:`.rows` keeps the stacks up to date and
+by ``benchmarks/bench_mixed_batch.py --sections kernels``. :mod:`.rows` keeps the stacks up to date and
 decides per forward whether they serve (eval, no gradient for the adapters) or PEFT's own path does.
 """
 
