@@ -236,3 +236,28 @@ def test_peft_types_peft_cannot_mix_are_refused(tmp_path, peft_type):
     am.load_adapter(tmp_path / "a", name="a")
     with pytest.raises(CompositionError, match=f"'a' is a {peft_type} adapter"):
         am(**_inputs("llama", 2), adapter_names=["a", BASE_ROW])
+
+
+def test_qlora_rows_equal_peft_adapter_names(tmp_path):
+    """LoRAs on a 4-bit base (the qlora method): rows go through PEFT's bitsandbytes layers."""
+    pytest.importorskip("bitsandbytes")
+    from peft import PeftModel
+
+    from adapterhub.toolkit.quantize import quantize_4bit
+
+    folders = _save_loras(tmp_path, "llama", {k: LORAS[k] for k in ("plain", "rslora")})
+    am = AdapterModel(quantize_4bit(_model("llama"), "nf4"))
+    for name, folder in folders.items():
+        am.load_adapter(folder, name=name)
+    assert am.adapters["plain"].method == "qlora"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = PeftModel.from_pretrained(quantize_4bit(_model("llama"), "nf4"), folders["plain"], adapter_name="plain")
+        pm.load_adapter(folders["rslora"], adapter_name="rslora")
+    names = ["rslora", BASE_ROW, "plain"]
+    inputs = _inputs("llama", len(names))
+    with torch.no_grad():
+        ours = _out(am(**inputs, adapter_names=names))
+        theirs = _out(pm.eval()(**inputs, adapter_names=names))
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
+    assert (theirs[0] - theirs[2]).abs().max() > 1e-3
