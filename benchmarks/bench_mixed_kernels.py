@@ -19,14 +19,17 @@ SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]  # (in, out) of the
 RANK = 8
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _medians(contenders: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per contender, one sample of each in turn (load from other processes hits all)."""
+    for fn in contenders.values():
         fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    samples: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for key, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def kernels(repeats: int) -> list[tuple[str, str]]:
@@ -38,6 +41,7 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
                                            ("prefill (32 rows x 16 tokens, 32 adapters)", 32, 16, 32)):
         stacks = [(torch.randn(adapters + 1, i, RANK, generator=gen), torch.randn(adapters + 1, RANK, o, generator=gen),
                    torch.randn(i, o, generator=gen)) for i, o in SHAPES]
+        rows_ab = [torch.cat([a.flatten(1), b.flatten(1)], 1) for a, b, _ in stacks]  # the runtime's layout
         xs = [torch.randn(batch, tokens, i, generator=gen) for i, _ in SHAPES]
         slots = torch.arange(batch) % adapters + 1
 
@@ -45,9 +49,11 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
             for x, (_, _, w) in zip(xs, stacks, strict=True):
                 x @ w
 
-        def gather_bmm():
-            for x, (a, b, _) in zip(xs, stacks, strict=True):
-                torch.bmm(torch.bmm(x, a.index_select(0, slots)), b.index_select(0, slots))
+        def gather_bmm():  # as row_kernels.LoraStacks.after: one 2-D gather of [a | b], two bmm
+            for x, ab, (i, o) in zip(xs, rows_ab, SHAPES, strict=True):
+                rows = ab.index_select(0, slots)
+                h = torch.bmm(x, rows[:, : i * RANK].view(batch, i, RANK))
+                torch.bmm(h, rows[:, i * RANK:].view(batch, RANK, o))
 
         order = torch.argsort(slots, stable=True)
         counts = torch.bincount(slots, minlength=adapters + 1)
@@ -70,8 +76,8 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
                     idx = (slots == slot).nonzero().flatten()
                     out.index_add_(0, idx, x.index_select(0, idx) @ a[slot] @ b[slot])
 
-        times = {"base matmuls": _median(base, repeats), "gather + bmm": _median(gather_bmm, repeats),
-                 "grouped_mm (sorted)": _median(grouped, repeats), "loop over adapters": _median(loop, repeats)}
+        times = _medians({"base matmuls": base, "gather + bmm": gather_bmm, "grouped_mm (sorted)": grouped,
+                          "loop over adapters": loop}, repeats)
         floor = sum(4 * (RANK * (i + o)) * min(batch, adapters) for i, o in SHAPES)  # bytes of the rows' A and B
         rows_out.append((label, "  ".join(f"{k} {v * 1e3:7.2f} ms" for k, v in times.items())
                          + f" | rows' adapters to read: {floor / 1e6:.1f} MB"))

@@ -83,12 +83,13 @@ def _both(folders: dict, kind: str):
     return am, pm.eval()
 
 
-def _inputs(kind: str, rows: int) -> dict:
+def _inputs(kind: str, rows: int, tokens: int = 8) -> dict:
+    """Padded rows; ``tokens=1``: one token per row, the shape of a decode step."""
     gen = torch.Generator().manual_seed(rows)
-    ids = torch.randint(3, 120, (rows, 8), generator=gen)
+    ids = torch.randint(3, 120, (rows, tokens), generator=gen)
     mask = torch.ones_like(ids)
     for i in range(rows):
-        cut = i % 3
+        cut = i % 3 if tokens > 2 else 0
         if cut:
             if kind == "bert":
                 mask[i, -cut:] = 0
@@ -101,11 +102,12 @@ def _out(output):
     return output.logits if hasattr(output, "logits") else output.last_hidden_state
 
 
+@pytest.mark.parametrize("tokens", [8, 1])
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
-def test_lora_family_rows_equal_peft_adapter_names(tmp_path, kind):
+def test_lora_family_rows_equal_peft_adapter_names(tmp_path, kind, tokens):
     am, pm = _both(_save_loras(tmp_path, kind, LORAS), kind)
     names = ["pattern", "plain", BASE_ROW, "rslora", "lorabias", "plain", "pattern"]
-    inputs = _inputs(kind, len(names))
+    inputs = _inputs(kind, len(names), tokens)
     with torch.no_grad():
         ours = _out(am(**inputs, adapter_names=names))
         theirs = _out(pm(**inputs, adapter_names=names))
@@ -116,14 +118,15 @@ def test_lora_family_rows_equal_peft_adapter_names(tmp_path, kind):
         assert ((theirs[i] - plain[i]).abs().max() > 1e-3) == (name != BASE_ROW), name
 
 
+@pytest.mark.parametrize("tokens", [8, 1])
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
-def test_dora_rows_equal_peft_dora_alone(tmp_path, kind):
+def test_dora_rows_equal_peft_dora_alone(tmp_path, kind, tokens):
     """PEFT refuses adapter_names with DoRA; each DoRA row equals PEFT's DoRA adapter alone."""
     configs = {"dora": {"r": 4, "lora_alpha": 8, "use_dora": True}, "plain": LORAS["plain"],
                "dora_rs": {"r": 2, "lora_alpha": 8, "use_dora": True, "use_rslora": True}}
     am, pm = _both(_save_loras(tmp_path, kind, configs), kind)
     names = ["dora", "plain", "dora_rs", BASE_ROW, "dora"]
-    inputs = _inputs(kind, len(names))
+    inputs = _inputs(kind, len(names), tokens)
     with torch.no_grad():
         ours = _out(am(**inputs, adapter_names=names))
         for name in dict.fromkeys(names):

@@ -11,9 +11,9 @@ hold a copy of each adapter's weights at its slot, in the adapter's dtype and de
   per-output factor ``g = magnitude / ||W + scaling * B A||`` (PEFT's own weight norm; 1 for
   other adapters). A row then gets ``base(x) + (x a[slot]) b[slot]``, or with DoRA
   ``bias + g * (base(x) - bias + (x a[slot]) b[slot])``: PEFT's per-adapter forward, re-associated.
-  ``a`` and ``b`` are views of one ``[C, in*R + R*out]`` tensor, one row per slot: a batch's factors
-  come out of one gather of whole rows (a 2-D row gather; ``index_select`` over a 3-D stack is about
-  ten times slower on CPU).
+  A decode step (one token per row) on CPU is served by ``grouped_mm`` over the stacks with the rows
+  sorted by slot; other batches gather each row's factors (as 2-D row gathers: ``index_select`` over
+  a 3-D stack is about ten times slower on CPU) for a batched matmul.
 * IA3 (``peft.tuners.ia3.Linear``): the vector at its slot; a feed-forward layer scales the rows of
   its input, any other its output.
 
@@ -102,16 +102,13 @@ class LoraStacks(LayerStacks):
         return None
 
     def _allocate(self, capacity: int, rank: int) -> None:
-        """One row per slot holding ``a`` then ``b`` (``[C, in*R + R*out]``), so that a batch's factors
-        come out of one gather of whole rows; ``a`` and ``b`` are views of its two parts."""
-        old = getattr(self, "ab", None)
-        old_a, old_b, old_rank = (self.a, self.b, self.rank) if old is not None else (None, None, 0)
-        width = self.in_features * rank
-        self.ab = torch.zeros(capacity, width + rank * self.out_features, dtype=self.dtype, device=self.device)
-        self.a = self.ab[:, :width].view(capacity, self.in_features, rank)
-        self.b = self.ab[:, width:].view(capacity, rank, self.out_features)
-        if old is not None:
-            keep = min(capacity, old.shape[0])
+        """``a`` ``[C, in, R]`` and ``b`` ``[C, R, out]``, contiguous (what ``grouped_mm`` reads);
+        what they held is copied over."""
+        old_a, old_b, old_rank = getattr(self, "a", None), getattr(self, "b", None), self.rank
+        self.a = torch.zeros(capacity, self.in_features, rank, dtype=self.dtype, device=self.device)
+        self.b = torch.zeros(capacity, rank, self.out_features, dtype=self.dtype, device=self.device)
+        if old_a is not None:
+            keep = min(capacity, old_a.shape[0])
             self.a[:keep, :, :old_rank] = old_a[:keep]
             self.b[:keep, :old_rank] = old_b[:keep]
         self.rank = rank
@@ -157,7 +154,8 @@ class LoraStacks(LayerStacks):
         return (dora.weight.detach() / norm.detach()).to(self.dtype)
 
     def clear(self, slot: int) -> None:
-        self.ab[slot].zero_()
+        self.a[slot].zero_()
+        self.b[slot].zero_()
         if self.bias is not None:
             self.bias[slot].zero_()
         if self.g is not None:
@@ -174,23 +172,42 @@ class LoraStacks(LayerStacks):
 
     # -- serving ------------------------------------------------------------------------------
 
-    def after(self, x: torch.Tensor, out: torch.Tensor, index: torch.Tensor, dora: bool) -> torch.Tensor:
-        """The layer's output for rows ``index`` (slots) given its base output ``out``."""
+    def after(self, x: torch.Tensor, out: torch.Tensor, batch: Any, dora: bool) -> torch.Tensor:
+        """The layer's output for the rows of ``batch`` (its ``index``: a slot per row) given its base
+        output ``out``.
+
+        One token per row (a decode step) on CPU in fp32: rows sorted by slot and two ``grouped_mm``
+        straight over the stacks (no copy of the rows' factors); otherwise each row's factors are
+        gathered (2-D row gathers) for two ``bmm``. ``bench_mixed_batch.py --sections kernels``
+        measures both in both regimes."""
+        index = batch.index
         n = index.shape[0]
         xs = x.reshape(n, -1, self.in_features)
         if xs.dtype != self.dtype:
             xs = xs.to(self.dtype)
-        rows = self.ab.index_select(0, index)  # one gather of whole rows (a 2-D gather is the fast one)
-        width = self.in_features * self.rank
-        h = torch.bmm(xs, rows[:, :width].view(n, self.in_features, self.rank))  # [n, tokens, R], scaled
-        b = rows[:, width:].view(n, self.rank, self.out_features)
-        if not dora and out.dtype == self.dtype and out.is_contiguous():
-            y = out.view(n, -1, self.out_features)
-            y.baddbmm_(h, b)
-            if self.bias is not None:
-                y.add_(self.bias.index_select(0, index).unsqueeze(1))
-            return out
-        delta = torch.bmm(h, b)
+        y = out.view(n, -1, self.out_features) if out.is_contiguous() else None
+        in_place = not dora and y is not None and out.dtype == self.dtype
+        if xs.shape[1] == 1 and batch.grouped is not None and xs.device.type == "cpu" and self.dtype == torch.float32:
+            order, offsets = batch.grouped
+            h = torch.nn.functional.grouped_mm(xs.view(n, -1).index_select(0, order), self.a, offs=offsets)
+            sorted_delta = torch.nn.functional.grouped_mm(h, self.b, offs=offsets)
+            if in_place:
+                y.view(n, -1).index_add_(0, order, sorted_delta)
+                if self.bias is not None:
+                    y.add_(self.bias.index_select(0, index).unsqueeze(1))
+                return out
+            delta = torch.empty_like(sorted_delta).index_copy_(0, order, sorted_delta).view(n, 1, -1)
+        else:
+            rank, width = self.rank, self.in_features * self.rank
+            a = self.a.view(-1, width).index_select(0, index).view(n, self.in_features, rank)
+            b = self.b.view(-1, rank * self.out_features).index_select(0, index).view(n, rank, self.out_features)
+            h = torch.bmm(xs, a)  # [n, tokens, R], scaled
+            if in_place:
+                y.baddbmm_(h, b)
+                if self.bias is not None:
+                    y.add_(self.bias.index_select(0, index).unsqueeze(1))
+                return out
+            delta = torch.bmm(h, b)
         if self.bias is not None:
             delta = delta + self.bias.index_select(0, index).unsqueeze(1)
         y = out.reshape(n, -1, self.out_features).to(self.dtype)

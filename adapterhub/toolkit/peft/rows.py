@@ -35,6 +35,7 @@ class RowBatch:
     names: list[str]  # PEFT's spelling: BASE_ROW for a row without this method's adapter
     index: Any
     distinct: frozenset[int]
+    grouped: tuple[Any, Any] | None = None  # rows sorted by slot and int32 group ends (grouped_mm)
 
 
 @dataclass
@@ -96,8 +97,13 @@ class PeftRows:
                 sources = state.sources[slot]
             needs_grad = needs_grad or any(t.requires_grad for t in sources)
         device = next(iter(state.stacks.values())).device if state.stacks else None
-        state.batch = RowBatch([BASE_ROW if n is None else n for n in rows],
-                               torch.tensor(slots, dtype=torch.long, device=device), frozenset(slots))
+        index = torch.tensor(slots, dtype=torch.long, device=device)
+        grouped = None
+        if hasattr(torch.nn.functional, "grouped_mm"):
+            order = torch.argsort(index, stable=True)
+            ends = torch.cumsum(torch.bincount(index, minlength=state.capacity), 0).to(torch.int32)
+            grouped = (order, ends)
+        state.batch = RowBatch([BASE_ROW if n is None else n for n in rows], index, frozenset(slots), grouped)
         state.needs_grad = needs_grad
 
     def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
@@ -261,4 +267,4 @@ def _after(state: RowState, stacks: Any, module: Any, args: tuple, output: Any) 
     if not serves:
         return None  # PEFT's own forward added the LoRA terms
     dora = bool(stacks.dora_slots) and not stacks.dora_slots.isdisjoint(batch.distinct)
-    return stacks.after(args[0], output, batch.index, dora)
+    return stacks.after(args[0], output, batch, dora)
