@@ -211,15 +211,20 @@ def test_batch_split_and_parallel_are_rows():
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
-def test_prompt_rows(kind, method):
-    from peft import PrefixTuningConfig, PromptTuningConfig
+@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning", "p_tuning"])
+def test_prompt_rows(tmp_path, kind, method):
+    """Prompts made by PEFT (random virtual tokens; P-tuning's encoder moved off its init)."""
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
 
     am = AdapterModel(_model(kind))
-    cls = PromptTuningConfig if method == "prompt_tuning" else PrefixTuningConfig
+    cls = {"prompt_tuning": PromptTuningConfig, "prefix_tuning": PrefixTuningConfig,
+           "p_tuning": PromptEncoderConfig}[method]
     for i, name in enumerate(("p", "q")):
         torch.manual_seed(i)
-        am.add_adapter(name, cls(task_type="CAUSAL_LM", num_virtual_tokens=3))
+        extra = {"encoder_hidden_size": 16} if method == "p_tuning" else {}
+        get_peft_model(_model(kind), cls(task_type="CAUSAL_LM", num_virtual_tokens=3, **extra)).save_pretrained(
+            tmp_path / name)
+        am.load_adapter(tmp_path / name, name=name)
         _randomise(am, name, seed=i)
     am.eval()
     inputs = _inputs(kind, 3, padded=False)
