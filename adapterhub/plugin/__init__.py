@@ -26,6 +26,7 @@ from ..errors import (
     UnsupportedOperationError,
 )
 from .contract import (
+    BASE_ROW,
     COMBINE_MODES,
     CONFIG_NAME,
     FLOAT_DTYPES,
@@ -41,6 +42,7 @@ from .registry import detect_method, get_method, get_methods
 from .weighted import COMBINATION_TYPES, WeightedRequest
 
 __all__ = [
+    "BASE_ROW",
     "COMBINATION_TYPES",
     "COMBINE_MODES",
     "CONFIG_NAME",

@@ -13,6 +13,13 @@ and the weights or batch sizes, then calls :meth:`~AdapterMethod.activate_stack`
 capability flag is true by construction: a method that declares ``supports_average = False`` is
 never asked to average.
 
+Serving a different adapter to every row of a batch (``am(..., adapter_names=[...])``, and the
+``BatchSplit`` / ``Parallel`` blocks, which the runtime lowers to one adapter name per row) goes
+through the template :meth:`AdapterMethod.set_rows`, which calls :meth:`~AdapterMethod.activate_rows`
+once per batch. A method that answers it without a loop over its adapters (the PEFT toolkit keeps
+each layer's LoRA factors and IA3 vectors stacked and gathers them per row) overrides
+``activate_rows``; the default slices the rows into runs and calls ``activate_batch_split``.
+
 Merging into a checkpoint without a model (``adapterhub export``, which streams a checkpoint one
 tensor at a time) asks a mergeable method for :meth:`AdapterMethod.merge_updates`: one
 :class:`ParamUpdate` per base parameter the adapter changes, computed from its config and tensors
@@ -39,6 +46,10 @@ CONFIG_NAME = "adapter_config.json"
 
 #: The combine modes the runtime passes to :meth:`AdapterMethod.set_active`.
 COMBINE_MODES = ("stack", "average", "batch_split")
+
+#: The name that stands for "no adapter" on a row of ``am(..., adapter_names=[...])`` (PEFT's spelling).
+#: Methods never see it: :meth:`AdapterMethod.set_rows` receives None for such rows.
+BASE_ROW = "__base__"
 
 #: Floating-point tensor types (safetensors' names): what adapter weights are.
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
@@ -154,7 +165,8 @@ class AdapterMethod(ABC):
     Required: :meth:`detect`, :meth:`read`, :meth:`save`, :meth:`apply`, :meth:`loaded_names`,
     :meth:`activate_stack`, :meth:`remove`, :meth:`export`. Optional, by capability:
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
-    (``supports_mixed_batch``), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
+    (``supports_mixed_batch``; or :meth:`activate_rows`, which serves one adapter per row without
+    a loop over adapters), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
     :meth:`parameters` (``trainable``), :meth:`make_trainable`, :meth:`check`, :meth:`unload`,
     :meth:`merge_updates` (``mergeable``: merging into a checkpoint without a model, for
     ``adapterhub export``), :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
@@ -170,7 +182,7 @@ class AdapterMethod(ABC):
     formats: ClassVar[tuple[str, ...]] = ("peft",)
     #: Can be folded into the base weights (merge/unmerge/merge_and_unload).
     mergeable: ClassVar[bool] = False
-    #: Can serve different adapters to different rows of one batch (BatchSplit, Parallel).
+    #: Can serve different adapters to different rows of one batch (``adapter_names=``, BatchSplit, Parallel).
     supports_mixed_batch: ClassVar[bool] = False
     #: Can take part in an Average block.
     supports_average: ClassVar[bool] = False
@@ -320,8 +332,53 @@ class AdapterMethod(ABC):
             sizes = [int(s) for s in batch_sizes or ()]
             if len(sizes) != len(names) or any(s < 0 for s in sizes):
                 raise CompositionError(f"BatchSplit: {len(names)} slices for {self.name} but batch_sizes {sizes}")
+            rows = [name for name, size in zip(names, sizes, strict=True) for _ in range(size)]
             self.reset_activation(model)
-            self.activate_batch_split(model, names, sizes)
+            self.activate_rows(model, rows)
+
+    def set_rows(self, model: Any, rows: Sequence[str | None]) -> None:
+        """Serve row i of the following batches with this method's adapter ``rows[i]`` (None: none of
+        this method's adapters on that row).
+
+        The runtime calls it for every batch of ``am(..., adapter_names=[...])`` and whenever a
+        ``BatchSplit`` or ``Parallel`` block is served (their slices become rows), and again with every
+        name repeated when ``generate`` expands the batch for beams or several return sequences. It
+        checks the capability flag and the names, then calls :meth:`activate_rows`; it does *not* call
+        :meth:`reset_activation` first (a method leaves its per-row mode when the next
+        :meth:`set_active` resets it), so that one batch after another costs no more than telling the
+        method the new rows. Plugins override :meth:`activate_rows`, not this.
+        """
+        rows = list(rows)
+        if not self.supports_mixed_batch:
+            raise CompositionError(
+                f"method {self.name!r} cannot serve different adapters to rows of one batch "
+                "(adapter_names=, BatchSplit, Parallel)",
+                hint="use a method that supports mixed batches (`adapterhub methods`), or run these rows separately",
+            )
+        missing = sorted({n for n in rows if n is not None} - self.loaded_names(model))
+        if missing:
+            raise AdapterNotLoadedError(f"{self.name} adapter {missing[0]!r} is not loaded on this model")
+        self.activate_rows(model, rows)
+
+    def activate_rows(self, model: Any, rows: list[str | None]) -> None:
+        """Row i uses ``rows[i]`` (None: no adapter of this method); only when ``supports_mixed_batch``.
+
+        Called once per batch: an override should cost little when the method already serves rows
+        (only the assignment of adapters to rows changes) and must reject a batch of another size at
+        forward time. A row's output must equal what the row gives with its adapter active alone.
+        The default slices ``rows`` into runs of equal names and calls :meth:`reset_activation` and
+        :meth:`activate_batch_split`.
+        """
+        names: list[str | None] = []
+        sizes: list[int] = []
+        for name in rows:
+            if names and names[-1] == name:
+                sizes[-1] += 1
+            else:
+                names.append(name)
+                sizes.append(1)
+        self.reset_activation(model)
+        self.activate_batch_split(model, names, sizes)
 
     def reset_activation(self, model: Any) -> None:
         """Called before every activation: undo what the previous one left behind (hooks, scales)."""
@@ -336,7 +393,8 @@ class AdapterMethod(ABC):
 
     def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
         """Rows ``sum(batch_sizes[:i])`` .. get ``names[i]`` (None: no adapter of this method);
-        only when ``supports_mixed_batch``."""
+        only when ``supports_mixed_batch``. A method that overrides :meth:`activate_rows` need not
+        implement it: the runtime serves BatchSplit through :meth:`set_rows`."""
         raise CompositionError(f"BatchSplit: method {self.name!r} cannot serve rows separately")
 
     # -- merging and removal ------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""Turning a composition block into one ``set_active`` call per method, and replicating the inputs
-of a Parallel block (pure Python, no torch).
+"""Turning a composition block into one request per method, and replicating the inputs of a
+Parallel block (pure Python, no torch).
 
-Each method gets one request: a Stack of its adapters, an Average, or a batch split. A block that
-would ask one method for two different combinations at once raises CompositionError naming both.
+Each method gets one request: a Stack of its adapters, an Average, or one adapter per row of the
+batch (``combine="rows"``: what BatchSplit and Parallel become, served through
+:meth:`~adapterhub.plugin.AdapterMethod.set_rows`, the same path as ``am(..., adapter_names=[...])``).
+A block that would ask one method for two different combinations at once raises CompositionError
+naming both.
 """
 
 from __future__ import annotations
@@ -16,10 +19,18 @@ from ..errors import CompositionError
 
 @dataclass
 class Request:
+    """What one method is asked to do. ``combine="rows"``: ``names`` has one entry per row of the
+    batch (None: no adapter of this method on that row)."""
+
     names: list[str | None]
     combine: str = "stack"
     weights: list[float] | None = None
     batch_sizes: list[int] | None = None
+
+
+def rows_of(names: list[str | None], sizes: list[int]) -> list[str | None]:
+    """Slice i of ``sizes[i]`` rows served by ``names[i]``, as one name per row."""
+    return [name for name, size in zip(names, sizes, strict=True) for _ in range(size)]
 
 
 def plan(
@@ -87,7 +98,7 @@ def _walk(block: Block, method_of: Callable[[str], str], requests: dict[str, Req
                     )
                 slots[i] = name
         for method, slots in per_method.items():
-            _add(requests, method, Request(slots, "batch_split", batch_sizes=list(sizes)), block)
+            _add(requests, method, Request(rows_of(slots, list(sizes)), "rows"), block)
     else:
         raise CompositionError(f"unsupported composition block {block!r}")
 
@@ -131,3 +142,18 @@ def replicate_for_parallel(kwargs: dict, parallel: Parallel) -> tuple[dict, int]
     if rows is None:
         raise CompositionError(f"{parallel!r}: Parallel needs batched keyword inputs (input_ids=...)")
     return out, rows
+
+
+def plan_rows(rows: list[str | None], method_of: Callable[[str], str], methods: list[str]) -> dict[str, Request | None]:
+    """One request per method in ``methods`` for ``am(..., adapter_names=rows)`` (None: a base row):
+    each method serves the rows that name one of its adapters; a method no row names is switched off."""
+    per_method: dict[str, list[str | None]] = {}
+    for i, name in enumerate(rows):
+        if name is not None:
+            per_method.setdefault(method_of(name), [None] * len(rows))[i] = name
+    return {m: Request(per_method[m], "rows") if m in per_method else None for m in methods}
+
+
+def repeat_rows(request: Request, times: int) -> Request:
+    """``request`` for a batch whose every row was repeated ``times`` times in place (``generate``'s beams)."""
+    return Request([name for name in request.names for _ in range(times)], "rows")

@@ -68,7 +68,7 @@ def _check_merge_keeps_setup(infos: Mapping[str, Any], merged: Mapping[str, floa
             f"set_adapter({sorted(will_be_merged)!r}) (or None) before merging",
         )
     requests = dispatch.plan(active, lambda n: infos[n].method)
-    split = [n for r in requests.values() if r.combine == "batch_split" for n in r.names if n in names]
+    split = [n for r in requests.values() if r.combine == "rows" for n in dict.fromkeys(r.names) if n in names]
     if split:
         raise UnsupportedOperationError(
             f"adapter(s) {split} serve separate slices of the batch in {active!r}; merged weights "

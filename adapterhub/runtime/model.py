@@ -34,6 +34,7 @@ from ..plugin.registry import get_method
 from ..toolkit.quantize import disable_cpu_bf16_kernel
 from ..toolkit.structure import forget_structure
 from . import dispatch, heads, merging, setup_file, weighted
+from . import rows as per_row
 from .loading import AdapterInfo, AdapterLoading
 from .training import AdapterTraining
 
@@ -118,25 +119,35 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
             self._dispatch()
             raise
 
-    def _dispatch(self, parallel_rows: int = 1) -> None:
-        """Tell every method whose part of the setup changed which of its adapters act, and how."""
-        requests = dispatch.plan(self._active, lambda n: self._infos[n].method, parallel_rows)
+    def _dispatch(self, parallel_rows: int = 1, requests: dict[str, dispatch.Request] | None = None) -> None:
+        """Tell every method whose part of the setup changed which of its adapters act, and how.
+
+        ``requests``: what to serve instead of the active setup (one call of ``adapter_names=``,
+        :mod:`.rows`); the next call without it serves the active setup again."""
+        override = requests is not None
+        if requests is None:
+            requests = dispatch.plan(self._active, lambda n: self._infos[n].method, parallel_rows)
         changed = False
         for method_name, method in self._methods_in_use().items():
             request = requests.get(method_name)
-            if method_name in self._dispatched and self._dispatched[method_name] == request:
+            rows_call = override and request is not None and request.combine == "rows"
+            # a call's rows are handed over each time: the method sees which adapters need grad now
+            if not rows_call and method_name in self._dispatched and self._dispatched[method_name] == request:
                 continue
             self._dispatched.pop(method_name, None)  # unknown until set_active succeeds
             if request is None:
                 method.set_active(self.model, [])
+            elif request.combine == "rows":  # BatchSplit, Parallel, adapter_names=: one adapter per row
+                method.set_rows(self.model, request.names)  # (leaves requires_grad alone)
             else:
                 method.set_active(self.model, request.names, combine=request.combine, weights=request.weights,
                                   batch_sizes=request.batch_sizes)
             self._dispatched[method_name] = request
-            changed = True
-        if changed:
+            changed = changed or request is None or request.combine != "rows"
+        if changed and not override:  # a call's adapter_names leave requires_grad as the caller set it
             self._apply_trainable()
-        self._heads.route = heads.route(self._active, self._head_kind)
+        if not override:
+            self._heads.route = heads.route(self._active, self._head_kind)
 
     def _structure_changed(self) -> None:
         """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
@@ -167,27 +178,37 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
 
     def forward(self, *args: Any, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None,
                 position_ids: Any = None, inputs_embeds: Any = None, labels: Any = None, **kwargs: Any) -> Any:
-        """Run the model with the active setup (``am(**batch)``); arguments go to the wrapped model.
+        """Run the model with the active setup (``am(**batch)``), or with ``adapter_names=[...]`` (one
+        adapter name per row, ``"__base__"`` for the base model) instead of it for this call (:mod:`.rows`).
 
         When a Parallel / BatchSplit serves children that answer with different heads, the result
         is a :class:`~adapterhub.runtime.heads.MultiHeadOutput`: a list with one output per child
-        (its rows, its head's ``logits``); otherwise the model's own output type.
-
-        The named arguments are the usual inputs of a text model: transformers' ``Trainer`` keeps
-        the dataset columns that ``forward`` names (and finds the labels by name), so they are
-        spelled out; any other keyword reaches the wrapped model too.
+        (its rows, its head's ``logits``); otherwise the model's own output type. A keyword the
+        model would ignore is an error. The named arguments are the usual inputs of a text model:
+        transformers' ``Trainer`` keeps the dataset columns that ``forward`` names (and finds the
+        labels by name), so they are spelled out; any other keyword reaches the wrapped model too.
         """
         named = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
                  "position_ids": position_ids, "inputs_embeds": inputs_embeds, "labels": labels}
         kwargs.update({k: v for k, v in named.items() if v is not None})
+        if "adapter_names" in kwargs:
+            return per_row.call(self, args, kwargs)
+        per_row.check_keywords(self, kwargs)
+        per_row.leave(self)
         if args and dispatch.find_parallel(self._active) is not None:
             raise CompositionError("Parallel needs keyword inputs: call am(input_ids=..., attention_mask=...)")
         return self.model(*args, **self._prepare_inputs(kwargs))
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The model's ``generate`` with the active setup, or with ``adapter_names=[...]`` (one per
+        input row; beams and return sequences of a row use its adapter)."""
+        if "adapter_names" in kwargs:
+            return per_row.generate(self, args, kwargs)
+        per_row.leave(self)
         if args and dispatch.find_parallel(self._active) is not None:
             raise CompositionError("Parallel needs keyword inputs: call am.generate(input_ids=...)")
-        return self.model.generate(*args, **self._prepare_inputs(kwargs))
+        with per_row.following_expansion(self):
+            return self.model.generate(*args, **self._prepare_inputs(kwargs))
 
     def __getattr__(self, item: str) -> Any:
         try:  # torch.nn.Module keeps submodules (``model``), parameters and buffers out of __dict__

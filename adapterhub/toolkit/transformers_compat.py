@@ -96,3 +96,56 @@ def dynamic_cache(pairs: list[tuple[Any, Any]]) -> Any:
     from transformers import DynamicCache
 
     return DynamicCache(pairs)
+
+
+#: Keywords every transformers model's forward reads from ``**kwargs`` whatever its signature shows:
+#: the cache under any of its spellings, and what the output decorators consume.
+_DECORATOR_KEYWORDS = frozenset({"return_dict", "output_attentions", "output_hidden_states", "use_cache",
+                                 "cache_params"}) | frozenset(CACHE_ARGUMENTS)
+
+#: Options of transformers' loss functions (``ForCausalLMLoss`` ...), which a forward with ``labels``
+#: hands on through ``**kwargs``.
+_LOSS_KEYWORDS = frozenset({"ignore_index", "shift_labels", "num_items_in_batch"})
+
+_KEYWORDS_CACHE: dict[Any, frozenset[str] | None] = {}
+
+
+def forward_keywords(model: Any) -> frozenset[str] | None:
+    """The keywords ``model.forward`` understands, or None when any keyword may matter to it.
+
+    Explicit parameters count; behind a ``**kwargs`` of a transformers model, the keywords its
+    ``TransformersKwargs`` names (attention and loss options), the cache under every spelling, the
+    output switches and, when it takes ``labels``, its loss function's options. Anything else a transformers model
+    accepts and drops without a word (``adapter_names=`` among them), which is what the runtime
+    refuses. A model that is not a transformers model and takes ``**kwargs`` may use any keyword.
+    """
+    forward = type(model).forward
+    if forward in _KEYWORDS_CACHE:
+        return _KEYWORDS_CACHE[forward]
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        _KEYWORDS_CACHE[forward] = None
+        return None
+    names = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    keywords: frozenset[str] | None = frozenset(names)
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        keywords = _transformers_keywords(model, names)
+    _KEYWORDS_CACHE[forward] = keywords
+    return keywords
+
+
+def _transformers_keywords(model: Any, names: set[str]) -> frozenset[str] | None:
+    try:
+        from transformers import PreTrainedModel
+        from transformers.utils.generic import TransformersKwargs
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return None
+    if not isinstance(model, PreTrainedModel):
+        return None
+    known = set(names) | _DECORATOR_KEYWORDS
+    known |= set(getattr(TransformersKwargs, "__optional_keys__", ())) | set(
+        getattr(TransformersKwargs, "__required_keys__", ()))
+    if "labels" in names:  # the loss functions' options, which forward passes on with **kwargs
+        known |= _LOSS_KEYWORDS
+    return frozenset(known)

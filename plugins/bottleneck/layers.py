@@ -15,7 +15,8 @@ Two kinds of placement, the ones ``adapters`` 1.3.0 uses:
   output ``y`` by ``adapted(y, residual) - residual``, so that the block's own ``residual + ...``
   yields what ``adapters`` computes there (its bottleneck layer called with ``layer_norm=None``).
 
-Composition follows adapters' pre_forward / adapter / post_forward stages.
+Composition follows adapters' pre_forward / adapter / post_forward stages; one adapter per row
+(``adapter_names=``, BatchSplit, Parallel) runs each adapter's rows together.
 """
 
 from __future__ import annotations
@@ -251,19 +252,28 @@ def _average(adapters, names, weights, hidden, input_tensor, layer_norm, outside
     return last.post_forward(outs.mean(0), input_hidden, input_tensor, layer_norm, outside)
 
 
-def _batch_split(adapters, names, sizes, hidden, input_tensor, layer_norm, outside):
-    total = sum(sizes)
-    if total != hidden.shape[0]:
-        raise ValueError(f"BatchSplit batch_sizes sum to {total} but the batch has {hidden.shape[0]} rows")
-    # Each child's rows go through that child alone (pre_forward / adapter / post_forward); rows
-    # whose child is not a bottleneck here (another method serves them) get the plain sub-layer.
-    outs, start = [], 0
-    for name, size in zip(names, sizes):
-        sl = slice(start, start + size)
-        start += size
-        if size:
-            outs.append(_stack(adapters, [name] if name else [], hidden[sl], input_tensor[sl], layer_norm, outside))
-    return torch.cat(outs, 0)
+def _rows(adapters, names, hidden, input_tensor, layer_norm, outside):
+    """Row i through adapter ``names[i]`` alone (pre_forward / adapter / post_forward); rows whose
+    adapter is not a bottleneck here (another method serves them, or none) get the plain sub-layer.
+    The rows of one adapter run together, whatever their order."""
+    if len(names) != hidden.shape[0]:
+        raise ValueError(f"adapter_names/BatchSplit: {len(names)} rows given but the batch has {hidden.shape[0]} "
+                         "(BatchSplit: make batch_sizes add up to the batch size)")
+    groups: dict = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name if name in adapters else None, []).append(i)
+    if len(groups) == 1:
+        (name,) = groups
+        return _stack(adapters, [name] if name else [], hidden, input_tensor, layer_norm, outside)
+    out = None
+    for name, rows in groups.items():
+        index = torch.tensor(rows, device=hidden.device)
+        part = _stack(adapters, [name] if name else [], hidden.index_select(0, index),
+                      input_tensor.index_select(0, index), layer_norm, outside)
+        if out is None:
+            out = part.new_empty((hidden.shape[0], *part.shape[1:]))
+        out.index_copy_(0, index, part)
+    return out
 
 
 def compose(container: nn.Module, hidden, input_tensor, layer_norm, outside: bool = False):
@@ -272,8 +282,8 @@ def compose(container: nn.Module, hidden, input_tensor, layer_norm, outside: boo
     adapters = container.adapters
     if mode == "average":
         return _average(adapters, names, weights, hidden, input_tensor, layer_norm, outside)
-    if mode == "batch_split":
-        return _batch_split(adapters, names, sizes, hidden, input_tensor, layer_norm, outside)
+    if mode == "rows":
+        return _rows(adapters, names, hidden, input_tensor, layer_norm, outside)
     return _stack(adapters, names, hidden, input_tensor, layer_norm, outside)
 
 

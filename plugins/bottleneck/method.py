@@ -181,6 +181,7 @@ class BottleneckMethod(AdapterMethod):
             target = layers.install(locations[path])
             target.adapters[name] = adapter_module.to(device=ref.device, dtype=ref.dtype)
         state["adapters"][name] = {"config": config, "paths": list(built), "meta": None, "shared": shared}
+        state["containers"] = None
         model.train(model.training)  # new modules follow the model's train/eval mode
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:
@@ -241,17 +242,26 @@ class BottleneckMethod(AdapterMethod):
     def activate_average(self, model: Any, names: list[str], weights: list[float]) -> None:
         self._set_setup(model, ("average", tuple(names), tuple(weights), None))
 
+    def activate_rows(self, model: Any, rows: list[str | None]) -> None:
+        """Row i through ``rows[i]`` alone (the rows of each adapter are run together)."""
+        self._set_setup(model, ("rows", tuple(rows), None, None))
+
     def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
-        self._set_setup(model, ("batch_split", tuple(names), None, tuple(batch_sizes)))
+        self.activate_rows(model, [n for n, size in zip(names, batch_sizes, strict=True) for _ in range(size)])
 
     def _set_setup(self, model: Any, setup: tuple) -> None:
         from . import layers
 
-        base = getattr(model, "base_model", model)
-        for loc in layers.find_locations(base):
-            container = loc.container()
-            if container is not None and hasattr(container, layers.SETUP_ATTR):
-                setattr(container, layers.SETUP_ATTR, setup)
+        state = _states.get(model)
+        containers = None if state is None else state.get("containers")
+        if containers is None:  # one walk per change of the adapters, not one per batch
+            base = getattr(model, "base_model", model)
+            containers = [c for loc in layers.find_locations(base) for c in [loc.container()]
+                          if c is not None and hasattr(c, layers.SETUP_ATTR)]
+            if state is not None:
+                state["containers"] = containers
+        for container in containers:
+            setattr(container, layers.SETUP_ATTR, setup)
 
     def remove(self, model: Any, name: str) -> None:
         from . import layers
@@ -261,13 +271,14 @@ class BottleneckMethod(AdapterMethod):
             raise AdapterNotLoadedError(f"bottleneck adapter {name!r} is not loaded on this model")
         locations = self._locations(model)
         info = state["adapters"].pop(name)
+        state["containers"] = None
         for path in info["paths"]:
             target = locations[path].container()
             del target.adapters[name]
             mode, names, weights, sizes = getattr(target, layers.SETUP_ATTR)
             if name in names:
                 keep = [i for i, n in enumerate(names) if n != name]
-                if mode == "batch_split":
+                if mode == "rows":
                     setattr(target, layers.SETUP_ATTR, (mode, tuple(None if n == name else n for n in names), None, sizes))
                 else:
                     setattr(target, layers.SETUP_ATTR, (mode, tuple(names[i] for i in keep),

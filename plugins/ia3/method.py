@@ -1,6 +1,8 @@
 """IA3, wrapping PEFT's IA3 layers.
 
-Stack multiplies the active vectors (PEFT's multi-adapter forward). Average uses the weighted sum of
+Stack multiplies the active vectors (PEFT's multi-adapter forward). Rows of one batch can each use
+their own vector (``adapter_names=``, BatchSplit, Parallel), which PEFT cannot do: the toolkit gathers
+a vector per row from the layer's stacked vectors. Average uses the weighted sum of
 the vectors, as PEFT's ``add_weighted_adapter`` does for IA3; with weights summing to 1 that equals
 ``1 + sum(w_i * (l_i - 1))``, so merging with weight w folds ``1 + w * (l - 1)``.
 
@@ -38,7 +40,8 @@ class IA3Method(PeftTunerMethod):
     adapters_architecture = "ia3"
     mergeable = True
     supports_average = True
-    supports_mixed_batch = False
+    # PEFT has no per-row IA3; the toolkit's stacks serve one vector per row (toolkit/peft/rows.py)
+    supports_mixed_batch = True
     combination_types = ("linear",)
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:

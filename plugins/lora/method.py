@@ -127,14 +127,6 @@ class LoraMethod(PeftTunerMethod):
                     layer.set_scale(name, weight)
         self.activate_stack(model, names)
 
-    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
-        for name in names:
-            if name is not None and self._dora(model, name):
-                raise CompositionError(
-                    f"BatchSplit: lora adapter {name!r} uses DoRA, which PEFT cannot serve in a mixed batch"
-                )
-        super().activate_batch_split(model, names, batch_sizes)
-
     # -- combining adapters into a new one (add_weighted_adapter; the maths is in .weighted) -----
 
     def apply(self, model: Any, name: str, adapter: AdapterFiles) -> None:

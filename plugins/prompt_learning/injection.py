@@ -160,14 +160,15 @@ def _active(state: PromptState, methods: tuple[str, ...], style: str | None = No
 
 
 def _batched(blocks, batch: int) -> torch.Tensor | None:
-    """[batch, n_virtual, width] from the active blocks (stack: concatenated; batch_split: per row)."""
+    """[batch, n_virtual, width] from the active blocks (stack: concatenated; rows: one prompt per row)."""
     parts = []
-    for combine, entries, sizes in blocks:
-        if combine == "batch_split":
-            rows = [e["module"]().unsqueeze(0).expand(size, -1, -1) for e, size in zip(entries, sizes) if size]
-            if sum(sizes) != batch:
-                raise ValueError(f"BatchSplit batch_sizes sum to {sum(sizes)} but the batch has {batch} rows")
-            parts.append(torch.cat(rows, 0))
+    for combine, entries, _ in blocks:
+        if combine == "rows":  # one prompt per row; each adapter's prompt computed once
+            if len(entries) != batch:
+                raise ValueError(f"adapter_names/BatchSplit: prompts for {len(entries)} rows but the batch has "
+                                 f"{batch} rows (BatchSplit: make batch_sizes add up to the batch size)")
+            prompts = {id(e): e["module"]() for e in entries}
+            parts.append(torch.stack([prompts[id(e)] for e in entries]))
         else:
             prompt = torch.cat([e["module"]() for e in entries], 0)
             parts.append(prompt.unsqueeze(0).expand(batch, -1, -1))
@@ -181,8 +182,8 @@ def _virtual_length(blocks) -> int:
     lengths = []
     for combine, entries, _ in blocks:
         modules = [e["module"] for e in entries if e is not None]
-        if combine == "batch_split":
-            lengths.append(int(modules[0]().shape[0]))  # every slice has the same length (set_active checks)
+        if combine == "rows":
+            lengths.append(int(modules[0]().shape[0]))  # every row has the same length (activate_rows checks)
         else:
             lengths.extend(int(m().shape[0]) for m in modules)
     return sum(lengths)

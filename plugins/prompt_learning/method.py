@@ -195,14 +195,23 @@ class _PromptLearningMethod(AdapterMethod):
     def activate_stack(self, model: Any, names: list[str]) -> None:
         self._set(model, "stack", names, None)
 
-    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+    def activate_rows(self, model: Any, rows: list[str | None]) -> None:
+        """Each row gets its own prompt; every row needs one, all of the same length (the virtual
+        tokens go in front of every row, so the rows' sequence lengths must stay equal)."""
         entries = self._entries(model)
-        lengths = {entries[n]["module"]().shape[0] for n in names if n is not None}
-        if any(n is None for n in names) or len(lengths) > 1:
+        lengths = {n: int(entries[n]["config"].get("num_virtual_tokens") or entries[n]["module"]().shape[0])
+                   for n in set(rows) if n is not None}
+        if any(n is None for n in rows) or len(set(lengths.values())) > 1:
+            without = sum(n is None for n in rows)
             raise CompositionError(
-                f"{self.name}: BatchSplit/Parallel needs a prompt for every row slice, all of the same "
-                "length (the sequence length must match across the batch)")
-        self._set(model, "batch_split", names, batch_sizes)
+                f"{self.name}: adapter_names/BatchSplit/Parallel needs a prompt on every row, all of the same "
+                f"length (the sequence length must match across the batch); "
+                + (f"{without} row(s) have none" if without else f"the prompts have lengths {sorted(lengths.items())}"),
+                hint="serve the rows without a prompt, or with prompts of another length, in a batch of their own")
+        self._set(model, "rows", rows, None)
+
+    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
+        self.activate_rows(model, [n for n, size in zip(names, batch_sizes, strict=True) for _ in range(size)])
 
     def _set(self, model: Any, combine: str, names: list, batch_sizes: list[int] | None) -> None:
         from . import injection
@@ -225,7 +234,7 @@ class _PromptLearningMethod(AdapterMethod):
         del state.container[name]
         for method, (combine, names, sizes) in list(state.active.items()):
             if name in names:
-                if combine == "batch_split":
+                if combine == "rows":
                     state.active[method] = ("stack", (), None)
                 else:
                     state.active[method] = (combine, tuple(n for n in names if n != name), sizes)

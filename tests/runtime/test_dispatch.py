@@ -189,15 +189,25 @@ def test_impossible_combinations_name_the_method_and_block(peft_dirs):
         assert torch.allclose(_out(am, inputs), before, atol=0, rtol=0)
 
 
-def test_ia3_in_a_mixed_batch_is_refused_by_name():
+def test_lora_and_ia3_split_a_batch_by_rows():
+    """IA3 serves rows separately too (PEFT cannot): each slice equals its adapter alone."""
     from transformers import GPT2LMHeadModel
 
     am = AdapterModel(GPT2LMHeadModel.from_pretrained(str(BASE / "tiny-gpt2")).eval())
     am.load_adapter(PEFT / "lora", name="lora")
     am.load_adapter(PEFT / "ia3", name="ia3")
-    with pytest.raises(CompositionError) as info:
-        am.set_adapter(BatchSplit("lora", "ia3", batch_sizes=[1, 2]))
-    assert "'ia3'" in str(info.value) and "BatchSplit" in str(info.value)
+    ref = load_reference(PEFT / "lora")
+    inputs = {"input_ids": ref["input_ids"][:1].repeat(3, 1), "attention_mask": ref["attention_mask"][:1].repeat(3, 1)}
+    am.set_adapter(BatchSplit("lora", "ia3", batch_sizes=[1, 2]))
+    with torch.no_grad():
+        mixed = am(**inputs).logits
+        am.set_adapter("lora")
+        lora = am(**inputs).logits
+        am.set_adapter("ia3")
+        ia3 = am(**inputs).logits
+    assert torch.allclose(mixed[:1], lora[:1], atol=ATOL, rtol=0)
+    assert torch.allclose(mixed[1:], ia3[1:], atol=ATOL, rtol=0)
+    assert not torch.allclose(lora, ia3, atol=1e-3)
 
 
 # -- LoRA + IA3: PEFT's nested result and the math --------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import torch
 from support.fixtures import PEFT, load_base, load_case, logits
 
-from adapterhub import AdapterModel, Average, BatchSplit, Stack
+from adapterhub import AdapterModel, Average, Stack
 from adapterhub.errors import (
     CompositionError,
     IncompatibleBaseModelError,
@@ -142,8 +142,6 @@ def test_composition_errors_name_block_and_method(tmp_path, inputs):
     am.load_adapter(folder, name="i")
     am.load_adapter(PEFT / "lora", name="l")
     am.load_adapter(dora, name="d")
-    with pytest.raises(CompositionError, match="ia3"):
-        am.set_adapter(BatchSplit("i", "l", batch_sizes=[1, 2]))
     with pytest.raises(CompositionError, match="DoRA"):
         am.set_adapter(Average("l", "d"))
     with pytest.raises(CompositionError, match="mixes methods"):

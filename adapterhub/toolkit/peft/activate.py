@@ -1,17 +1,16 @@
-"""Which of a PEFT tuner's adapters act: Stack through PEFT's ``set_adapter``, BatchSplit through
-PEFT's per-row ``adapter_names`` forward argument (a pre-hook supplies it)."""
+"""Which of a PEFT tuner's adapters act: Stack by setting each layer's active adapters (PEFT's
+``set_adapter`` without its walk over every adapter), Average by scaling; one adapter per row is
+:mod:`.rows`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import partial
 from typing import Any
 
 from ...errors import CompositionError
+from ...plugin.contract import BASE_ROW  # noqa: F401 - PEFT's name for "no adapter on this row"
 from ..structure import modules_of_type
-
-#: PEFT's name for "no adapter on this row" in a mixed batch.
-BASE_ROW = "__base__"
+from .rows import set_layer_active
 
 
 class PeftActivation:
@@ -46,7 +45,8 @@ class PeftActivation:
         return {n for n, c in configs.items() if str(getattr(c, "peft_type", "")).endswith(self.peft_type)}
 
     def reset_activation(self, model: Any) -> None:
-        """Remove the BatchSplit hooks and undo Average scaling before the next activation."""
+        """Leave per-row serving and undo Average scaling before the next activation."""
+        self._leave_rows(model)
         state = self._state(model)
         for handle in state.hooks:
             handle.remove()
@@ -68,8 +68,7 @@ class PeftActivation:
 
     def activate_stack(self, model: Any, names: list[str]) -> None:
         for layer in self.layers(model):
-            # inference_mode=True: activation must not touch requires_grad (the runtime owns that)
-            layer.set_adapter(names, inference_mode=True)
+            set_layer_active(layer, names)  # requires_grad is the runtime's: left alone
         for wrapper in self._aux_wrappers(model):
             mine = [n for n in names if n in wrapper._adapters]
             if len(mine) > 1:
@@ -79,25 +78,3 @@ class PeftActivation:
                 )
             wrapper.enable_adapters(bool(mine))
             wrapper.set_adapter(mine, inference_mode=True)
-
-    def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
-        """Serve slice i of the batch with ``names[i]`` through PEFT's ``adapter_names`` forward."""
-        rows: list[str] = []
-        for n, size in zip(names, batch_sizes, strict=True):
-            rows.extend([n or BASE_ROW] * size)
-        self.activate_stack(model, [n for n in dict.fromkeys(names) if n is not None])
-        state = self._state(model)
-        for module in [*self.layers(model), *self._aux_wrappers(model)]:
-            state.hooks.append(module.register_forward_pre_hook(partial(_rows_hook, rows, self.name), with_kwargs=True))
-
-
-def _rows_hook(rows: list[str], method: str, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    first = args[0] if args else next(iter(kwargs.values()), None)
-    batch = getattr(first, "shape", (len(rows),))[0]
-    if batch != len(rows):
-        raise CompositionError(
-            f"BatchSplit: the batch has {batch} rows but the {method} adapters were split for {len(rows)}",
-            hint="make batch_sizes add up to the batch size",
-        )
-    kwargs["adapter_names"] = rows
-    return args, kwargs

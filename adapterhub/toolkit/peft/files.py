@@ -76,8 +76,12 @@ class PeftFiles:
         # keys outside the model (``base_model.vera_A``) belong to PEFT's tuner object, not to a module
         outside = {k: v for k, v in tensors.items() if k.startswith(TUNER_PREFIX) and not k.startswith(PEFT_PREFIX)}
         inside = strip_peft_prefix({k: v for k, v in tensors.items() if k not in outside})
-        return AdapterFiles(self.name, config, inside, format="peft", source=str(path),
-                            extras={"tuner_state": outside} if outside else {})
+        # the tensors were just read from the file: nothing else holds them, so they can become the
+        # adapter's parameters as they are (PEFT builds its layers empty instead of initialising them)
+        extras: dict[str, Any] = {"owned_tensors": True}
+        if outside:
+            extras["tuner_state"] = outside
+        return AdapterFiles(self.name, config, inside, format="peft", source=str(path), extras=extras)
 
     def save(self, adapter: AdapterFiles, path: Path, *, format: str | None = None) -> list[Path]:
         path = Path(path)

@@ -150,6 +150,7 @@ class PeftInjection:
     def _purge(self, model: Any, name: str) -> None:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
         self.reset_activation(model)
+        self.forget_rows_adapter(model, name)
         if self.keeps_tuner:
             tuner_object.delete_adapter(self._state(model), name)
         with warnings.catch_warnings():

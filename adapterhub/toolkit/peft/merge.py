@@ -131,6 +131,7 @@ class PeftMerging:
         state.originals.clear()
         state.bases.clear()
         state.merged.clear()
+        state.rows = None  # the layers the stacks served are gone
         forget_structure(model)
         configs = getattr(model, "peft_config", None)
         if isinstance(configs, dict):

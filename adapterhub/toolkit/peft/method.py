@@ -8,7 +8,8 @@ reading and saving. The class is assembled from one mixin per job:
 :mod:`.files`          ``detect``, ``read``, ``save`` (PEFT's format; AdapterHub's via :mod:`.adapters_lora`)
 :mod:`.check`          ``peft_config``, ``check``, ``check_tensor``, ``base_module``
 :mod:`.inject`         ``apply``, ``create``, purging a half-injected or removed adapter
-:mod:`.activate`       ``loaded_names``, ``layers``, ``activate_stack``/``_average``/``_batch_split``
+:mod:`.activate`       ``loaded_names``, ``layers``, ``activate_stack``/``_average``
+:mod:`.rows`           ``activate_rows``: one adapter per row, from stacked weights (:mod:`.row_kernels`)
 :mod:`.merge`          ``merge``, ``unmerge``, ``remove``, ``unload``
 :mod:`.streaming`      ``merge_updates``: merging into a checkpoint without a model (``module_updates``)
 :mod:`.tuner_object`   PEFT's tuner object kept per model (``keeps_tuner``)
@@ -22,7 +23,7 @@ PEFT's registry says of the type (its tuner's ``tuner_layer_cls`` and the ``adap
 of that class and its subclasses). It may override:
 ``check_tensor`` (shapes of its tensors), ``merge_layer`` (fold one layer), ``copy_parameter``
 (the copy merged into), ``average_adapters`` and ``reset_scales`` (Average),
-``activate_batch_split``, and ``module_updates`` (its merge maths, for ``adapterhub export``).
+``activate_rows``, and ``module_updates`` (its merge maths, for ``adapterhub export``).
 
 No torch at import time: plugins import this module when they register.
 """
@@ -43,6 +44,7 @@ from .check import PeftChecks
 from .files import PeftFiles, jsonable_config
 from .inject import PeftInjection, owns_param
 from .merge import PeftMerging
+from .rows import PeftRows
 from .streaming import PeftStreamedMerge
 
 
@@ -57,6 +59,7 @@ class PeftModelState:
     # layer -> {param name: the original Parameter object}; restoring them makes unmerge exact
     originals: dict[Any, dict[str, Any]] = field(default_factory=dict)
     hooks: list[Any] = field(default_factory=list)
+    rows: Any = None  # RowState (:mod:`.rows`) once a batch was served one adapter per row
     # layer -> its base module when first merged into: a merge that swaps modules is undone by PEFT
     bases: dict[Any, Any] = field(default_factory=dict)
     # PEFT's tuner object, for a method with keeps_tuner (as PeftModel.base_model)
@@ -98,8 +101,8 @@ def canonical_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
     return {(k if c in clashes else c): v for (k, v), c in zip(state_dict.items(), collapsed, strict=True)}
 
 
-class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftMerging, PeftStreamedMerge,
-                      AdapterMethod):
+class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, PeftRows, PeftMerging,
+                      PeftStreamedMerge, AdapterMethod):
     """Shared implementation for a PEFT tuner type. Subclasses set the class attributes below."""
 
     #: PEFT's ``peft_type`` string.
