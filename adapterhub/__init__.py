@@ -36,12 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client import Client, ensure_installed
     from .publish import push_adapter
     from .publish.export import export
+    from .runtime.callbacks import SaveAdaptersCallback
     from .runtime.model import AdapterModel
     from .toolkit.quantize import quantize_4bit
 
 _LAZY = {
     "Client": ("adapterhub.client", "Client"),
     "AdapterModel": ("adapterhub.runtime.model", "AdapterModel"),
+    "SaveAdaptersCallback": ("adapterhub.runtime.callbacks", "SaveAdaptersCallback"),
     "quantize_4bit": ("adapterhub.toolkit.quantize", "quantize_4bit"),
     "ensure_installed": ("adapterhub.client", "ensure_installed"),
     "push_adapter": ("adapterhub.publish", "push_adapter"),
@@ -66,6 +68,7 @@ __all__ = [
     "PickleRefusedError",
     "PublishError",
     "ResolutionError",
+    "SaveAdaptersCallback",
     "Stack",
     "UnsupportedOperationError",
     "UsageError",

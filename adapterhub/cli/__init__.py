@@ -34,6 +34,7 @@ _COMMANDS = {
     "cache": "cache",
     "index": "index",
     "merge": "merge",
+    "train": "train",
     "push": "publish",
     "convert": "publish",
     "export": "export",

@@ -167,9 +167,9 @@ class AdapterMethod(ABC):
     :meth:`activate_average` (``supports_average``), :meth:`activate_batch_split`
     (``supports_mixed_batch``; or :meth:`activate_rows`, which serves one adapter per row without
     a loop over adapters), :meth:`merge`/:meth:`unmerge` (``mergeable``), :meth:`create` and
-    :meth:`parameters` (``trainable``), :meth:`check`, :meth:`unload`, :meth:`merge_updates`
-    (``mergeable``: merging into a checkpoint without a model, for ``adapterhub export``),
-    :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
+    :meth:`parameters` (``trainable``), :meth:`make_trainable`, :meth:`check`, :meth:`unload`,
+    :meth:`merge_updates` (``mergeable``: merging into a checkpoint without a model, for
+    ``adapterhub export``), :meth:`check_weighted` and :meth:`weighted_adapter` (``combination_types``).
     """
 
     #: Unique method name used in ``add_adapter(name, method)``, manifests and lock files.
@@ -478,6 +478,12 @@ class AdapterMethod(ABC):
     def parameters(self, model: Any, name: str) -> list[Any]:
         """The trainable ``torch.nn.Parameter`` objects of adapter ``name``."""
         raise UnsupportedOperationError(f"method {self.name!r} does not expose trainable parameters")
+
+    def make_trainable(self, model: Any, name: str) -> None:
+        """Called when the runtime makes a *loaded* adapter trainable (``load_adapter(..., is_trainable=True)``,
+        ``set_trainable``), before its :meth:`parameters` get ``requires_grad``. Optional: a method whose
+        training needs more than that (BitFit tracks which adapter the live biases belong to) does it here;
+        an adapter from :meth:`create` is trainable already."""
 
     def capabilities(self) -> dict[str, bool]:
         weighted = self.supports_weighted_merge

@@ -163,3 +163,29 @@ def _head_input(config: dict[str, Any], encoder_output: Any, last_token: tuple |
         offset = hidden.shape[1] - input_ids.shape[1]
         return hidden[rows, (input_ids != pad).sum(-1).to(hidden.device) - 1 + offset]
     return hidden[:, 0]
+
+
+def write_head_beside(path: Any, head: dict[str, Any], model: Any, name: str) -> list[Any]:
+    """Write ``head`` as AdapterHub's head files (``head_config.json`` + ``model_head.safetensors``) into
+    ``path``, beside an adapter saved in a format that has no place for it; ``load_adapter`` reads them
+    back. They are what ``adapters`` writes where that library has a flex-head class for the model,
+    otherwise the same files naming the model's own class."""
+    from pathlib import Path
+
+    from ..errors import UnsupportedOperationError
+    from ..toolkit.adapters_format.heads import head_files
+    from ..toolkit.adapters_format.layout import HEAD_CONFIG_FILE, HEAD_SAFETENSORS, WRITTEN_VERSION
+    from ..toolkit.weights import save_tensors, write_json
+
+    config = getattr(model, "config", None)
+    described = {"name": name, "hidden_size": _hidden_size(model), "model_type": getattr(config, "model_type", ""),
+                 "model_name": getattr(config, "_name_or_path", "") or ""}
+    try:
+        head_config, tensors = head_files(head, described)
+    except UnsupportedOperationError:  # no adapters-library class for this model or head: our own reader's files
+        head_config = {"config": dict(head.get("config") or {}), "hidden_size": described["hidden_size"],
+                       "model_class": type(model).__name__, "model_name": described["model_name"],
+                       "model_type": described["model_type"], "name": name, "version": WRITTEN_VERSION}
+        tensors = {f"heads.{name}.{k}": v for k, v in head["state_dict"].items()}
+    path = Path(path)
+    return [save_tensors(tensors, path / HEAD_SAFETENSORS), write_json(path / HEAD_CONFIG_FILE, head_config)]

@@ -53,6 +53,7 @@ from .head_build import (  # noqa: F401 - the runtime's head API lives here too
     build_head,
     check_head,
     new_head_spec,
+    write_head_beside,
 )
 
 HEADS_ATTR = "adapterhub_heads"

@@ -64,6 +64,7 @@ class AdapterLoading:
         revision: str | None = None,
         *,
         allow_pickle: bool = False,
+        is_trainable: bool = False,
     ) -> str:
         """Load an adapter under ``name`` from a directory, a registry name or a Hub repo.
 
@@ -72,6 +73,9 @@ class AdapterLoading:
         ids go through the client (resolve, download, verify every file) and are loaded from the
         verified store directory; PEFT and transformers only ever see local files, so they never
         reach the network themselves. ``revision``: a Hub revision.
+
+        ``is_trainable`` (PEFT's spelling): load it to continue training it, as :meth:`set_trainable`
+        does afterwards; otherwise a loaded adapter and its head stay frozen.
         """
         path = sources.local_adapter_dir(source, revision)
         installed = path is None
@@ -84,8 +88,15 @@ class AdapterLoading:
             files = method.read(path, allow_pickle=allow_pickle)
             # messages name what the user asked for (a registry name, a repo id), not a store path
             files.source = str(source) if installed else files.source or str(path)
+            if files.head is None:  # a head saved beside an adapter whose own format has no place for it
+                from ..toolkit.adapters_format.heads import read_head
+
+                files.head = read_head(path, allow_pickle)
             method.check_dtypes(files)  # whatever reader the method used
-        return self._put_on_model(name, method, files, str(source), where=path)
+        name = self._put_on_model(name, method, files, str(source), where=path)
+        if is_trainable:
+            self.set_trainable([name])
+        return name
 
     def _put_on_model(self, name: str, method: AdapterMethod, files: AdapterFiles, source: str | None,
                       *, where: Path | str | None = None) -> str:
@@ -148,11 +159,19 @@ class AdapterLoading:
         if self._active is None:
             self._active = as_block(name)
         self._dispatch()
+        self._apply_trainable()
         return files
 
     def _method_for_new(self, method: Any, config: dict[str, Any]) -> tuple[AdapterMethod, dict[str, Any]]:
         if isinstance(method, str):
-            return get_method(method), config
+            impl = get_method(method)
+            # a method that claims this method's files on this model before it does (QLoRA over LoRA
+            # on a 4-bit base) creates the adapter: loading its files back picks the same one
+            for other in get_methods().values():
+                shared = set(other.peft_types) & set(impl.peft_types)
+                if other.priority > impl.priority and shared and other.detect({"peft_type": sorted(shared)[0]}, set(), self.model):
+                    impl = other
+            return impl, config
         to_dict = getattr(method, "to_dict", None)
         peft_type = getattr(method, "peft_type", None)
         if to_dict is None or peft_type is None:

@@ -6,7 +6,12 @@ The runtime never looks inside a method: it detects, reads, checks and applies t
 and routed by the runtime, whatever the method (:mod:`.heads`). Where an adapter comes from is
 :mod:`.sources`; what a merge may fold in, :mod:`.merging`; new adapters combining loaded ones,
 :mod:`.weighted`; failed changes leave the model as it was (:mod:`.transaction`); loading and
-creating adapters is :mod:`.loading`; whole compositions are saved by :mod:`.setup_file`.
+creating adapters is :mod:`.loading`; whole compositions are saved by :mod:`.setup_file`; what
+transformers' ``Trainer`` (and TRL) need from a model to train the adapters is :mod:`.training`.
+
+``AdapterModel`` is a ``torch.nn.Module`` whose one child is the wrapped model: ``parameters()``,
+``to()``, ``train()`` and the other module methods act on the whole model, adapters included, and
+attributes it does not have itself (``config``, ``device``, ...) are the wrapped model's.
 
 The names follow PEFT's ``PeftModel`` where both have the operation (``load_adapter``,
 ``set_adapter``, ``merge_adapter``, ``disable_adapter``, ``get_nb_trainable_parameters``, ...) and
@@ -20,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..composition import Block, as_block
 from ..errors import AdapterNotLoadedError, CompositionError, UnsupportedOperationError
 from ..plugin.contract import AdapterMethod
@@ -29,14 +36,16 @@ from ..toolkit.structure import forget_structure
 from . import dispatch, heads, merging, setup_file, weighted
 from . import rows as per_row
 from .loading import AdapterInfo, AdapterLoading
+from .training import AdapterTraining
 
 __all__ = ["AdapterInfo", "AdapterModel"]
 
 
-class AdapterModel(AdapterLoading):
+class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
     """Wraps ``model`` in place. ``am.model`` (also ``am.get_base_model()``) is the mutated base model."""
 
     def __init__(self, model: Any) -> None:
+        super().__init__()
         forget_structure(model)  # whatever was cached about this model before it was handed to us is stale
         self.model = model
         self._infos: dict[str, AdapterInfo] = {}
@@ -121,7 +130,9 @@ class AdapterModel(AdapterLoading):
         changed = False
         for method_name, method in self._methods_in_use().items():
             request = requests.get(method_name)
-            if method_name in self._dispatched and self._dispatched[method_name] == request:
+            rows_call = override and request is not None and request.combine == "rows"
+            # a call's rows are handed over each time: the method sees which adapters need grad now
+            if not rows_call and method_name in self._dispatched and self._dispatched[method_name] == request:
                 continue
             self._dispatched.pop(method_name, None)  # unknown until set_active succeeds
             if request is None:
@@ -133,7 +144,7 @@ class AdapterModel(AdapterLoading):
                                   batch_sizes=request.batch_sizes)
             self._dispatched[method_name] = request
             changed = changed or request is None or request.combine != "rows"
-        if changed:
+        if changed and not override:  # a call's adapter_names leave requires_grad as the caller set it
             self._apply_trainable()
         if not override:
             self._heads.route = heads.route(self._active, self._head_kind)
@@ -144,13 +155,16 @@ class AdapterModel(AdapterLoading):
         self._dispatched.clear()
 
     def _apply_trainable(self) -> None:
+        """Exactly the trainable adapters (and heads) that are active need grad; inactive ones wait frozen."""
+        active = set(self.active_adapters)
         for info in self._infos.values():
             if info.trainable:
+                flag = info.name in active and info.name not in self._merged
                 for p in get_method(info.method).parameters(self.model, info.name):
-                    p.requires_grad_(True)
+                    p.requires_grad_(flag)
         for name in self._trainable_heads:
             for p in self._heads.parameters(name):
-                p.requires_grad_(True)
+                p.requires_grad_(name in active)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -162,15 +176,21 @@ class AdapterModel(AdapterLoading):
         self._dispatch(parallel_rows=rows)
         return out
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the model with the active setup, or with ``adapter_names=[...]`` (one adapter name per
-        row, ``"__base__"`` for the base model) instead of it for this call (:mod:`.rows`).
+    def forward(self, *args: Any, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None,
+                position_ids: Any = None, inputs_embeds: Any = None, labels: Any = None, **kwargs: Any) -> Any:
+        """Run the model with the active setup (``am(**batch)``), or with ``adapter_names=[...]`` (one
+        adapter name per row, ``"__base__"`` for the base model) instead of it for this call (:mod:`.rows`).
 
         When a Parallel / BatchSplit serves children that answer with different heads, the result
         is a :class:`~adapterhub.runtime.heads.MultiHeadOutput`: a list with one output per child
         (its rows, its head's ``logits``); otherwise the model's own output type. A keyword the
-        model would ignore is an error.
+        model would ignore is an error. The named arguments are the usual inputs of a text model:
+        transformers' ``Trainer`` keeps the dataset columns that ``forward`` names (and finds the
+        labels by name), so they are spelled out; any other keyword reaches the wrapped model too.
         """
+        named = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "position_ids": position_ids, "inputs_embeds": inputs_embeds, "labels": labels}
+        kwargs.update({k: v for k, v in named.items() if v is not None})
         if "adapter_names" in kwargs:
             return per_row.call(self, args, kwargs)
         per_row.check_keywords(self, kwargs)
@@ -178,8 +198,6 @@ class AdapterModel(AdapterLoading):
         if args and dispatch.find_parallel(self._active) is not None:
             raise CompositionError("Parallel needs keyword inputs: call am(input_ids=..., attention_mask=...)")
         return self.model(*args, **self._prepare_inputs(kwargs))
-
-    forward = __call__
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The model's ``generate`` with the active setup, or with ``adapter_names=[...]`` (one per
@@ -193,9 +211,12 @@ class AdapterModel(AdapterLoading):
             return self.model.generate(*args, **self._prepare_inputs(kwargs))
 
     def __getattr__(self, item: str) -> Any:
-        # train(), eval(), config, device, parameters() ... of the wrapped model
-        if item.startswith("_") or item == "model":
-            raise AttributeError(item)
+        try:  # torch.nn.Module keeps submodules (``model``), parameters and buffers out of __dict__
+            return super().__getattr__(item)
+        except AttributeError:
+            if item.startswith("_") or item == "model":
+                raise
+        # config, device, dtype, generation_config, ... of the wrapped model
         return getattr(self.model, item)
 
     @contextlib.contextmanager
@@ -334,7 +355,10 @@ class AdapterModel(AdapterLoading):
 
         ``format``: ``"peft"`` or ``"adapters"``; None writes the method's native format (PEFT's for
         LoRA, IA3, prompt methods and BitFit; AdapterHub's for bottleneck adapters), or AdapterHub's
-        when the adapter carries a prediction head, which only that format holds.
+        when the adapter carries a prediction head and the method can write this adapter in that
+        format. Otherwise (QLoRA, P-tuning, BitFit, IA3 on feed-forward inputs) the adapter keeps its
+        own format and the head's files go beside it (``head_config.json`` + ``model_head.safetensors``),
+        which ``load_adapter`` reads back.
         """
         if adapter_name not in self._infos and str(save_directory) in self._infos:
             raise AdapterNotLoadedError(
@@ -348,9 +372,11 @@ class AdapterModel(AdapterLoading):
         files = method.export(self.model, adapter_name)
         # the runtime owns heads: whatever the method exported, the saved head is the one on the model
         files.head = self._heads.export(adapter_name)
+        head_beside = files.head is not None and "adapters" not in method.formats
+        requested = format
         if format is None:
-            format = "adapters" if files.head is not None and "adapters" in method.formats else method.formats[0]
-        if files.head is not None and format != "adapters":
+            format = "adapters" if files.head is not None and not head_beside else method.formats[0]
+        if files.head is not None and format != "adapters" and not head_beside:
             raise UnsupportedOperationError(
                 f"adapter {adapter_name!r} carries a prediction head, which the {format!r} format cannot hold",
                 hint="save it with format='adapters' (head_config.json + model_head.safetensors)",
@@ -361,7 +387,16 @@ class AdapterModel(AdapterLoading):
         files.name = files.name or adapter_name
         files.hidden_size = files.hidden_size or getattr(config, "hidden_size", None)
         files.num_layers = files.num_layers or getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
-        return method.save(files, Path(save_directory), format=format)
+        if files.head is not None and format == "adapters" and requested is None:
+            try:  # the AdapterHub format holds the head, when it can hold this adapter
+                return method.save(files, Path(save_directory), format=format)
+            except UnsupportedOperationError:  # refused before writing anything (the save contract)
+                head_beside, format = True, method.formats[0]
+        head, files.head = (files.head, None) if head_beside else (None, files.head)
+        written = method.save(files, Path(save_directory), format=format)
+        if head is not None:
+            written += heads.write_head_beside(Path(save_directory), head, self.model, adapter_name)
+        return written
 
     def save_setup(self, path: str | Path) -> Path:
         """Write the composition and where each adapter comes from; trained adapters are saved next to it."""
@@ -370,19 +405,3 @@ class AdapterModel(AdapterLoading):
     def load_setup(self, path: str | Path, *, allow_pickle: bool = False) -> None:
         """Load the adapters a setup file names and restore its composition and merges."""
         setup_file.load_setup(self, path, allow_pickle=allow_pickle)
-
-    # -- reporting -------------------------------------------------------------------------
-
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        """(trainable parameters, all parameters), as PEFT's method of the same name."""
-        trainable = total = 0
-        for p in self.model.parameters():
-            total += p.numel()
-            if p.requires_grad:
-                trainable += p.numel()
-        return trainable, total
-
-    def print_trainable_parameters(self) -> None:
-        trainable, total = self.get_nb_trainable_parameters()
-        share = 100 * trainable / total if total else 0.0
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")

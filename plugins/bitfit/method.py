@@ -29,6 +29,7 @@ from adapterhub.plugin import (
 )
 from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
 from adapterhub.toolkit.model_state import PerModel
+from adapterhub.toolkit.options import check_options
 from adapterhub.toolkit.structure import base_parameters
 
 #: Parameters of injected adapter modules are never BitFit targets.
@@ -149,6 +150,8 @@ class BitFitMethod(AdapterMethod):
         self._write(model)
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        check_options(self.name, config, ("target_modules", "base_model_name_or_path"),
+                      aliases={"targets": "target_modules", "target": "target_modules", "modules": "target_modules"})
         state = _state(model)
         if name in state["deltas"]:
             raise AdapterExistsError(f"BitFit adapter {name!r} is already loaded on this model")
@@ -167,6 +170,11 @@ class BitFitMethod(AdapterMethod):
         for p in model.parameters():
             p.requires_grad_(id(p) in wanted)
         return self.export(model, name)
+
+    def make_trainable(self, model: Any, name: str) -> None:
+        state = self._check_loaded(model, name)
+        self._sync_trainable(model)  # the adapter trained so far keeps what it learnt
+        state["trainable"] = name
 
     def loaded_names(self, model: Any) -> set[str]:
         state = _states.get(model)

@@ -28,9 +28,10 @@ from adapterhub.plugin import (
 from adapterhub.toolkit.adapters_format import architecture, is_adapters_format
 from adapterhub.toolkit.adapters_format.heads import check_static_head
 from adapterhub.toolkit.model_state import PerModel
+from adapterhub.toolkit.options import check_options
 
 from .adapters_format import read_adapters_bottleneck, write_adapters_bottleneck
-from .config import normalise_config
+from .config import BN_DEFAULTS, normalise_config
 
 #: Pseudo-location of a Compacter adapter's shared PHM parameters (keys ``shared_parameters.<param>``).
 SHARED_KEY = "shared_parameters"
@@ -196,6 +197,9 @@ class BottleneckMethod(AdapterMethod):
         self._set_requires_grad(model, name, False)
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        check_options(self.name, config, [*BN_DEFAULTS, "preset", "type"],
+                      aliases={"reduction": "reduction_factor", "rf": "reduction_factor", "config": "preset",
+                               "architecture": "preset", "activation": "non_linearity"})
         config = normalise_config(config)
         if config.get("init_weights_seed") is not None:
             import torch

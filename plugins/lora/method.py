@@ -29,6 +29,8 @@ class LoraMethod(PeftTunerMethod):
     supports_mixed_batch = True
     supports_average = True
     combination_types = COMBINATION_TYPES
+    option_aliases = {"rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target": "target_modules",
+                      "targets": "target_modules", "dora": "use_dora", "rslora": "use_rslora"}
 
     def detect(self, config: dict[str, Any], files: set[str], model: Any = None) -> bool:
         if not super().detect(config, files, model):

@@ -23,6 +23,13 @@ of the three methods and what each method has active. Hooks:
   prefix, padded rows included: what ``adapters`` 1.3.0 computes with eager attention. (Its sdpa
   path inverts the boolean mask it builds for the prefix, so with a padding mask the prefix is
   masked out entirely; see ``tests/fixtures/adapters-1.3.0-roundtrip``.)
+
+**Gradient checkpointing.** transformers' checkpointed layers drop the key/value cache argument
+(``cache=None``) and re-run each layer during the backward pass. So the prefixes are also handed to
+every self-attention module by a pre-hook, from the state of the model call they belong to: when a
+layer's cache was dropped, its attention still gets that layer's prefix (a ``_LayerPrefix``), in the
+forward and in the re-run alike. That state lives until the next call of the model, not until the
+last layer ran, because the re-run comes later.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ class PromptState:
         # what the model pre-hook leaves for the embeddings / attention hooks of the same call
         self.after_emb: tuple | None = None
         self.enc_prefix: tuple | None = None
+        # the PEFT-style prefix of the current call, (past, layers), for layers whose cache was dropped
+        self.layer_prefix: tuple | None = None
 
 
 #: One state per model, shared by the three prompt-learning methods (one pre-hook serves them all).
@@ -69,6 +78,8 @@ def get_state(model: nn.Module, create: bool = True) -> PromptState | None:
         for idx, attn in enumerate(encoder_self_attentions(model)):
             state.attention_hooked = True
             state.handles.append(attn.register_forward_pre_hook(_make_attention_hook(model, idx), with_kwargs=True))
+        for idx, attn in enumerate(self_attentions(model)):
+            state.handles.append(attn.register_forward_pre_hook(_make_layer_prefix_hook(model, idx), with_kwargs=True))
     return state
 
 
@@ -96,6 +107,17 @@ def encoder_self_attentions(model: nn.Module) -> list[nn.Module]:
         return []
     return [m for n, m in base.named_modules()
             if n.endswith("attention.self") and all(hasattr(m, a) for a in ("query", "key", "value"))]
+
+
+def self_attentions(model: nn.Module) -> list[nn.Module]:
+    """Every self-attention module, in layer order: BERT-like ones, else decoder attentions (``layer_idx``)."""
+    encoder = encoder_self_attentions(model)
+    if encoder:
+        return encoder
+    base = getattr(model, "base_model", model)
+    found = [m for m in base.modules() if type(m).__name__.endswith("Attention")
+             and isinstance(getattr(m, "layer_idx", None), int) and not getattr(m, "is_cross_attention", False)]
+    return sorted(found, key=lambda m: m.layer_idx)
 
 
 # --- the prompt modules --------------------------------------------------------------------------
@@ -176,6 +198,8 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
     state = _states.get(model)
     if state is None:
         return None
+    # a new call: what the previous one left for its layers (and their checkpointed re-runs) is done
+    state.enc_prefix = state.layer_prefix = None
     input_blocks = _active(state, ("prompt_tuning", "p_tuning"), style="peft")
     prefix_blocks = _active(state, ("prefix_tuning",), style="peft")
     after_emb = _active(state, ("prompt_tuning",), style="adapters")
@@ -232,7 +256,9 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         n = _virtual_length(prefix_blocks)
         virtual += n
         if not cached:
-            compat.set_cache(model, kwargs, _prefix_cache(model, prefix_blocks, batch))
+            past, _, layers, _ = _prefix_tensor(model, prefix_blocks, batch)
+            compat.set_cache(model, kwargs, _prefix_cache(model, past, layers))
+            state.layer_prefix = (past, layers)
             past_len = n
         if kwargs.get("position_ids") is not None:
             # the real tokens sit after the prefix in every layer's keys (PEFT offsets them likewise)
@@ -243,7 +269,9 @@ def _model_pre_hook(model: nn.Module, args: tuple, kwargs: dict):
         # real tokens already in the cache (generate's decoding steps), without the prefix
         real_past = past_len - n if cached else 0
         if not cached:
-            compat.set_cache(model, kwargs, _prefix_cache(model, dec_prefix, batch))
+            past, _, layers, _ = _prefix_tensor(model, dec_prefix, batch)
+            compat.set_cache(model, kwargs, _prefix_cache(model, past, layers))
+            state.layer_prefix = (past, layers)  # for layers whose cache gradient checkpointing dropped
             past_len = n
         if kwargs.get("position_ids") is None:
             ref = input_ids if input_ids is not None else embeds
@@ -307,9 +335,9 @@ def _prefix_tensor(model: nn.Module, blocks, batch: int) -> tuple[torch.Tensor, 
     return past, n, layers, heads
 
 
-def _prefix_cache(model: nn.Module, blocks, batch: int):
-    """A key/value cache that already holds the active prefixes, one (key, value) pair per layer."""
-    past, n, layers, _ = _prefix_tensor(model, blocks, batch)
+def _prefix_cache(model: nn.Module, past: torch.Tensor, layers: int):
+    """A key/value cache that already holds the prefixes ``past`` (from :func:`_prefix_tensor`), one
+    (key, value) pair per layer."""
     dtype = next(model.parameters()).dtype
     return compat.dynamic_cache([(past[2 * i].to(dtype), past[2 * i + 1].to(dtype)) for i in range(layers)])
 
@@ -324,6 +352,23 @@ def _make_embeddings_hook(model: nn.Module):
         blocks, batch = pending
         prompts = _batched(blocks, output.shape[0])
         return torch.cat([prompts.to(output.dtype), output], 1)
+
+    return hook
+
+
+def _make_layer_prefix_hook(model: nn.Module, layer: int):
+    """A PEFT-style prefix for a self-attention module whose cache argument a checkpointed layer dropped."""
+
+    def hook(module, args, kwargs):
+        state = _states.get(model)
+        pending = None if state is None else state.layer_prefix
+        if pending is None or compat.get_cache(kwargs) is not None:
+            return None  # no prefix, or the cache that holds it reached the layer
+        past, layers = pending
+        if layer >= layers:
+            return None
+        kwargs = compat.set_cache(module, dict(kwargs), _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
+        return args, kwargs
 
     return hook
 
@@ -348,8 +393,6 @@ def _make_attention_hook(model: nn.Module, layer: int):
         past, n, layers, _ = _prefix_tensor(model, blocks, batch)
         if layer >= layers:
             return None
-        if layer == layers - 1 or layer == len(encoder_self_attentions(model)) - 1:
-            state.enc_prefix = None
         kwargs = dict(kwargs)
         compat.set_cache(module, kwargs, _LayerPrefix(past[2 * layer], past[2 * layer + 1]))
         mask = kwargs.get("attention_mask")

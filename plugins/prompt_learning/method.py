@@ -28,6 +28,7 @@ from adapterhub.plugin import (
 from adapterhub.toolkit.adapter_dir import read_adapter_dir, write_adapter_dir
 from adapterhub.toolkit.adapters_format import architecture, is_adapters_format
 from adapterhub.toolkit.adapters_format.heads import check_static_head
+from adapterhub.toolkit.options import check_options, dataclass_options
 
 from .adapters_format import read_adapters_prompt, write_adapters_prompt
 PEFT_VERSION = "0.21.2"
@@ -57,6 +58,8 @@ _ADAPTERS_PROMPT_HINT = ("use a BERT-like encoder, or train a PEFT-format prompt
 
 class _PromptLearningMethod(AdapterMethod):
     peft_type: ClassVar[str]
+    #: PEFT's config class for this method (its fields are the options ``create`` accepts)
+    peft_config_class: ClassVar[str]
     adapters_arch: ClassVar[str | None] = None
     formats = ("peft",)
     mergeable = False
@@ -259,7 +262,16 @@ class _PromptLearningMethod(AdapterMethod):
     def parameters(self, model: Any, name: str) -> list[Any]:
         return list(self._entry(model, name)["module"].parameters())
 
+    def check_options(self, config: dict[str, Any]) -> None:
+        import peft
+
+        check_options(self.name, config, dataclass_options(getattr(peft, self.peft_config_class)),
+                      aliases={"n_tokens": "num_virtual_tokens", "virtual_tokens": "num_virtual_tokens",
+                               "num_tokens": "num_virtual_tokens"},
+                      unsupported=("modules_to_save",))
+
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        self.check_options(config)
         config = self._fill(model, {**config, "peft_type": self.peft_type})
         if not config.get("task_type"):
             # PEFT only injects prompts through a task-specific PeftModel class.
@@ -285,6 +297,7 @@ class PromptTuningMethod(_PromptLearningMethod):
     peft_types = ("PROMPT_TUNING",)
     formats = ("peft", "adapters")
     peft_type = "PROMPT_TUNING"
+    peft_config_class = "PromptTuningConfig"
     adapters_arch = "prompt_tuning"
 
     def _new_module(self, model: Any, config: dict) -> Any:
@@ -311,6 +324,7 @@ class PrefixTuningMethod(_PromptLearningMethod):
     peft_types = ("PREFIX_TUNING",)
     formats = ("peft", "adapters")
     peft_type = "PREFIX_TUNING"
+    peft_config_class = "PrefixTuningConfig"
     adapters_arch = "prefix_tuning"
 
     def _fill(self, model: Any, config: dict) -> dict:
@@ -347,6 +361,7 @@ class PTuningMethod(_PromptLearningMethod):
     description = "P-tuning: virtual tokens produced by an MLP/LSTM prompt encoder (PEFT format)"
     peft_types = ("P_TUNING",)
     peft_type = "P_TUNING"
+    peft_config_class = "PromptEncoderConfig"
 
     def _new_module(self, model: Any, config: dict) -> Any:
         from peft import PromptEncoderConfig

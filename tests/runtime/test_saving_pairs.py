@@ -214,6 +214,7 @@ def test_bitfit_targets_the_same_biases_whatever_wraps_them(bert_template):
     wrapped.add_adapter("l", "lora", r=2, target_modules=["value"])
     got = wrapped.add_adapter("b", "bitfit").state_dict
     assert set(got) == expected and "encoder.layer.0.attention.self.value.bias" in got
+    wrapped.set_adapter("b")  # only active adapters train, as in PEFT
     trainable = {n for n, p in wrapped.model.named_parameters() if p.requires_grad}
     assert "encoder.layer.0.attention.self.value.base_layer.bias" in trainable
 

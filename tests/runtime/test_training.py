@@ -144,3 +144,27 @@ def test_ia3_merge_through_adapter_model():
     assert not any("ia3" in n for n, _ in plain.named_parameters())
     with torch.no_grad():
         assert torch.allclose(plain(**inputs).logits, ref["expected"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["fp32", "nf4"])
+def test_trainable_parameter_counts_are_peft_s(quantized, capsys):
+    """get_nb_trainable_parameters / print_trainable_parameters give what PEFT's PeftModel gives for
+    the same LoRA on the same base (4-bit weights counted two per stored byte, as PEFT counts them)."""
+    from peft import LoraConfig, get_peft_model
+
+    from adapterhub import quantize_4bit
+
+    def base():
+        model = _bert()
+        return quantize_4bit(model, "nf4") if quantized else model
+
+    options = {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}
+    peft_model = get_peft_model(base(), LoraConfig(**options))
+    am = AdapterModel(base())
+    am.add_adapter("x", "lora", **options)
+    assert am.get_nb_trainable_parameters() == peft_model.get_nb_trainable_parameters()
+    assert am.get_nb_trainable_parameters()[0] == 2 * 2 * 4 * (64 + 64)  # A and B, 2 layers, 2 modules
+    peft_model.print_trainable_parameters()
+    peft_line = capsys.readouterr().out
+    am.print_trainable_parameters()
+    assert capsys.readouterr().out == peft_line

@@ -90,8 +90,10 @@ CASES: list[Case] = [
     # IA3
     Case("bert_ia3", "bert", "ia3", dict(target_modules=["key", "value", "intermediate.dense"], feedforward_modules=[]),
          seed=12),
-    Case("bert_ia3_leave_out", "bert", "ia3", dict(target_modules=["key", "value"], feedforward_modules=[],
-                                                    layers_to_transform=[0]), seed=13),
+    # PEFT's IA3Config has no layers_to_transform: one layer is chosen by a pattern
+    Case("bert_ia3_leave_out", "bert", "ia3", dict(target_modules=r"encoder\.layer\.0\.attention\.self\.(key|value)",
+                                                    feedforward_modules=[]), seed=13,
+         notes="only layer 0: written as leave_out=[1]"),
     Case("bert_ia3_tagging_head", "bert", "ia3", dict(target_modules=["value"], feedforward_modules=[]),
          head=dict(num_labels=5, head_type="tagging", layers=1), seed=14),
     Case("gpt2_ia3", "gpt2", "ia3", dict(target_modules=["c_attn", "mlp.c_fc"], feedforward_modules=[]), seed=15),

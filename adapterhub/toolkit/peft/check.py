@@ -13,6 +13,19 @@ class PeftChecks:
     """check/check_tensor/base_module (mixed into :class:`~.method.PeftTunerMethod`)."""
 
     peft_type: str
+    name: str
+    #: other spellings users try, and the option they mean (``{"rank": "r"}``), for error messages
+    option_aliases: dict[str, str] = {}
+
+    def check_options(self, config: dict[str, Any]) -> None:
+        """Refuse an option PEFT's config class for this type does not have (a typo would be ignored)."""
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+        from peft.utils import PeftType
+
+        from ..options import check_options, dataclass_options
+
+        config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType(self.peft_type)]
+        check_options(self.name, config, dataclass_options(config_cls), aliases=self.option_aliases)
 
     def peft_config(self, config: dict[str, Any], *, inference_mode: bool = True) -> Any:
         """Build PEFT's config object (unknown keys from newer PEFT versions are dropped by PEFT)."""

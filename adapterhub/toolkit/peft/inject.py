@@ -71,6 +71,7 @@ class PeftInjection:
                      tuner_state=adapter.extras.get("tuner_state"), assign=bool(adapter.extras.get(OWNED_TENSORS)))
 
     def create(self, model: Any, name: str, config: dict[str, Any]) -> AdapterFiles:
+        self.check_options(config)
         self._inject(model, name, config, None, source=None, inference_mode=False)
         return self.export(model, name)
 
