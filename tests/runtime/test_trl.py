@@ -2,10 +2,8 @@
 prefix methods included, whose virtual tokens TRL's head must not skip), with gradient checkpointing
 on (SFTConfig's default), and checkpoints hold the adapter files.
 
-TRL is not a declared test dependency: every TRL release that works with transformers 5 needs
-``datasets``, which needs tqdm>=4.66.3, above the tqdm lower bound adapterhub declares and tests
-(.ci/lower-bounds.txt); the only TRL pip finds beside those bounds (0.11) does not import on
-transformers 5. So these tests run where TRL is installed and are skipped elsewhere.
+TRL is a test dependency (``trl>=1.16`` in the ``test`` extra, pinned at its floor in
+.ci/lower-bounds.txt), so CI runs these tests; a plain install without TRL skips them.
 """
 
 from __future__ import annotations
