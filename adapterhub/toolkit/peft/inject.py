@@ -26,9 +26,21 @@ from .files import PEFT_PREFIX
 OWNED_TENSORS = "owned_tensors"
 
 
-def owns_param(param_name: str, adapter: str) -> bool:
-    """Whether a PEFT parameter name (``...lora_A.<adapter>.weight``) belongs to ``adapter``."""
-    return f".{adapter}." in f".{param_name}."
+def owns_param(param_name: str, adapter: str, markers: tuple[str, ...] | None = None) -> bool:
+    """Whether a PEFT parameter name (``...lora_A.<adapter>.weight``, ``...ia3_l.<adapter>``) belongs
+    to ``adapter``.
+
+    ``markers`` are the prefixes of the attributes that hold a method's adapters (``lora_``,
+    ``ia3_l``; ``modules_to_save`` always counts). Given, the adapter's name counts only as the segment
+    right after such an attribute, so an adapter named ``bias`` or ``weight`` owns neither a base
+    parameter (``dense.bias``) nor another adapter's (``lora_B.default.bias``). Without markers, any
+    segment equal to the name counts.
+    """
+    parts = param_name.split(".")
+    if markers is None:
+        return adapter in parts
+    return any(part == adapter and (parts[i - 1] == "modules_to_save" or parts[i - 1].startswith(markers))
+               for i, part in enumerate(parts) if i)
 
 
 def _saved_twice(key: str, state_dict: dict[str, Any]) -> bool:
@@ -131,7 +143,8 @@ class PeftInjection:
                 except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
                     raise IncompatibleBaseModelError(f"{where}: {exc}") from None
                 unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
-                missing = [k for k in result.missing_keys if self.keeps_tuner or owns_param(k, name)]
+                missing = [k for k in result.missing_keys
+                           if self.keeps_tuner or owns_param(k, name, self._param_markers())]
                 if unexpected or missing:
                     raise IncompatibleBaseModelError(
                         f"{where} does not match the modules its config targets: "

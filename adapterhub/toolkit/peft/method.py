@@ -180,5 +180,5 @@ class PeftTunerMethod(PeftFiles, PeftChecks, PeftInjection, PeftActivation, Peft
         return [
             p
             for n, p in model.named_parameters()
-            if owns_param(n, name) and any(m in n for m in (*self._param_markers(), "modules_to_save"))
+            if owns_param(n, name, self._param_markers())
         ]
