@@ -282,7 +282,7 @@ def train_adapter(request: TrainRequest) -> TrainResult:
             if request.task == "causal-lm" and "eval_loss" in metrics:
                 metrics["eval_perplexity"] = float(math.exp(min(metrics["eval_loss"], 50.0)))
         steps, epochs = trainer.state.global_step, float(trainer.state.epoch or recipe.epochs)
-    peak = peak_rss_mb()
+    peak = round(peak_rss_mb(), 1)  # one value for the report and the card (no double rounding)
     counts = (trainable, total, adapter)
     times = (seconds, cpu, timer.median())
     return _write(request, am, base, options, labels, counts, metrics, peak, times, steps, epochs)
