@@ -8,29 +8,45 @@ compares. :func:`match_training_mode` puts freshly created modules into the mode
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from ..errors import AdapterHubError
-from ..toolkit.structure import all_modules, forget_structure, walk_modules
+from ..toolkit.structure import all_modules, forget_structure
 
 T = TypeVar("T")
 
 
-def fingerprint(model: Any) -> tuple:
-    """Module structure, parameter identities and shapes: what a failed apply must leave unchanged.
+@dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """What a failed apply must leave unchanged: the modules (in walk order) with their child names,
+    the parameters with their shapes, the PEFT adapter names. Modules and parameters are held by
+    reference and compared by identity; no tensor data is read."""
 
-    One walk over the modules (O(modules + parameters), never tensor data); each module's own
-    parameters are read from ``_parameters`` instead of a second walk by ``named_parameters``.
-    """
-    modules: list[tuple[str, type]] = []
-    params: list[tuple[str, str, int, Any]] = []
-    for module_name, module in walk_modules(model):
-        modules.append((module_name, type(module)))
-        for param_name, param in module._parameters.items():
-            if param is not None:
-                params.append((module_name, param_name, id(param), param.shape))  # torch.Size: an immutable tuple
-    return modules, params, sorted(getattr(model, "peft_config", {}) or {})
+    modules: list[Any]
+    children: list[tuple[str, ...]]
+    params: list[Any]
+    shapes: list[Any]
+    peft_adapters: list[str]
+
+    def same_as(self, other: Fingerprint) -> bool:
+        return (len(self.modules) == len(other.modules) and all(map(operator.is_, self.modules, other.modules))
+                and len(self.params) == len(other.params) and all(map(operator.is_, self.params, other.params))
+                and self.children == other.children and self.shapes == other.shapes
+                and self.peft_adapters == other.peft_adapters)
+
+
+def fingerprint(model: Any) -> Fingerprint:
+    """The model's :class:`Fingerprint`: O(modules + parameters) over the cached module walk
+    (:func:`all_modules`), so the walk that put a load's new modules into the model's mode serves
+    the next load's fingerprint too."""
+    modules = all_modules(model)
+    params = [p for own in map(attrgetter("_parameters"), modules) if own for p in own.values() if p is not None]
+    return Fingerprint(modules, list(map(tuple, map(attrgetter("_modules"), modules))), params,
+                       [p.shape for p in params], sorted(getattr(model, "peft_config", {}) or {}))
 
 
 def run_transactionally(model: Any, change: Callable[[], T], what: str, on_change: Callable[[], None]) -> T:
@@ -44,7 +60,8 @@ def run_transactionally(model: Any, change: Callable[[], T], what: str, on_chang
         result = change()
     except BaseException as exc:
         on_change()
-        if fingerprint(model) != before:
+        forget_structure(model)  # a fresh walk: whatever on_change does, the cached one is stale
+        if not before.same_as(fingerprint(model)):
             raise AdapterHubError(
                 f"{what} failed ({exc}) and did not restore the model",
                 hint="reload the base model; report this to the plugin's authors",

@@ -286,6 +286,7 @@ def place(method: Any, model: Any, name: str, adapter: AdapterFiles) -> None:
     from peft import inject_adapter_in_model
 
     from adapterhub.plugin import IncompatibleBaseModelError
+    from adapterhub.toolkit.peft import others_hidden
     from adapterhub.toolkit.structure import forget_structure
 
     def param(tensor: Any) -> Any:
@@ -293,20 +294,21 @@ def place(method: Any, model: Any, name: str, adapter: AdapterFiles) -> None:
 
     peft_config = method.peft_config(adapter.config)
     forget_structure(model)
+    placed = set()
     try:
-        with warnings.catch_warnings():
+        # the adapters already loaded are hidden from PEFT's walks over the model (see others_hidden)
+        with others_hidden(list(method.layers(model))), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=True)
-        placed = set()
-        for layer, tensors in adapter.extras[PLACEMENTS]:
-            for attribute, tensor in tensors.items():
-                if attribute in ("lora_embedding_A", "lora_embedding_B"):
-                    getattr(layer, attribute)[name] = param(tensor)
-                else:
-                    holder, _, leaf = attribute.rpartition(".")
-                    setattr(getattr(layer, holder)[name], leaf, param(tensor))
-            layer._move_adapter_to_device_of_base_layer(name)
-            placed.add(id(layer))
+            for layer, tensors in adapter.extras[PLACEMENTS]:
+                for attribute, tensor in tensors.items():
+                    if attribute in ("lora_embedding_A", "lora_embedding_B"):
+                        getattr(layer, attribute)[name] = param(tensor)
+                    else:
+                        holder, _, leaf = attribute.rpartition(".")
+                        setattr(getattr(layer, holder)[name], leaf, param(tensor))
+                layer._move_adapter_to_device_of_base_layer(name)
+                placed.add(id(layer))
         for wrapper, tensors in adapter.extras[SAVED_PLACEMENTS]:
             wrapper.modules_to_save[name].load_state_dict(tensors, strict=True, assign=True)
         forget_structure(model)
@@ -317,6 +319,7 @@ def place(method: Any, model: Any, name: str, adapter: AdapterFiles) -> None:
                     f"add_weighted_adapter: the new adapter's config selects a module no source adapts "
                     f"({type(layer.get_base_layer()).__name__})", hint="report this: the combination is inconsistent")
     except BaseException:
+        forget_structure(model)
         method._purge(model, name)
         raise
     finally:

@@ -69,3 +69,39 @@ def test_new_adapter_modules_follow_the_model_mode(training):
     assert get_method("lora").loaded_names(am.model) == {"a", "b"}
     other = copy.deepcopy(am.model)  # the walk cache is per model object
     assert all_modules(other) is not all_modules(am.model)
+
+
+def _replace_param(model):
+    model.pooler.dense.weight = torch.nn.Parameter(model.pooler.dense.weight.detach().clone())
+
+
+def _reshape_param(model):
+    model.pooler.dense.bias.data = torch.zeros(model.pooler.dense.bias.shape[0] + 1)
+
+
+def _rename_child(model):
+    pooler = model.pooler
+    del model.pooler
+    model.add_module("renamed_pooler", pooler)
+
+
+def _drop_config(model):
+    model.peft_config.pop("x")
+
+
+@pytest.mark.parametrize("change", [_replace_param, _reshape_param, _rename_child, _drop_config])
+def test_a_failed_apply_that_leaves_any_change_is_reported(change):
+    """Each kind of change a failed apply could leave behind: a parameter replaced by an equal one, a
+    parameter given data of another shape, a module moved to another name, a PEFT adapter dropped."""
+    from adapterhub.runtime.transaction import run_transactionally
+
+    model = tiny_bert()
+    model.peft_config = {"x": object()}
+    all_modules(model)  # a cached walk, as after a load: the check after a failure walks afresh
+
+    def failing():
+        change(model)
+        raise RuntimeError("boom")
+
+    with pytest.raises(AdapterHubError, match="did not restore the model"):
+        run_transactionally(model, failing, "x", lambda: None)

@@ -6,6 +6,7 @@
 from .activate import BASE_ROW
 from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
 from .inject import OWNED_TENSORS
+from .isolate import others_hidden
 from .method import PeftTunerMethod, canonical_key, layer_attributes
 from .streaming import layer_orientation, match_pattern_key, shape_problem
 
@@ -19,6 +20,7 @@ __all__ = [
     "layer_attributes",
     "layer_orientation",
     "match_pattern_key",
+    "others_hidden",
     "shape_problem",
     "strip_peft_prefix",
 ]

@@ -18,6 +18,7 @@ from ...plugin.contract import AdapterFiles
 from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
 from ..structure import forget_structure, walk_modules
 from . import tuner_object
+from .isolate import others_hidden, unhidden
 from .files import PEFT_PREFIX
 
 
@@ -99,8 +100,6 @@ class PeftInjection:
         tuner_state: dict[str, Any] | None = None,
         assign: bool = False,
     ) -> None:
-        from peft import inject_adapter_in_model, set_peft_model_state_dict
-
         where = source or "adapter"
         check_untrusted_config(config, where, loading=state_dict is not None)
         if tuner_state and not self.keeps_tuner:
@@ -108,57 +107,70 @@ class PeftInjection:
                 f"{where} holds tensors outside the model that method {self.name!r} has no place for: "
                 f"{sorted(tuner_state)[:3]}")
         peft_config = self.peft_config(config, inference_mode=inference_mode)
-        forget_structure(model)
-        modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
+        # PEFT walks the whole model; the adapters already in this method's layers are hidden from it
+        # meanwhile (isolate), so that loading the 64th adapter costs what loading the 2nd does
+        hidden = [] if self.keeps_tuner else list(self.layers(model))
+        modules: list[tuple[str, Any]] = []
+        originals: dict[int, Any] = {}
+        try:
+            with others_hidden(hidden) as originals:
+                forget_structure(model)
+                modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
+                self._inject_visible(model, name, peft_config, state_dict, where, tuner_state, assign)
+        except BaseException:
+            forget_structure(model)
+            self._purge(model, name)
+            _restore_modules(model, unhidden(modules, originals))
+            raise
+        finally:
+            forget_structure(model)
+
+    def _inject_visible(self, model: Any, name: str, peft_config: Any, state_dict: dict[str, Any] | None,
+                        where: str, tuner_state: dict[str, Any] | None, assign: bool) -> None:
+        """PEFT's injection and loading of ``name``, and the checks of what they did (see ``_inject``)."""
+        from peft import inject_adapter_in_model, set_peft_model_state_dict
+
         base = tuner_object.base_weights(model) if state_dict is not None else None
         guard: Any = contextlib.nullcontext()
         if state_dict is not None:  # sizes in a file's config are bounded by the file and the model
             numel = sum(int(t.numel()) for t in [*state_dict.values(), *(tuner_state or {}).values()])
             guard = AllocationGuard(allocation_bound(numel, model), where)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
-                warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
-                try:
-                    with guard:
-                        if self.keeps_tuner:
-                            tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
-                        else:
-                            inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=assign)
-                except AdapterHubError:
-                    raise
-                except (ValueError, TypeError, NotImplementedError) as exc:
-                    raise IncompatibleBaseModelError(
-                        f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
-            if state_dict is not None:
-                state_dict = self.drop_unchanged_base_tensors(model, state_dict, where)
-                try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Already found a `peft_config`.*")
+            warnings.filterwarnings("ignore", message=".*Adapter name .* should not be contained.*")
+            try:
+                with guard:
                     if self.keeps_tuner:
-                        result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
+                        tuner_object.add_adapter(self._state(model), self._tuner_cls(), model, name, peft_config)
                     else:
-                        result = set_peft_model_state_dict(model, state_dict, adapter_name=name,
-                                                           low_cpu_mem_usage=assign)
-                except AdapterHubError:
-                    raise
-                except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
-                    raise IncompatibleBaseModelError(f"{where}: {exc}") from None
-                unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
-                missing = [k for k in result.missing_keys
-                           if self.keeps_tuner or owns_param(k, name, self._param_markers())]
-                if unexpected or missing:
-                    raise IncompatibleBaseModelError(
-                        f"{where} does not match the modules its config targets: "
-                        + (f"tensors with no place in the model: {unexpected[:3]}; " if unexpected else "")
-                        + (f"adapter parameters missing from the file: {missing[:3]}" if missing else ""),
-                        hint="check target_modules in adapter_config.json against the weights",
-                    )
-                tuner_object.check_base_unchanged(model, base, where, self.peft_type)
-        except BaseException:
-            self._purge(model, name)
-            _restore_modules(model, modules)
+                        inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=assign)
+            except AdapterHubError:
+                raise
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise IncompatibleBaseModelError(
+                    f"{where} cannot be injected into {type(model).__name__}: {exc}") from None
+        if state_dict is None:
+            return
+        state_dict = self.drop_unchanged_base_tensors(model, state_dict, where)
+        try:
+            if self.keeps_tuner:
+                result = tuner_object.load(self._state(model).tuner, name, state_dict, tuner_state or {})
+            else:
+                result = set_peft_model_state_dict(model, state_dict, adapter_name=name, low_cpu_mem_usage=assign)
+        except AdapterHubError:
             raise
-        finally:
-            forget_structure(model)
+        except (RuntimeError, ValueError) as exc:  # size mismatch from load_state_dict
+            raise IncompatibleBaseModelError(f"{where}: {exc}") from None
+        unexpected = [k for k in result.unexpected_keys if not _saved_twice(k, state_dict)]
+        missing = [k for k in result.missing_keys if self.keeps_tuner or owns_param(k, name, self._param_markers())]
+        if unexpected or missing:
+            raise IncompatibleBaseModelError(
+                f"{where} does not match the modules its config targets: "
+                + (f"tensors with no place in the model: {unexpected[:3]}; " if unexpected else "")
+                + (f"adapter parameters missing from the file: {missing[:3]}" if missing else ""),
+                hint="check target_modules in adapter_config.json against the weights",
+            )
+        tuner_object.check_base_unchanged(model, base, where, self.peft_type)
 
     def _purge(self, model: Any, name: str) -> None:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
