@@ -17,6 +17,7 @@ from ..composition import as_block
 from ..errors import AdapterExistsError, AdapterFormatError, AdapterHubError, UnsupportedOperationError, UsageError
 from ..plugin.contract import AdapterFiles, AdapterMethod
 from ..plugin.registry import detect_method, get_method, get_methods
+from ..toolkit.structure import structure_mark
 from . import heads, sources, transaction
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -111,11 +112,12 @@ class AdapterLoading:
             heads.check_head(head_spec, self.model)
             head = heads.build_head(head_spec, self.model)
             head.requires_grad_(False)
+        mark = structure_mark()
         with _format_errors(path, method):  # PEFT itself trips over some malformed config values
             transaction.run_transactionally(
                 self.model, lambda: method.apply(self.model, name, files), f"method {method.name!r} applying {name!r}",
-                self._structure_changed)
-        transaction.match_training_mode(self.model)
+                lambda: self._structure_changed(since=mark))
+        transaction.match_training_mode(self.model, fresh=False)
         if head is not None:
             self._heads.attach(name, head)
             transaction.match_training_mode(self.model)
@@ -141,10 +143,11 @@ class AdapterLoading:
         impl, config = self._method_for_new(method, config)
         if not impl.trainable:
             raise UnsupportedOperationError(f"method {impl.name!r} cannot create trainable adapters")
+        mark = structure_mark()
         files = transaction.run_transactionally(
             self.model, lambda: impl.create(self.model, name, dict(config)), f"method {impl.name!r} creating {name!r}",
-            self._structure_changed)
-        transaction.match_training_mode(self.model)
+            lambda: self._structure_changed(since=mark))
+        transaction.match_training_mode(self.model, fresh=False)
         params = impl.parameters(self.model, name)
         self._infos[name] = AdapterInfo(
             name=name,

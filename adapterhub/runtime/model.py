@@ -32,7 +32,7 @@ from ..errors import AdapterNotLoadedError, CompositionError, UnsupportedOperati
 from ..plugin.contract import AdapterMethod
 from ..plugin.registry import get_method
 from ..toolkit.quantize import disable_cpu_bf16_kernel
-from ..toolkit.structure import forget_structure
+from ..toolkit.structure import forget_structure, settle_structure, structure_mark
 from . import dispatch, heads, merging, setup_file, weighted
 from . import rows as per_row
 from .loading import AdapterInfo, AdapterLoading
@@ -149,9 +149,13 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
         if not override:
             self._heads.route = heads.route(self._active, self._head_kind)
 
-    def _structure_changed(self) -> None:
-        """Modules were added, removed or merged: cached module lists and dispatch state are stale."""
-        forget_structure(self.model)
+    def _structure_changed(self, since: int | None = None) -> None:
+        """Modules were added, removed or merged: dispatch state is stale, and so are cached module
+        lists, unless the change (begun at the mark ``since``) reported exactly what it did."""
+        if since is None:
+            forget_structure(self.model)
+        else:
+            settle_structure(self.model, since)
         self._dispatched.clear()
 
     def _apply_trainable(self) -> None:
@@ -303,10 +307,11 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
             raise UnsupportedOperationError(f"adapter {name!r} is merged", hint="call unmerge_adapter() first")
         if self._active is not None and name in self._active.names():
             self._active = None
+        mark = structure_mark()
         try:
             method.remove(self.model, name)
         finally:
-            self._structure_changed()
+            self._structure_changed(since=mark)
         self._heads.remove(name)
         self._trainable_heads.discard(name)
         del self._infos[name]

@@ -1,52 +1,21 @@
 """Changing a model as one transaction: a method that fails to apply (or create) an adapter must
 leave the model exactly as it was, and the runtime checks that it did.
 
-:func:`fingerprint` captures what a failed apply must leave unchanged (module structure, parameter
-identities and shapes, PEFT configs); :func:`run_transactionally` runs a change and, on failure,
-compares. :func:`match_training_mode` puts freshly created modules into the model's train/eval mode.
+:func:`run_transactionally` runs a change and, on failure, compares the model's fingerprint
+(:func:`~adapterhub.toolkit.structure.fingerprint`: modules, parameter identities and shapes, PEFT
+adapter names) with the one taken before; the fingerprint is cached with the module walk and kept
+current by changes that report what they did, so taking it costs nothing on a long-lived model. :func:`match_training_mode` puts freshly created modules into the model's train/eval mode.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
-from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from ..errors import AdapterHubError
-from ..toolkit.structure import all_modules, forget_structure
+from ..toolkit.structure import all_modules, fingerprint, forget_structure
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, eq=False)
-class Fingerprint:
-    """What a failed apply must leave unchanged: the modules (in walk order) with their child names,
-    the parameters with their shapes, the PEFT adapter names. Modules and parameters are held by
-    reference and compared by identity; no tensor data is read."""
-
-    modules: list[Any]
-    children: list[tuple[str, ...]]
-    params: list[Any]
-    shapes: list[Any]
-    peft_adapters: list[str]
-
-    def same_as(self, other: Fingerprint) -> bool:
-        return (len(self.modules) == len(other.modules) and all(map(operator.is_, self.modules, other.modules))
-                and len(self.params) == len(other.params) and all(map(operator.is_, self.params, other.params))
-                and self.children == other.children and self.shapes == other.shapes
-                and self.peft_adapters == other.peft_adapters)
-
-
-def fingerprint(model: Any) -> Fingerprint:
-    """The model's :class:`Fingerprint`: O(modules + parameters) over the cached module walk
-    (:func:`all_modules`), so the walk that put a load's new modules into the model's mode serves
-    the next load's fingerprint too."""
-    modules = all_modules(model)
-    params = [p for own in map(attrgetter("_parameters"), modules) if own for p in own.values() if p is not None]
-    return Fingerprint(modules, list(map(tuple, map(attrgetter("_modules"), modules))), params,
-                       [p.shape for p in params], sorted(getattr(model, "peft_config", {}) or {}))
 
 
 def run_transactionally(model: Any, change: Callable[[], T], what: str, on_change: Callable[[], None]) -> T:
@@ -71,15 +40,17 @@ def run_transactionally(model: Any, change: Callable[[], T], what: str, on_chang
     return result
 
 
-def match_training_mode(model: Any) -> None:
+def match_training_mode(model: Any, *, fresh: bool = True) -> None:
     """New modules are created in training mode; put them in the model's mode, so a model in eval
     mode never runs adapter dropout (what PEFT's from_pretrained does with ``.eval()``).
 
     Ends like ``model.train(model.training)`` (every module in the model's mode) but only calls
-    ``train`` where a module differs. Call it after modules were added: the walk it makes is cached
-    and serves the dispatch that follows a load.
+    ``train`` where a module differs. ``fresh``: walk the model afresh (after modules were added
+    outside a transaction); after :func:`run_transactionally`, whose change settled the cached walk
+    or dropped it, pass False.
     """
-    forget_structure(model)
+    if fresh:
+        forget_structure(model)
     mode = model.training
     for module in all_modules(model):
         if module.training != mode:

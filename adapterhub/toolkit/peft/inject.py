@@ -16,7 +16,7 @@ from typing import Any
 from ...errors import AdapterHubError, IncompatibleBaseModelError
 from ...plugin.contract import AdapterFiles
 from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
-from ..structure import forget_structure, walk_modules
+from ..structure import forget_structure, structure_edit, walk_modules
 from . import tuner_object
 from .isolate import others_hidden, unhidden
 from .files import PEFT_PREFIX
@@ -112,18 +112,20 @@ class PeftInjection:
         hidden = [] if self.keeps_tuner else list(self.layers(model))
         modules: list[tuple[str, Any]] = []
         originals: dict[int, Any] = {}
-        try:
-            with others_hidden(hidden) as originals:
+        with structure_edit(model) as edit:
+            try:
+                with others_hidden(hidden) as originals:
+                    modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
+                    self._inject_visible(model, name, peft_config, state_dict, where, tuner_state, assign)
+                    after = walk_modules(model)
+            except BaseException:
                 forget_structure(model)
-                modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
-                self._inject_visible(model, name, peft_config, state_dict, where, tuner_state, assign)
-        except BaseException:
-            forget_structure(model)
-            self._purge(model, name)
-            _restore_modules(model, unhidden(modules, originals))
-            raise
-        finally:
-            forget_structure(model)
+                self._purge(model, name)
+                _restore_modules(model, unhidden(modules, originals))
+                raise
+            report = _additions(modules, after, originals)
+            if report is not None:  # the cached walk and fingerprint take the new modules in
+                edit.commit(added=report[0], touched=report[1])
 
     def _inject_visible(self, model: Any, name: str, peft_config: Any, state_dict: dict[str, Any] | None,
                         where: str, tuner_state: dict[str, Any] | None, assign: bool) -> None:
@@ -174,39 +176,54 @@ class PeftInjection:
 
     def _purge(self, model: Any, name: str) -> None:
         """Delete ``name`` from every layer and config; restore base modules no adapter uses any more."""
+        from torch.nn import ModuleDict
+
         self.reset_activation(model)
         self.forget_rows_adapter(model, name)
         if self.keeps_tuner:
             tuner_object.delete_adapter(self._state(model), name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for layer in list(self.layers(model, name)):
-                layer.delete_adapter(name)
-            for wrapper in list(self._aux_wrappers(model, [name])):
-                wrapper.delete_adapter(name, new_active_adapters=[])
-        configs = getattr(model, "peft_config", None)
-        if isinstance(configs, dict):
-            configs.pop(name, None)
-        if self.keeps_tuner:
-            tuner_object.forget_adapter(self._state(model), name, keep=bool(self.loaded_names(model)))
-        self._strip_empty(model)
-        forget_structure(model)
-        if isinstance(configs, dict) and not configs:
-            del model.peft_config
+        layers = list(self.layers(model, name))
+        wrappers = list(self._aux_wrappers(model, [name]))
+        with structure_edit(model) as edit:
+            removed = [holder[name] for layer in layers for holder in layer._modules.values()
+                       if isinstance(holder, ModuleDict) and name in holder]
+            touched = [*layers, *(holder for layer in layers for holder in layer._modules.values())]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for layer in layers:
+                    layer.delete_adapter(name)
+                for wrapper in wrappers:
+                    wrapper.delete_adapter(name, new_active_adapters=[])
+            configs = getattr(model, "peft_config", None)
+            if isinstance(configs, dict):
+                configs.pop(name, None)
+            if self.keeps_tuner:
+                tuner_object.forget_adapter(self._state(model), name, keep=bool(self.loaded_names(model)))
+            stripped = self._strip_empty(model, None if wrappers or self.keeps_tuner else layers)
+            if isinstance(configs, dict) and not configs:
+                del model.peft_config
+            if not (stripped or wrappers or self.keeps_tuner):  # only the adapter's own modules went
+                edit.commit(removed=removed, touched=touched)
 
-    def _strip_empty(self, model: Any) -> None:
+    def _strip_empty(self, model: Any, candidates: list[Any] | None = None) -> bool:
         """Put back the base module of every layer (and modules_to_save wrapper) left with no adapter;
-        again until none is left, since PEFT nests layers (a second adapter on a tied layer)."""
+        again until none is left, since PEFT nests layers (a second adapter on a tied layer).
+        ``candidates``: the only layers that can have been emptied (all when None). Whether any was."""
         from peft.utils.other import AuxiliaryTrainingWrapper
 
+        def empty(layer: Any) -> bool:
+            return not any(len(getattr(layer, a)) for a in layer.adapter_layer_names)
+
+        if candidates is not None and not any(empty(layer) for layer in candidates):
+            return False
         layer_cls = self._layer_cls()
-        changed = True
+        stripped = changed = True
         while changed:
             changed = False
             for module_name, module in list(model.named_modules()):
                 if not module_name:
                     continue
-                if isinstance(module, layer_cls) and not any(len(getattr(module, a)) for a in module.adapter_layer_names):
+                if isinstance(module, layer_cls) and empty(module):
                     replacement = module.base_layer
                 elif isinstance(module, AuxiliaryTrainingWrapper) and not module._adapters:
                     replacement = module.original_module
@@ -216,3 +233,19 @@ class PeftInjection:
                 setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
                 changed = True
                 break
+        forget_structure(model)
+        return stripped
+
+
+def _additions(before: list[tuple[str, Any]], after: list[tuple[str, Any]],
+               originals: dict[int, Any]) -> tuple[list[Any], list[Any]] | None:
+    """What an injection added, from walks before and after it (under ``others_hidden``): the new
+    modules (the top of each new subtree) and the modules that were there (each stand-in read as the
+    container it stood for), or None when it also replaced or moved a module."""
+    at = dict(after)
+    if any(at.get(path) is not module for path, module in before):
+        return None
+    there = {id(module) for _, module in before}
+    added = [module for path, module in after
+             if id(module) not in there and id(at.get(path.rpartition(".")[0])) in there]
+    return added, [originals.get(id(module), module) for _, module in before]
