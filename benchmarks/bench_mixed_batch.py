@@ -9,9 +9,9 @@ Sections (``--sections``, default all):
   after a 16-token cache, 64 distinct adapters) and a prefill (32 rows x 16 tokens, 32 adapters).
   Goals: decode >= 0.85x base and >= 1.7x PEFT, prefill >= 0.95x base (throughput ratios).
 * ``kernels``: the LoRA term of one GPT-2 layer (its four adapted Linear layers) for every row, by
-  gather + bmm (what adapterhub uses for prefill), by a segment-sorted ``grouped_mm`` (what it uses
-  for a decode step, one token per row), and by a loop over the adapters (PEFT's way), in both
-  regimes; and how many bytes of adapter factors the rows need.
+  two ``embedding_bag`` sums over the stacks (what adapterhub uses for a decode step, one token per
+  row), by gather + bmm (what it uses for prefill), by a segment-sorted ``grouped_mm`` and by a loop
+  over the adapters (PEFT's way), in both regimes; and how many bytes of adapter factors the rows need.
 * ``loading``: apply the 1st adapter (vs PEFT's ``from_pretrained``), load the 2nd, 16th and 64th
   (each vs PEFT's ``load_adapter`` of that adapter), switch the active adapter with 16 and 64
   loaded (vs PEFT's ``set_adapter``). Goals: 16th and 64th load <= 1.2x the 2nd, apply <= 0.5x
@@ -190,7 +190,7 @@ def main() -> None:
     if "kernels" in sections:
         from bench_mixed_kernels import kernels
 
-        print("\n== the LoRA term of one layer for every row (what chose grouped_mm for decode, gather + bmm for prefill) ==")
+        print("\n== the LoRA term of one layer for every row (what chose embedding_bag for decode, gather + bmm for prefill) ==")
         for label, line in kernels(args.repeats):
             print(f"{label:<46} {line}")
     if "loading" in sections:

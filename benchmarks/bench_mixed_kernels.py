@@ -2,7 +2,11 @@
 attn.c_proj, mlp.c_fc, mlp.c_proj; r=8) for every row of a batch whose rows use different adapters,
 computed three ways, in the two regimes of the issue:
 
-* gather + bmm: each row's A and B gathered from the stacks, one ``bmm`` each (what the runtime uses);
+* embedding_bag: the stacks read as tables of rows, ``h = sum_i x_i A[slot, i]`` and
+  ``delta = sum_r h_r B[slot, r]`` as two weighted bag sums (what the runtime uses for a decode step:
+  each row's factors are read once, nothing is copied);
+* gather + bmm: each row's A and B gathered from the stacks, one ``bmm`` each (what the runtime uses
+  for more than one token per row);
 * segment-sorted ``grouped_mm``: rows sorted by adapter, ``torch.nn.functional.grouped_mm`` per
   segment, unsorted again (needs as many groups as adapters, and an int32 offsets tensor);
 * a loop over the distinct adapters (PEFT's ``_mixed_batch_forward``): index rows, two matmuls, index_add.
@@ -41,7 +45,6 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
                                            ("prefill (32 rows x 16 tokens, 32 adapters)", 32, 16, 32)):
         stacks = [(torch.randn(adapters + 1, i, RANK, generator=gen), torch.randn(adapters + 1, RANK, o, generator=gen),
                    torch.randn(i, o, generator=gen)) for i, o in SHAPES]
-        rows_ab = [torch.cat([a.flatten(1), b.flatten(1)], 1) for a, b, _ in stacks]  # the runtime's layout
         xs = [torch.randn(batch, tokens, i, generator=gen) for i, _ in SHAPES]
         slots = torch.arange(batch) % adapters + 1
 
@@ -49,11 +52,22 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
             for x, (_, _, w) in zip(xs, stacks, strict=True):
                 x @ w
 
-        def gather_bmm():  # as row_kernels.LoraStacks.after: one 2-D gather of [a | b], two bmm
-            for x, ab, (i, o) in zip(xs, rows_ab, SHAPES, strict=True):
-                rows = ab.index_select(0, slots)
-                h = torch.bmm(x, rows[:, : i * RANK].view(batch, i, RANK))
-                torch.bmm(h, rows[:, i * RANK:].view(batch, RANK, o))
+        def gather_bmm():  # as row_kernels.LoraStacks.after: 2-D row gathers of A and B, two bmm
+            for x, (a, b, _), (i, o) in zip(xs, stacks, SHAPES, strict=True):
+                rows_a = a.view(adapters + 1, -1).index_select(0, slots).view(batch, i, RANK)
+                rows_b = b.view(adapters + 1, -1).index_select(0, slots).view(batch, RANK, o)
+                torch.bmm(torch.bmm(x, rows_a), rows_b)
+
+        per_token = slots.repeat_interleave(tokens)
+        bags = {w: ((per_token.unsqueeze(1) * w + torch.arange(w)).reshape(-1),
+                    torch.arange(0, batch * tokens * w, w)) for w in {RANK, *(i for i, _ in SHAPES)}}
+
+        def embedding_bag():  # as row_kernels.LoraStacks.after for one token per row (bags made once per batch)
+            for x, (a, b, _), (i, o) in zip(xs, stacks, SHAPES, strict=True):
+                h = torch.nn.functional.embedding_bag(bags[i][0], a.view(-1, RANK), bags[i][1], mode="sum",
+                                                      per_sample_weights=x.reshape(-1))
+                torch.nn.functional.embedding_bag(bags[RANK][0], b.view(-1, o), bags[RANK][1], mode="sum",
+                                                  per_sample_weights=h.reshape(-1))
 
         order = torch.argsort(slots, stable=True)
         counts = torch.bincount(slots, minlength=adapters + 1)
@@ -76,8 +90,8 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
                     idx = (slots == slot).nonzero().flatten()
                     out.index_add_(0, idx, x.index_select(0, idx) @ a[slot] @ b[slot])
 
-        times = _medians({"base matmuls": base, "gather + bmm": gather_bmm, "grouped_mm (sorted)": grouped,
-                          "loop over adapters": loop}, repeats)
+        times = _medians({"base matmuls": base, "embedding_bag": embedding_bag, "gather + bmm": gather_bmm,
+                          "grouped_mm (sorted)": grouped, "loop over adapters": loop}, repeats)
         floor = sum(4 * (RANK * (i + o)) * min(batch, adapters) for i, o in SHAPES)  # bytes of the rows' A and B
         rows_out.append((label, "  ".join(f"{k} {v * 1e3:7.2f} ms" for k, v in times.items())
                          + f" | rows' adapters to read: {floor / 1e6:.1f} MB"))

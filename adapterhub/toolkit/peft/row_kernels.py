@@ -11,14 +11,16 @@ hold a copy of each adapter's weights at its slot, in the adapter's dtype and de
   per-output factor ``g = magnitude / ||W + scaling * B A||`` (PEFT's own weight norm; 1 for
   other adapters). A row then gets ``base(x) + (x a[slot]) b[slot]``, or with DoRA
   ``bias + g * (base(x) - bias + (x a[slot]) b[slot])``: PEFT's per-adapter forward, re-associated.
-  A decode step (one token per row) on CPU is served by ``grouped_mm`` over the stacks with the rows
-  sorted by slot; other batches gather each row's factors (as 2-D row gathers: ``index_select`` over
-  a 3-D stack is about ten times slower on CPU) for a batched matmul.
+  A decode step (one token per row) sums each row's factors weighted by its input with
+  ``embedding_bag`` over the stacks read as tables (no copy of the rows' factors); other batches
+  gather each row's factors (as 2-D row gathers: ``index_select`` over a 3-D stack is about ten
+  times slower on CPU) for a batched matmul.
 * IA3 (``peft.tuners.ia3.Linear``): the vector at its slot; a feed-forward layer scales the rows of
   its input, any other its output.
 
-Which measurement chose gather + ``bmm`` over a segment-sorted ``grouped_mm`` and a loop is printed
-by ``benchmarks/bench_mixed_batch.py --sections kernels``. :mod:`.rows` keeps the stacks up to date and
+Which measurement chose ``embedding_bag`` for a decode step and gather + ``bmm`` otherwise (over a
+segment-sorted ``grouped_mm`` and a loop over the adapters) is printed by
+``benchmarks/bench_mixed_batch.py --sections kernels``. :mod:`.rows` keeps the stacks up to date and
 decides per forward whether they serve (eval, no gradient for the adapters) or PEFT's own path does.
 """
 
@@ -102,8 +104,8 @@ class LoraStacks(LayerStacks):
         return None
 
     def _allocate(self, capacity: int, rank: int) -> None:
-        """``a`` ``[C, in, R]`` and ``b`` ``[C, R, out]``, contiguous (what ``grouped_mm`` reads);
-        what they held is copied over."""
+        """``a`` ``[C, in, R]`` and ``b`` ``[C, R, out]``, contiguous (``embedding_bag`` reads them as
+        tables of ``C*in`` and ``C*R`` rows); what they held is copied over."""
         old_a, old_b, old_rank = getattr(self, "a", None), getattr(self, "b", None), self.rank
         self.a = torch.zeros(capacity, self.in_features, rank, dtype=self.dtype, device=self.device)
         self.b = torch.zeros(capacity, rank, self.out_features, dtype=self.dtype, device=self.device)
@@ -176,10 +178,10 @@ class LoraStacks(LayerStacks):
         """The layer's output for the rows of ``batch`` (its ``index``: a slot per row) given its base
         output ``out``.
 
-        One token per row (a decode step) on CPU in fp32: rows sorted by slot and two ``grouped_mm``
-        straight over the stacks (no copy of the rows' factors); otherwise each row's factors are
-        gathered (2-D row gathers) for two ``bmm``. ``bench_mixed_batch.py --sections kernels``
-        measures both in both regimes."""
+        One token per row (a decode step) in fp32: two ``embedding_bag`` sums over the stacks as
+        tables (``h = sum_i x_i a[slot, i]``, ``delta = sum_r h_r b[slot, r]``), which read each row's
+        factors once and copy nothing; otherwise each row's factors are gathered (2-D row gathers)
+        for two ``bmm``. ``bench_mixed_batch.py --sections kernels`` measures both in both regimes."""
         index = batch.index
         n = index.shape[0]
         xs = x.reshape(n, -1, self.in_features)
@@ -187,18 +189,18 @@ class LoraStacks(LayerStacks):
             xs = xs.to(self.dtype)
         y = out.view(n, -1, self.out_features) if out.is_contiguous() else None
         in_place = not dora and y is not None and out.dtype == self.dtype
-        if xs.shape[1] == 1 and batch.grouped is not None and xs.device.type == "cpu" and self.dtype == torch.float32:
-            order, offsets = batch.grouped
-            h = torch.nn.functional.grouped_mm(xs.view(n, -1).index_select(0, order), self.a, offs=offsets)
-            sorted_delta = torch.nn.functional.grouped_mm(h, self.b, offs=offsets)
+        rank = self.rank
+        if xs.shape[1] == 1 and self.dtype == torch.float32:
+            h = _bag_sum(self.a.view(-1, rank), batch, self.in_features, xs.reshape(-1))  # [n, R], scaled
+            delta = _bag_sum(self.b.view(-1, self.out_features), batch, rank, h.reshape(-1))  # [n, out]
             if in_place:
-                y.view(n, -1).index_add_(0, order, sorted_delta)
+                y.view(n, -1).add_(delta)
                 if self.bias is not None:
                     y.add_(self.bias.index_select(0, index).unsqueeze(1))
                 return out
-            delta = torch.empty_like(sorted_delta).index_copy_(0, order, sorted_delta).view(n, 1, -1)
+            delta = delta.view(n, 1, -1)
         else:
-            rank, width = self.rank, self.in_features * self.rank
+            width = self.in_features * rank
             a = self.a.view(-1, width).index_select(0, index).view(n, self.in_features, rank)
             b = self.b.view(-1, rank * self.out_features).index_select(0, index).view(n, rank, self.out_features)
             h = torch.bmm(xs, a)  # [n, tokens, R], scaled
@@ -222,6 +224,18 @@ class LoraStacks(LayerStacks):
         else:
             y = y + delta
         return y.to(out.dtype).view(out.shape)
+
+
+def _bag_sum(table: torch.Tensor, batch: Any, width: int, weights: torch.Tensor) -> torch.Tensor:
+    """Row ``k`` of the result: ``sum_j weights[k*width + j] * table[slot_k*width + j]`` (one bag of
+    ``width`` table rows per batch row). The bags' indices depend only on the batch and ``width``:
+    made once per batch."""
+    bags = batch.bags.get(width)
+    if bags is None:
+        index = batch.index
+        rows = (index.unsqueeze(1) * width + torch.arange(width, device=index.device)).reshape(-1)
+        bags = batch.bags[width] = (rows, torch.arange(0, rows.numel(), width, device=index.device))
+    return torch.nn.functional.embedding_bag(bags[0], table, bags[1], mode="sum", per_sample_weights=weights)
 
 
 class IA3Stacks(LayerStacks):

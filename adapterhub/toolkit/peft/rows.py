@@ -35,7 +35,7 @@ class RowBatch:
     names: list[str]  # PEFT's spelling: BASE_ROW for a row without this method's adapter
     index: Any
     distinct: frozenset[int]
-    grouped: tuple[Any, Any] | None = None  # rows sorted by slot and int32 group ends (grouped_mm)
+    bags: dict[int, Any] = field(default_factory=dict)  # width -> embedding_bag indices and offsets (row_kernels)
 
 
 @dataclass
@@ -98,12 +98,7 @@ class PeftRows:
             needs_grad = needs_grad or any(t.requires_grad for t in sources)
         device = next(iter(state.stacks.values())).device if state.stacks else None
         index = torch.tensor(slots, dtype=torch.long, device=device)
-        grouped = None
-        if hasattr(torch.nn.functional, "grouped_mm"):
-            order = torch.argsort(index, stable=True)
-            ends = torch.cumsum(torch.bincount(index, minlength=state.capacity), 0).to(torch.int32)
-            grouped = (order, ends)
-        state.batch = RowBatch([BASE_ROW if n is None else n for n in rows], index, frozenset(slots), grouped)
+        state.batch = RowBatch([BASE_ROW if n is None else n for n in rows], index, frozenset(slots))
         state.needs_grad = needs_grad
 
     def activate_batch_split(self, model: Any, names: list[str | None], batch_sizes: list[int]) -> None:
