@@ -71,6 +71,11 @@ class WeightedRequest:
         return self.combination_type in SVD_TYPES
 
     @property
+    def is_random(self) -> bool:
+        """DARE's types: a random mask per call, drawn from torch's generator (``seed`` applies)."""
+        return self.combination_type in RANDOM_TYPES
+
+    @property
     def in_factor_space(self) -> bool:
         """PEFT's factor-space types: the rule runs on A and B separately (equal ranks needed)."""
         return self.combination_type in FACTOR_TYPES

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,6 +229,30 @@ def _extras(site: Site, request: WeightedRequest) -> dict[str, Any]:
     return out
 
 
+def _all_factors(found: list[Site], request: WeightedRequest, rank: int) -> Iterator[tuple[Any, Any]]:
+    """Each site's new factors, in order. The rules are PEFT's own functions, one call per module; for
+    the deterministic types the modules are shared out among torch's threads (each call is
+    independent, its result the same whichever thread runs it). The random types draw from one
+    generator in module order (what makes a seed reproducible), so they run one by one."""
+    import torch
+
+    workers = min(torch.get_num_threads(), len(found))
+    if request.is_random or workers < 2 or request.combination_type in ("linear", "cat"):
+        for site in found:
+            yield _factors(site, request, rank)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="adapterhub-merge") as pool:
+        futures = [pool.submit(_factors, site, request, rank) for site in found]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:  # an error or Ctrl-C: modules not started yet are not started
+            for future in futures:
+                future.cancel()
+
+
 def build(model: Any, request: WeightedRequest, method: str, *,
           progress: Callable[[int, int], None] | None = None) -> AdapterFiles:
     """The new LoRA adapter (config and canonical tensors) for a checked ``request``."""
@@ -239,8 +263,7 @@ def build(model: Any, request: WeightedRequest, method: str, *,
     placements: list[tuple[Any, dict[str, Any]]] = []
     device = found[0].pieces[0].a.device if found else None
     with seeded(request.seed, device):
-        for done, site in enumerate(found, 1):
-            b, a = _factors(site, request, rank)
+        for done, (site, (b, a)) in enumerate(zip(found, _all_factors(found, request, rank)), 1):
             a = a.reshape(rank, *site.a_shape).contiguous()
             b = b.reshape(b.shape[0], rank, *site.b_shape).contiguous()
             if site.embedding:
@@ -279,48 +302,41 @@ def place(method: Any, model: Any, name: str, adapter: AdapterFiles) -> None:
     """Apply a combination's result: PEFT injects the new adapter's layers empty (on the meta device)
     and each tensor goes straight into the layer it was computed for, as PEFT's own
     ``add_weighted_adapter`` fills its new adapter, instead of a round trip through a state dict
-    of the whole model. Every layer PEFT made must have been filled, or nothing is kept."""
+    of the whole model. Every layer PEFT made must have been filled, or nothing is kept. The method's
+    ``inject_with`` hides the adapters already loaded from PEFT's walks and undoes a failure."""
     import warnings
 
     import torch
     from peft import inject_adapter_in_model
 
     from adapterhub.plugin import IncompatibleBaseModelError
-    from adapterhub.toolkit.peft import others_hidden
-    from adapterhub.toolkit.structure import forget_structure
 
     def param(tensor: Any) -> Any:
         return torch.nn.Parameter(tensor, requires_grad=False)
 
     peft_config = method.peft_config(adapter.config)
-    forget_structure(model)
-    placed = set()
-    try:
-        # the adapters already loaded are hidden from PEFT's walks over the model (see others_hidden)
-        with others_hidden(list(method.layers(model))), warnings.catch_warnings():
+
+    def work() -> None:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inject_adapter_in_model(peft_config, model, adapter_name=name, low_cpu_mem_usage=True)
-            for layer, tensors in adapter.extras[PLACEMENTS]:
-                for attribute, tensor in tensors.items():
-                    if attribute in ("lora_embedding_A", "lora_embedding_B"):
-                        getattr(layer, attribute)[name] = param(tensor)
-                    else:
-                        holder, _, leaf = attribute.rpartition(".")
-                        setattr(getattr(layer, holder)[name], leaf, param(tensor))
-                layer._move_adapter_to_device_of_base_layer(name)
-                placed.add(id(layer))
+        placed = set()
+        for layer, tensors in adapter.extras[PLACEMENTS]:
+            for attribute, tensor in tensors.items():
+                if attribute in ("lora_embedding_A", "lora_embedding_B"):
+                    getattr(layer, attribute)[name] = param(tensor)
+                else:
+                    holder, _, leaf = attribute.rpartition(".")
+                    setattr(getattr(layer, holder)[name], leaf, param(tensor))
+            layer._move_adapter_to_device_of_base_layer(name)
+            placed.add(id(layer))
         for wrapper, tensors in adapter.extras[SAVED_PLACEMENTS]:
             wrapper.modules_to_save[name].load_state_dict(tensors, strict=True, assign=True)
-        forget_structure(model)
         for layer in method.layers(model, name):
             empty = [n for n, p in layer.named_parameters() if f".{name}." in f".{n}." and p.is_meta]
             if id(layer) not in placed or empty:
                 raise IncompatibleBaseModelError(
                     f"add_weighted_adapter: the new adapter's config selects a module no source adapts "
                     f"({type(layer.get_base_layer()).__name__})", hint="report this: the combination is inconsistent")
-    except BaseException:
-        forget_structure(model)
-        method._purge(model, name)
-        raise
-    finally:
-        forget_structure(model)
+
+    method.inject_with(model, name, work)

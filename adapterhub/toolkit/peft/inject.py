@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ...errors import AdapterHubError, IncompatibleBaseModelError
@@ -107,8 +108,15 @@ class PeftInjection:
                 f"{where} holds tensors outside the model that method {self.name!r} has no place for: "
                 f"{sorted(tuner_state)[:3]}")
         peft_config = self.peft_config(config, inference_mode=inference_mode)
-        # PEFT walks the whole model; the adapters already in this method's layers are hidden from it
-        # meanwhile (isolate), so that loading the 64th adapter costs what loading the 2nd does
+        self.inject_with(model, name, lambda: self._inject_visible(model, name, peft_config, state_dict, where,
+                                                                   tuner_state, assign))
+
+    def inject_with(self, model: Any, name: str, work: Callable[[], None]) -> None:
+        """Run ``work()``, which puts adapter ``name`` on ``model`` through PEFT (``inject_adapter_in_model``
+        and its tensors), as loading does: the adapters already in this method's layers are hidden from
+        PEFT's walks meanwhile (:func:`~.isolate.others_hidden`: the 64th adapter costs what the 2nd
+        does); a failure purges ``name`` and puts every module back; a success that only added modules
+        keeps the cached module walk and fingerprint current."""
         hidden = [] if self.keeps_tuner else list(self.layers(model))
         modules: list[tuple[str, Any]] = []
         originals: dict[int, Any] = {}
@@ -116,7 +124,7 @@ class PeftInjection:
             try:
                 with others_hidden(hidden) as originals:
                     modules = walk_modules(model)  # what a failure puts back, whatever PEFT replaced or nested
-                    self._inject_visible(model, name, peft_config, state_dict, where, tuner_state, assign)
+                    work()
                     after = walk_modules(model)
             except BaseException:
                 forget_structure(model)

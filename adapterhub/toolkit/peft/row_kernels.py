@@ -182,6 +182,8 @@ class LoraStacks(LayerStacks):
         tables (``h = sum_i x_i a[slot, i]``, ``delta = sum_r h_r b[slot, r]``), which read each row's
         factors once and copy nothing; otherwise each row's factors are gathered (2-D row gathers)
         for two ``bmm``. ``bench_mixed_batch.py --sections kernels`` measures both in both regimes."""
+        if self.rank == 0:  # no adapter of the layer has factors yet: every row's term is zero
+            return out
         index = batch.index
         n = index.shape[0]
         xs = x.reshape(n, -1, self.in_features)

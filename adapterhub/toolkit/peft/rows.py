@@ -3,7 +3,8 @@ loop over the adapters.
 
 On entering per-row mode every layer of the method is told to run no adapter itself (its forward
 is then the base layer's), and two hooks per layer add what each row's adapter contributes: from the
-layer's stacks (:mod:`.row_kernels`) with one gather and batched matmul for all rows, or, where the
+layer's stacks (:mod:`.row_kernels`) for all rows at once (a gather and a batched matmul, or for a
+decode step two ``embedding_bag`` sums over the stacks), or, where the
 stacks cannot serve (a layer type without stacks; training mode or gradients that must reach the
 adapters), through PEFT's own per-row forward (``adapter_names``; LoRA only: PEFT has none for IA3,
 whose rows are then built from the adapters' own vectors). PEFT's ``modules_to_save`` copies
