@@ -7,8 +7,9 @@ policy, adapter folders, per-model state, PEFT tuner plumbing, the AdapterHub fo
 layers) are in :mod:`adapterhub.toolkit`. A plugin imports nothing else of adapterhub's; a test
 enforces that for the built-in plugins and the example plugin.
 
-Modules: :mod:`.contract` (``AdapterMethod``, ``AdapterFiles``, ``read_adapter_config``, and
-``ParamUpdate``/``MergeSite`` for merging into a checkpoint without a model), :mod:`.hookspecs`
+Modules: :mod:`.contract` (``AdapterMethod``), :mod:`.records` (the typed records that cross it:
+``AdapterFiles``, and ``ParamUpdate``/``MergeSite`` for merging into a checkpoint without a model;
+``read_adapter_config`` and the tensor types adapter files may hold), :mod:`.hookspecs`
 (the hooks), :mod:`.manager` (pluggy's manager, loading and strict mode), :mod:`.registry` (what
 the plugins registered, and which method claims a folder) and :mod:`.weighted` (the checked request
 behind ``add_weighted_adapter``).
@@ -25,19 +26,19 @@ from ..errors import (
     PickleRefusedError,
     UnsupportedOperationError,
 )
-from .contract import (
+from .contract import AdapterMethod
+from .hookspecs import hookimpl
+from .records import (
     BASE_ROW,
     COMBINE_MODES,
     CONFIG_NAME,
     FLOAT_DTYPES,
     QUANTIZED_DTYPES,
     AdapterFiles,
-    AdapterMethod,
     MergeSite,
     ParamUpdate,
     read_adapter_config,
 )
-from .hookspecs import hookimpl
 from .registry import detect_method, get_method, get_methods
 from .weighted import COMBINATION_TYPES, WeightedRequest
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NoMethodClaimsError, PluginError, UnknownMethodError
-from .contract import CONFIG_NAME, AdapterMethod, read_adapter_config
+from .contract import AdapterMethod
+from .records import CONFIG_NAME, read_adapter_config
 
 
 @dataclass(frozen=True)

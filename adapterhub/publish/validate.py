@@ -20,7 +20,8 @@ from ..client.detect import stamp_method
 from ..client.models import MethodStamp
 from ..errors import AdapterHubError, PublishError
 from ..layout import adapter_files, is_pickle, is_training_state, matches_any, skipped_files
-from ..plugin.contract import AdapterFiles, AdapterMethod, read_adapter_config
+from ..plugin.contract import AdapterMethod
+from ..plugin.records import AdapterFiles, read_adapter_config
 from ..plugin.registry import detect_method
 from .load_check import LoadedAs
 

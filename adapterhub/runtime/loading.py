@@ -15,7 +15,8 @@ from typing import Any
 
 from ..composition import as_block
 from ..errors import AdapterExistsError, AdapterFormatError, AdapterHubError, UnsupportedOperationError, UsageError
-from ..plugin.contract import AdapterFiles, AdapterMethod
+from ..plugin.contract import AdapterMethod
+from ..plugin.records import AdapterFiles
 from ..plugin.registry import detect_method, get_method, get_methods
 from ..toolkit.structure import structure_mark
 from . import heads, sources, transaction

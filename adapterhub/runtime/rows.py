@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..composition import BatchSplit
 from ..errors import AdapterNotLoadedError, CompositionError, UnsupportedOperationError, UsageError
-from ..plugin.contract import BASE_ROW
+from ..plugin.records import BASE_ROW
 from ..plugin.registry import get_method
 from ..toolkit.transformers_compat import forward_keywords
 from . import dispatch, heads

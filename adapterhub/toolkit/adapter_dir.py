@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterFormatError
-from ..plugin.contract import CONFIG_NAME, FLOAT_DTYPES, read_adapter_config
+from ..plugin.records import CONFIG_NAME, FLOAT_DTYPES, read_adapter_config
 from .safetensors_header import DtypeRule
 from .weights import find_weights, load_tensors, save_tensors, write_json
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plugin.contract import AdapterFiles
+from ..plugin.records import AdapterFiles
 
 #: PEFT ``task_type`` -> the transformers Auto class of a model with that task's head.
 TASK_MODEL_CLASSES = {

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterFormatError
-from ..plugin.contract import describe_dtypes
+from ..plugin.records import describe_dtypes
 
 #: Bytes per element of every safetensors dtype.
 DTYPE_SIZES = {

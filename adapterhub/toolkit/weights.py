@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import AdapterFormatError, PickleRefusedError
 from ..fileio import atomic_write_bytes
 from ..layout import PICKLE_SUFFIXES
-from ..plugin.contract import FLOAT_DTYPES, dtype_name
+from ..plugin.records import FLOAT_DTYPES, dtype_name
 from .safetensors_header import DtypeRule, check_dtypes, read_header
 
 

@@ -25,7 +25,7 @@ from ... import __version__
 from ...client import remote
 from ...client.models import FileEntry
 from ...errors import PublishError, UsageError
-from ...plugin.contract import MergeSite, ParamUpdate
+from ...plugin.records import MergeSite, ParamUpdate
 from ...settings import Settings, get_settings
 from .base import COPIED_FILES, BaseCheckpoint, open_base, skeleton
 from .card import dtype_summary, render_card

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...client.models import FileEntry
 from ...errors import IncompatibleBaseModelError, UnsupportedOperationError
-from ...plugin.contract import ParamUpdate
+from ...plugin.records import ParamUpdate
 from .base import BaseCheckpoint, Skeleton, TensorEntry
 
 #: safetensors dtype of each ``--dtype`` choice; only floating tensors are converted.

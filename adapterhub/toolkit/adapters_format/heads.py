@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AdapterFormatError, UnsupportedOperationError
-from ...plugin.contract import AdapterFiles
+from ...plugin.records import AdapterFiles
 from .layout import (
     BASE_PREFIXES,
     FLEX_HEAD_CLASSES,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UnsupportedOperationError
-from ...plugin.contract import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
+from ...plugin.records import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
 from ..safetensors_header import DtypeRule
 from ..weights import find_weights, load_tensors, save_tensors, write_json
 

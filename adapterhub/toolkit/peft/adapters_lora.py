@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AdapterFormatError, UnsupportedOperationError
-from ...plugin.contract import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
+from ...plugin.records import CONFIG_NAME, FLOAT_DTYPES, AdapterFiles
 from ..adapters_format.heads import read_head, read_static_head
 from ..adapters_format.layout import BASE_PREFIXES, adapter_name, full_config, meta, read_raw, write
 from ..safetensors_header import DtypeRule

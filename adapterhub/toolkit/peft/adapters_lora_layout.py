@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import UnsupportedOperationError
-from ...plugin.contract import AdapterFiles
+from ...plugin.records import AdapterFiles
 from ..adapters_format.layout import BASE_PREFIXES, refusal
 
 #: Every LoRAConfig field of adapters 1.3.0 with its class default (the key set written).

@@ -6,7 +6,7 @@ import warnings
 from typing import Any
 
 from ...errors import AdapterFormatError, IncompatibleBaseModelError
-from ...plugin.contract import AdapterFiles
+from ...plugin.records import AdapterFiles
 
 
 class PeftChecks:

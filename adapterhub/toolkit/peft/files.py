@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import AdapterFormatError
-from ...plugin.contract import AdapterFiles, read_adapter_config
+from ...plugin.records import AdapterFiles, read_adapter_config
 from ..adapter_dir import PEFT_WEIGHTS, read_adapter_dir, write_adapter_dir
 
 #: The prefix PEFT's files put on every key (PeftModel -> tuner -> transformers model).

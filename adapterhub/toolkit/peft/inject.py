@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import AdapterHubError, IncompatibleBaseModelError
-from ...plugin.contract import AdapterFiles
+from ...plugin.records import AdapterFiles
 from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_config
 from ..structure import forget_structure, structure_edit, walk_modules
 from . import tuner_object

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ...errors import AdapterNotLoadedError
-from ...plugin.contract import AdapterFiles, AdapterMethod
+from ...plugin.contract import AdapterMethod
+from ...plugin.records import AdapterFiles
 from ..model_state import PerModel
 from ..structure import unwrapped_name
 from . import tuner_object

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from ...errors import CompositionError
-from ...plugin.contract import BASE_ROW
+from ...plugin.records import BASE_ROW
 
 
 @dataclass

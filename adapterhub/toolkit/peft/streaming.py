@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UnsupportedOperationError
-from ...plugin.contract import AdapterFiles, MergeSite, ParamUpdate
+from ...plugin.records import AdapterFiles, MergeSite, ParamUpdate
 
 #: Layer classes that hold their weight as ``[in, out]`` (transformers' GPT-2 ``Conv1D``); PEFT
 #: forces ``fan_in_fan_out`` on for them whatever the config says, and off for every other layer.
