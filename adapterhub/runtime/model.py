@@ -312,7 +312,9 @@ class AdapterModel(AdapterLoading, AdapterTraining, torch.nn.Module):
             method.remove(self.model, name)
         finally:
             self._structure_changed(since=mark)
-        self._heads.remove(name)
+        if name in self._heads:  # a module of the model goes: what is cached about its modules is stale
+            self._heads.remove(name)
+            self._structure_changed()
         self._trainable_heads.discard(name)
         del self._infos[name]
         if self._infos:

@@ -191,3 +191,17 @@ def test_a_change_that_reports_nothing_drops_the_cache():
     model.pooler.extra = torch.nn.Linear(2, 2)  # a change made without a structure_edit
     settle_structure(model, mark)
     assert model.pooler.extra in all_modules(model) and model.pooler.extra not in before
+
+
+def test_deleting_an_adapter_with_a_head_leaves_no_stale_module_cached():
+    """The delete itself is reported (its LoRA modules go), but the head module that goes with it is
+    not part of that report: the cache must not keep it."""
+    am = AdapterModel(tiny_bert())
+    for name in ("a", "b"):
+        am.add_adapter(name, "lora", r=2, target_modules=["query", "value"])
+    am.add_head("a", num_labels=2)
+    head = next(m for n, m in am.model.named_modules() if n.endswith(".a") and "lora" not in n)
+    all_modules(am.model)
+    am.delete_adapter("a")
+    assert head not in all_modules(am.model)
+    _check_cache_exact(am.model)
