@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
+
+from bench_mixed_kernels import median_interleaved  # a sibling script: benchmarks/ is on sys.path
 
 warnings.filterwarnings("ignore")
 
@@ -63,19 +63,6 @@ def make_adapters(base, root: Path, count: int) -> list[Path]:
         model.save_pretrained(str(path))
         paths.append(path)
     return paths
-
-
-def median_interleaved(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per contender; one sample of each in turn, ``repeats`` rounds (after a warm-up)."""
-    for fn in contenders.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in contenders}
-    for _ in range(repeats):
-        for key, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            samples[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 # -- throughput -------------------------------------------------------------------------------------

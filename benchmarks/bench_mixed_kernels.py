@@ -23,8 +23,9 @@ SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]  # (in, out) of the
 RANK = 8
 
 
-def _medians(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per contender, one sample of each in turn (load from other processes hits all)."""
+def median_interleaved(contenders: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per contender; one sample of each in turn, ``repeats`` rounds after a warm-up
+    (load from other processes hits them alike). ``bench_mixed_batch.py`` times with it too."""
     for fn in contenders.values():
         fn()
     samples: dict[str, list[float]] = {k: [] for k in contenders}
@@ -90,7 +91,7 @@ def kernels(repeats: int) -> list[tuple[str, str]]:
                     idx = (slots == slot).nonzero().flatten()
                     out.index_add_(0, idx, x.index_select(0, idx) @ a[slot] @ b[slot])
 
-        times = _medians({"base matmuls": base, "embedding_bag": embedding_bag, "gather + bmm": gather_bmm,
+        times = median_interleaved({"base matmuls": base, "embedding_bag": embedding_bag, "gather + bmm": gather_bmm,
                           "grouped_mm (sorted)": grouped, "loop over adapters": loop}, repeats)
         floor = sum(4 * (RANK * (i + o)) * min(batch, adapters) for i, o in SHAPES)  # bytes of the rows' A and B
         rows_out.append((label, "  ".join(f"{k} {v * 1e3:7.2f} ms" for k, v in times.items())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.fixtures import BASE
+from support.fixtures import tiny_base
 
 from adapterhub import AdapterModel, BatchSplit, Parallel, Stack
 from adapterhub.errors import (
@@ -24,14 +24,6 @@ from adapterhub.plugin import get_method
 
 ATOL = 1e-5
 BASE_ROW = "__base__"
-
-
-def _model(kind: str):
-    import transformers
-
-    cls = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM,
-           "bert": transformers.BertModel}[kind]
-    return cls.from_pretrained(str(BASE / f"tiny-{kind}")).eval()
 
 
 #: LoRA / IA3 targets per model (Llama: q/v attention of a GQA model, and the MLP's down_proj)
@@ -125,7 +117,7 @@ def _assert_rows_match(am: AdapterModel, inputs: dict, names: list[str]) -> torc
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
 @pytest.mark.parametrize("method", ["lora", "ia3", "bottleneck"])
 def test_each_row_equals_its_adapter_alone(kind, method):
-    am = AdapterModel(_model(kind))
+    am = AdapterModel(tiny_base(kind))
     for i, name in enumerate(("x", "y", "z")):
         _add(am, kind, name, method, seed=i + 1)
     names = ["y", "x", BASE_ROW, "z", "x", "y"]
@@ -137,7 +129,7 @@ def test_each_row_equals_its_adapter_alone(kind, method):
                                      {"r": 8, "lora_alpha": 4, "lora_dropout": 0.1}])
 def test_lora_variants_with_other_ranks_share_a_batch(variant):
     """Adapters of different ranks, scalings and DoRA in one batch (the stacks pad smaller ranks)."""
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "plain", "lora", seed=1, r=2, lora_alpha=4)
     _add(am, "gpt2", "variant", "lora", seed=2, **variant)
     names = ["variant", "plain", BASE_ROW, "variant"]
@@ -145,7 +137,7 @@ def test_lora_variants_with_other_ranks_share_a_batch(variant):
 
 
 def test_a_batch_of_one_adapter_and_a_batch_of_base_rows():
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "x", "lora", seed=1)
     _add(am, "gpt2", "y", "lora", seed=2)
     inputs = _inputs("gpt2", 3)
@@ -161,7 +153,7 @@ PAIRS = [("lora", "ia3"), ("lora", "bottleneck"), ("ia3", "bottleneck")]
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
 @pytest.mark.parametrize("pair", PAIRS, ids="+".join)
 def test_rows_of_different_methods_in_one_batch(kind, pair):
-    am = AdapterModel(_model(kind))
+    am = AdapterModel(tiny_base(kind))
     for i, method in enumerate(pair):
         _add(am, kind, f"{method}1", method, seed=10 + i)
         _add(am, kind, f"{method}2", method, seed=20 + i)
@@ -172,7 +164,7 @@ def test_rows_of_different_methods_in_one_batch(kind, pair):
 
 def test_lora_ia3_and_bottleneck_rows_together_and_the_setup_comes_back():
     """Three methods in one batch; the next call without adapter_names serves the active Stack."""
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "l", "lora", seed=1)
     _add(am, "gpt2", "i", "ia3", seed=2)
     _add(am, "gpt2", "b", "bottleneck", seed=3)
@@ -191,7 +183,7 @@ def test_lora_ia3_and_bottleneck_rows_together_and_the_setup_comes_back():
 
 def test_batch_split_and_parallel_are_rows():
     """BatchSplit serves the same rows as adapter_names; Parallel gives every child the whole batch."""
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "l", "lora", seed=1)
     _add(am, "gpt2", "i", "ia3", seed=2)
     inputs = _inputs("gpt2", 3)
@@ -216,13 +208,13 @@ def test_prompt_rows(tmp_path, kind, method):
     """Prompts made by PEFT (random virtual tokens; P-tuning's encoder moved off its init)."""
     from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
 
-    am = AdapterModel(_model(kind))
+    am = AdapterModel(tiny_base(kind))
     cls = {"prompt_tuning": PromptTuningConfig, "prefix_tuning": PrefixTuningConfig,
            "p_tuning": PromptEncoderConfig}[method]
     for i, name in enumerate(("p", "q")):
         torch.manual_seed(i)
         extra = {"encoder_hidden_size": 16} if method == "p_tuning" else {}
-        get_peft_model(_model(kind), cls(task_type="CAUSAL_LM", num_virtual_tokens=3, **extra)).save_pretrained(
+        get_peft_model(tiny_base(kind), cls(task_type="CAUSAL_LM", num_virtual_tokens=3, **extra)).save_pretrained(
             tmp_path / name)
         am.load_adapter(tmp_path / name, name=name)
         _randomise(am, name, seed=i)
@@ -236,7 +228,7 @@ def test_prompt_rows(tmp_path, kind, method):
 def test_prompt_rows_of_different_lengths_are_refused():
     from peft import PromptTuningConfig
 
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     am.add_adapter("p3", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     am.add_adapter("p5", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
     am.eval()
@@ -275,7 +267,7 @@ def test_generate_gives_each_row_its_adapters_tokens(kind, decoding):
     draws the same tokens as that adapter alone would."""
     decoding = dict(decoding)
     seed = decoding.pop("seed", None)
-    am = AdapterModel(_model(kind))
+    am = AdapterModel(tiny_base(kind))
     _add(am, kind, "l", "lora", seed=1)
     _add(am, kind, "i", "ia3", seed=2)
     _add(am, kind, "b", "bottleneck", seed=3)
@@ -302,7 +294,7 @@ def test_generate_gives_each_row_its_adapters_tokens(kind, decoding):
 
 
 def test_generate_with_a_batch_split_setup_follows_the_beams():
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "l", "lora", seed=1)
     _add(am, "gpt2", "i", "ia3", seed=2)
     inputs = _inputs("gpt2", 3)
@@ -318,7 +310,7 @@ def test_generate_with_a_batch_split_setup_follows_the_beams():
 
 
 def test_loading_deleting_and_editing_adapters_between_batches():
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "x", "lora", seed=1)
     _add(am, "gpt2", "y", "lora", seed=2)
     inputs = _inputs("gpt2", 3)
@@ -340,7 +332,7 @@ def test_loading_deleting_and_editing_adapters_between_batches():
 def test_gradients_reach_the_adapters_of_the_rows_in_eval_mode():
     """In eval mode with gradients on (a trainable adapter), rows go through the adapters' own
     parameters: the output is the same and every adapter of the batch gets a gradient."""
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "x", "lora", seed=1)
     _add(am, "gpt2", "i", "ia3", seed=2)
     am.eval()
@@ -361,7 +353,7 @@ def test_gradients_reach_the_adapters_of_the_rows_in_eval_mode():
 
 @pytest.fixture
 def two_loras():
-    am = AdapterModel(_model("gpt2"))
+    am = AdapterModel(tiny_base("gpt2"))
     _add(am, "gpt2", "x", "lora", seed=1)
     _add(am, "gpt2", "y", "lora", seed=2)
     return am, _inputs("gpt2", 2)

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 import torch
-from support.fixtures import BASE
+from support.fixtures import tiny_base
 
 from adapterhub import AdapterModel
 from adapterhub.errors import CompositionError
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.fidelity
 
 ATOL = 1e-5
 BASE_ROW = "__base__"
-
-
-def _model(kind: str):
-    import transformers
-
-    cls = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM,
-           "bert": transformers.BertModel}[kind]
-    return cls.from_pretrained(str(BASE / f"tiny-{kind}")).eval()
 
 
 TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
@@ -56,7 +48,7 @@ def _save_loras(root, kind: str, configs: dict) -> dict:
         torch.manual_seed(100 + i)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = get_peft_model(_model(kind), LoraConfig(target_modules=TARGETS[kind], init_lora_weights=False,
+            model = get_peft_model(tiny_base(kind), LoraConfig(target_modules=TARGETS[kind], init_lora_weights=False,
                                                             **cfg))
         if cfg.get("lora_bias"):  # PEFT initialises lora_B's bias at zero: give it values to carry
             with torch.no_grad():
@@ -71,13 +63,13 @@ def _save_loras(root, kind: str, configs: dict) -> dict:
 def _both(folders: dict, kind: str):
     from peft import PeftModel
 
-    am = AdapterModel(_model(kind))
+    am = AdapterModel(tiny_base(kind))
     names = list(folders)
     for name in names:
         am.load_adapter(folders[name], name=name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = PeftModel.from_pretrained(_model(kind), folders[names[0]], adapter_name=names[0])
+        pm = PeftModel.from_pretrained(tiny_base(kind), folders[names[0]], adapter_name=names[0])
         for name in names[1:]:
             pm.load_adapter(folders[name], adapter_name=name)
     return am, pm.eval()
@@ -154,13 +146,13 @@ def test_ia3_rows_equal_peft_ia3_alone(tmp_path, kind):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cfg = IA3Config(target_modules=targets[0], feedforward_modules=targets[1], init_ia3_weights=False)
-            get_peft_model(_model(kind), cfg).save_pretrained(tmp_path / name)
-    am = AdapterModel(_model(kind))
+            get_peft_model(tiny_base(kind), cfg).save_pretrained(tmp_path / name)
+    am = AdapterModel(tiny_base(kind))
     for name in ("u", "v"):
         am.load_adapter(tmp_path / name, name=name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = PeftModel.from_pretrained(_model(kind), tmp_path / "u", adapter_name="u").eval()
+        pm = PeftModel.from_pretrained(tiny_base(kind), tmp_path / "u", adapter_name="u").eval()
         pm.load_adapter(tmp_path / "v", adapter_name="v")
     names = ["v", BASE_ROW, "u", "v"]
     inputs = _inputs(kind, len(names))
@@ -206,7 +198,7 @@ def test_other_peft_types_rows_equal_peft_adapter_names(tmp_path, peft_type):
     folders = {}
     for i, name in enumerate(("one", "two")):
         torch.manual_seed(i)
-        model = peft.get_peft_model(_model("llama"), make())
+        model = peft.get_peft_model(tiny_base("llama"), make())
         with torch.no_grad():  # off the identity init
             for n, p in model.named_parameters():
                 if p.requires_grad:
@@ -234,8 +226,8 @@ def test_peft_types_peft_cannot_mix_are_refused(tmp_path, peft_type):
     import peft
 
     cls = {"loha": peft.LoHaConfig, "lokr": peft.LoKrConfig}[peft_type]
-    peft.get_peft_model(_model("llama"), cls(r=4, alpha=8, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
-    am = AdapterModel(_model("llama"))
+    peft.get_peft_model(tiny_base("llama"), cls(r=4, alpha=8, target_modules=["q_proj"])).save_pretrained(tmp_path / "a")
+    am = AdapterModel(tiny_base("llama"))
     am.load_adapter(tmp_path / "a", name="a")
     with pytest.raises(CompositionError, match=f"'a' is a {peft_type} adapter"):
         am(**_inputs("llama", 2), adapter_names=["a", BASE_ROW])
@@ -249,13 +241,13 @@ def test_qlora_rows_equal_peft_adapter_names(tmp_path):
     from adapterhub.toolkit.quantize import quantize_4bit
 
     folders = _save_loras(tmp_path, "llama", {k: LORAS[k] for k in ("plain", "rslora")})
-    am = AdapterModel(quantize_4bit(_model("llama"), "nf4"))
+    am = AdapterModel(quantize_4bit(tiny_base("llama"), "nf4"))
     for name, folder in folders.items():
         am.load_adapter(folder, name=name)
     assert am.adapters["plain"].method == "qlora"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = PeftModel.from_pretrained(quantize_4bit(_model("llama"), "nf4"), folders["plain"], adapter_name="plain")
+        pm = PeftModel.from_pretrained(quantize_4bit(tiny_base("llama"), "nf4"), folders["plain"], adapter_name="plain")
         pm.load_adapter(folders["rslora"], adapter_name="rslora")
     names = ["rslora", BASE_ROW, "plain"]
     inputs = _inputs("llama", len(names))

@@ -41,6 +41,15 @@ def load_base(meta: dict):
     return cls.from_pretrained(str(FIXTURES / meta["base"])).eval()
 
 
+def tiny_base(kind: str):
+    """The tiny ``gpt2``, ``llama`` (grouped-query attention) or ``bert`` base of ``base/``, in eval mode."""
+    import transformers
+
+    cls = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM,
+           "bert": transformers.BertModel}[kind]
+    return cls.from_pretrained(str(BASE / f"tiny-{kind}")).eval()
+
+
 def logits(model, inputs):
     import torch
 

@@ -3,9 +3,8 @@
 :class:`PeftTunerMethod` (:mod:`.method`) is the base class; the LoRA and IA3 plugins subclass it.
 """
 
-from .activate import BASE_ROW
-from .files import PEFT_PREFIX, jsonable_config, strip_peft_prefix
-from .inject import OWNED_TENSORS
+from ...plugin.records import BASE_ROW
+from .files import OWNED_TENSORS, PEFT_PREFIX, jsonable_config, strip_peft_prefix
 from .isolate import others_hidden
 from .method import PeftTunerMethod, canonical_key, layer_attributes
 from .streaming import layer_orientation, match_pattern_key, shape_problem

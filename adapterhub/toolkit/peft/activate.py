@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ...errors import CompositionError
-from ...plugin.records import BASE_ROW  # noqa: F401 - PEFT's name for "no adapter on this row"
 from ..structure import modules_of_type
 from .rows import set_layer_active
 

@@ -21,6 +21,9 @@ from ..adapter_dir import PEFT_WEIGHTS, read_adapter_dir, write_adapter_dir
 PEFT_PREFIX = "base_model.model."
 #: The prefix of tensors PEFT's tuner object holds itself (shared between layers: ``base_model.vera_A``).
 TUNER_PREFIX = "base_model."
+#: ``AdapterFiles.extras`` key: the state dict's tensors belong to this adapter alone (nothing else
+#: holds them), so ``apply`` may make them the adapter's parameters without copying.
+OWNED_TENSORS = "owned_tensors"
 
 
 def strip_peft_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +81,7 @@ class PeftFiles:
         inside = strip_peft_prefix({k: v for k, v in tensors.items() if k not in outside})
         # the tensors were just read from the file: nothing else holds them, so they can become the
         # adapter's parameters as they are (PEFT builds its layers empty instead of initialising them)
-        extras: dict[str, Any] = {"owned_tensors": True}
+        extras: dict[str, Any] = {OWNED_TENSORS: True}
         if outside:
             extras["tuner_state"] = outside
         return AdapterFiles(self.name, config, inside, format="peft", source=str(path), extras=extras)

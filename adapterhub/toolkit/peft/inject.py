@@ -20,12 +20,9 @@ from ..config_guard import AllocationGuard, allocation_bound, check_untrusted_co
 from ..structure import forget_structure, structure_edit, walk_modules
 from . import tuner_object
 from .isolate import others_hidden, unhidden
-from .files import PEFT_PREFIX
+from .files import OWNED_TENSORS, PEFT_PREFIX
 
 
-#: ``AdapterFiles.extras`` key: the state dict's tensors belong to this adapter alone (nothing else
-#: holds them), so ``apply`` may make them the adapter's parameters without copying.
-OWNED_TENSORS = "owned_tensors"
 
 
 def owns_param(param_name: str, adapter: str, markers: tuple[str, ...] | None = None) -> bool:
